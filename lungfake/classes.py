@@ -1,0 +1,40 @@
+"""The single registry of tissue classes: order, folder, display name, cancer flag.
+
+Every other module (and the app) takes class order from here or from a model's
+registry entry, which is checked against this list when a model loads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TissueClass:
+    name: str  # the LC25000 folder name, also the label stored in splits and metrics
+    display_name: str
+    is_cancer: bool
+
+
+CLASSES: tuple[TissueClass, ...] = (
+    TissueClass("lung_n", "Benign lung tissue", is_cancer=False),
+    TissueClass("lung_aca", "Lung adenocarcinoma", is_cancer=True),
+    TissueClass("lung_scc", "Lung squamous cell carcinoma", is_cancer=True),
+)
+CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
+_BY_NAME = {c.name: c for c in CLASSES}
+
+
+def tissue_class(name: str) -> TissueClass:
+    return _BY_NAME[name]
+
+
+def display_name(name: str) -> str:
+    return _BY_NAME[name].display_name
+
+
+def is_cancer(name: str) -> bool:
+    return _BY_NAME[name].is_cancer
+
+
+def class_index(name: str) -> int:
+    return CLASS_NAMES.index(name)

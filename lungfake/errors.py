@@ -1,0 +1,25 @@
+"""The exceptions lungfake raises on purpose.
+
+Callers (the CLI, the app) catch ``LungfakeError`` and show its message; every
+message says what went wrong and what to do, and never contains a traceback.
+"""
+
+
+class LungfakeError(Exception):
+    """Base of every error lungfake raises deliberately."""
+
+
+class DatasetError(LungfakeError):
+    """The data root is missing, empty or laid out wrongly."""
+
+
+class ImageDecodeError(LungfakeError):
+    """An input file is not an image lungfake can read."""
+
+
+class ModelIntegrityError(LungfakeError):
+    """A model file is missing, or its sha256 does not match the registry."""
+
+
+class RegistryError(LungfakeError):
+    """weights/registry.json is missing or malformed."""

@@ -1,0 +1,94 @@
+"""Turning an uploaded or given file into RGB pixels, safely, and into model input.
+
+The same function serves the app and the command line, so both refuse the same
+files with the same messages.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageDecodeError
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_PIXELS = 40_000_000  # a 6,300 x 6,300 scan; beyond that a file is refused as a decompression bomb
+MIN_SIDE = 16
+WORKING_SIDE = 1024  # larger images are reduced to this before anything else touches them
+
+
+def _to_8bit_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = np.nanmin(values), np.nanmax(values)
+        scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
+        image = Image.fromarray(np.nan_to_num(scaled).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
+    """RGB uint8 pixels of an image file's bytes, EXIF-upright, first frame; or ImageDecodeError."""
+    if not data:
+        raise ImageDecodeError(f"{name} is empty; choose an image file (JPEG, PNG or TIFF).")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageDecodeError(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MB; upload a single tile.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageDecodeError(
+                        f"{name} is {width}x{height} pixels, too large to be a tile; crop a region of interest "
+                        f"(at most {MAX_PIXELS // 1_000_000} megapixels)."
+                    )
+                if image.format == "JPEG":
+                    image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
+                image.seek(0)
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                if max(image.size) > WORKING_SIDE:
+                    image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
+                rgb = _to_8bit_rgb(image)
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDecodeError(
+            f"{name} declares too many pixels to be a tile (a possible decompression bomb); "
+            f"upload a crop of at most {MAX_PIXELS // 1_000_000} megapixels."
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"{name} is not an image lungfake can read; upload a JPEG, PNG or TIFF tile.") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, TypeError, IndexError, KeyError, ZeroDivisionError):
+        raise ImageDecodeError(f"{name} is damaged or truncated and cannot be read; export the tile again.") from None
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageDecodeError(
+            f"{name} is only {rgb.size[0]}x{rgb.size[1]} pixels; a tile must be at least {MIN_SIDE} pixels on each side."
+        )
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """decode_image for a file on disk, with the same errors (also for a missing file)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        raise ImageDecodeError(f"{path} cannot be opened; check the path and permissions.") from None
+    return decode_image(data, name=str(path))
+
+
+def to_model_input(rgb: np.ndarray, input_size: int) -> np.ndarray:
+    """float32 pixels 0-255 at the model's input size, resized as the training tiles were."""
+    image = Image.fromarray(rgb)
+    if image.size != (input_size, input_size):
+        image = image.resize((input_size, input_size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32)

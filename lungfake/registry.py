@@ -1,0 +1,101 @@
+"""weights/registry.json: what each served model is, checked whenever a model loads."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .classes import CLASS_NAMES
+from .errors import ModelIntegrityError, RegistryError
+
+WEIGHTS_DIR_ENV = "LUNGFAKE_WEIGHTS_DIR"
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+REGISTRY_NAME = "registry.json"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    arch: str
+    file: str  # relative to the weights folder
+    sha256: str
+    input_size: int
+    class_names: tuple[str, ...]
+    gradcam_layer: str
+    preprocessing: str
+    split: str
+    display_name: str = ""
+    recipe: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        payload = asdict(self)
+        payload.pop("arch")
+        payload["class_names"] = list(self.class_names)
+        return payload
+
+
+def weights_dir(override: str | os.PathLike | None = None) -> Path:
+    return Path(override or os.environ.get(WEIGHTS_DIR_ENV) or DEFAULT_WEIGHTS_DIR)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
+    path = weights_dir(folder) / REGISTRY_NAME
+    try:
+        raw = json.loads(path.read_text())["models"]
+        entries = {arch: ModelEntry(arch=arch, **{**spec, "class_names": tuple(spec["class_names"])}) for arch, spec in raw.items()}
+    except FileNotFoundError:
+        raise RegistryError(f"Model registry {path} not found; train a model (python -m lungfake train) first.") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(f"Model registry {path} is malformed ({exc}); restore it from the repository.") from None
+    for entry in entries.values():
+        if sorted(entry.class_names) != sorted(CLASS_NAMES):
+            raise RegistryError(f"Registry entry {entry.arch} lists classes {entry.class_names}, expected {CLASS_NAMES}.")
+    return entries
+
+
+def register(entry: ModelEntry, folder: Path | None = None) -> None:
+    path = weights_dir(folder) / REGISTRY_NAME
+    models = json.loads(path.read_text())["models"] if path.exists() else {}
+    models[entry.arch] = entry.to_json()
+    path.write_text(json.dumps({"models": dict(sorted(models.items()))}, indent=2) + "\n")
+
+
+def verified_path(entry: ModelEntry, folder: Path | None = None) -> Path:
+    """The model file, after checking it exists and matches the registry's sha256."""
+    path = weights_dir(folder) / entry.file
+    if not path.is_file():
+        raise ModelIntegrityError(
+            f"Model file {entry.file} for {entry.arch} is missing from the weights folder; "
+            "restore it from the repository (git lfs is not used) or retrain it."
+        )
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise ModelIntegrityError(
+            f"Model file {entry.file} for {entry.arch} does not match the registry "
+            f"(sha256 {actual[:12]}... instead of {entry.sha256[:12]}...); refusing to load it. "
+            "Restore the file from the repository or retrain and re-register it."
+        )
+    return path
+
+
+def load_model(entry: ModelEntry, folder: Path | None = None):
+    """The verified Keras model, loaded in safe mode, its shape checked against the registry."""
+    import keras
+
+    model = keras.models.load_model(verified_path(entry, folder), compile=False, safe_mode=True)
+    expected_input = (entry.input_size, entry.input_size, 3)
+    if tuple(model.input_shape[1:]) != expected_input or model.output_shape[-1] != len(entry.class_names):
+        raise ModelIntegrityError(
+            f"Model {entry.arch} takes {model.input_shape[1:]} and gives {model.output_shape[-1]} classes, "
+            f"but the registry says {expected_input} and {len(entry.class_names)}."
+        )
+    return model

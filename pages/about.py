@@ -1,0 +1,62 @@
+import streamlit as st
+
+from lungfake.charts import PROTOCOL_LABELS
+from lungfake.classes import CLASSES
+from lungfake.errors import LungfakeError
+from lungfake.model_card import model_card_facts
+from pages.common import DISCLAIMER
+
+st.title("About lungfake / model card")
+st.warning(DISCLAIMER)
+try:
+    facts = model_card_facts()
+except LungfakeError as exc:
+    st.error(str(exc))
+    st.stop()
+
+st.header("The data")
+st.markdown(
+    "LC25000 (Borkowski et al., 2019) holds 5,000 H&E tiles for each of three lung classes: "
+    + ", ".join(f"**{c.display_name}**" for c in CLASSES)
+    + ". Each class was made from only 250 original tiles, each turned into about 20 copies by rotations "
+    "(up to 25 degrees) and flips. A random split therefore tests on copies of training tiles, which is how "
+    "published papers reach 99%."
+)
+st.markdown(
+    f"lungfake finds these families itself (a rotation- and flip-invariant match in log-polar space, checked "
+    f"by aligning the pixels) and found **{facts['families_total']}** families "
+    f"({', '.join(f'{n} {c}' for c, n in facts['families_per_class'].items())}). "
+    "All headline numbers come from a split that keeps every family on one side of train/validation/test "
+    f"(70/20/10). On its test set, {facts['grouped_test_duplicates']}."
+)
+
+st.header("The models")
+for entry, metrics in facts["models"]:
+    recipe = entry.recipe
+    lines = [
+        f"**{entry.display_name}**: trained from scratch (no ImageNet weights) at {entry.input_size}x{entry.input_size} px "
+        f"for {recipe.get('epochs')} epochs ({recipe.get('train_minutes')} CPU minutes on 2 cores), AdamW with cosine decay, "
+        f"label smoothing {recipe.get('label_smoothing')}, flips, 90-degree turns, rotations up to "
+        f"{recipe.get('max_rotation_degrees')} degrees and colour jitter. Grad-CAM on layer `{entry.gradcam_layer}`."
+    ]
+    for protocol, m in metrics.items():
+        lines.append(f"- {PROTOCOL_LABELS[protocol]}: accuracy {m['accuracy']:.1%} "
+                     f"(95% CI {m['accuracy_ci95'][0]:.1%}-{m['accuracy_ci95'][1]:.1%}), cancer-vs-benign "
+                     f"{m['binary_accuracy']:.1%}, on {m['n_test']} test tiles.")
+    st.markdown("\n".join(lines))
+
+st.header("Intended use")
+st.markdown(
+    "Education and research: to show what convolutional networks pick up in lung H&E tiles, how Grad-CAM "
+    "localises it, and how much a leaky split inflates reported accuracy. It is for clinicians and reviewers "
+    "exploring the method, not for patients."
+)
+st.header("Limitations")
+st.markdown(
+    "- One dataset, one centre, 250 original tiles per class: performance on other labs, stains and scanners is unknown.\n"
+    "- Tiles only: no whole-slide context; other lung pathology (small cell carcinoma, metastases, inflammation) "
+    "was never shown to the models and will be forced into one of three classes.\n"
+    "- Tiles are resized to the model's input size; a tile at another magnification is out of distribution.\n"
+    "- Telling adenocarcinoma from squamous cell carcinoma on unseen originals is the hardest part; see the confusion matrix.\n"
+    "- Grad-CAM shows where evidence for the predicted class was found at coarse resolution; it is not a segmentation."
+)

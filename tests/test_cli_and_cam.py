@@ -1,0 +1,68 @@
+"""The predict command and Grad-CAM with a tiny model registered in a temporary weights folder."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lungfake import cli
+from lungfake.cam import GradcamExplainer, overlay
+from lungfake.models import build_model
+from lungfake.registry import load_registry
+from lungfake.training import Recipe, export_trained
+from tests.conftest import texture
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    model = build_model("tiny", 32)
+    export_trained(model, Recipe("tiny", input_size=32, epochs=1), "grouped", {"loss": [1.0]}, 1.0, folder=folder)
+    return folder
+
+
+def test_predict_json_lines_and_errors(tiny_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
+    good = tmp_path / "tile.png"
+    Image.fromarray(texture(5, 300)).convert("RGBA").save(good)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not finished")
+    code = cli.main(["predict", str(good), str(bad), str(tmp_path / "missing.png"), "--json"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert [line["file"] for line in lines] == [str(good), str(bad), str(tmp_path / "missing.png")]
+    scored = lines[0]["models"]["tiny"]
+    assert set(scored["probabilities"]) == {"lung_n", "lung_aca", "lung_scc"}
+    assert scored["predicted"] == max(scored["probabilities"], key=scored["probabilities"].get)
+    assert "error" in lines[1] and "Traceback" not in lines[1]["error"]
+    assert "cannot be opened" in lines[2]["error"]
+
+
+def test_predict_batches_and_unknown_model(tiny_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
+    files = []
+    for i in range(5):
+        files.append(tmp_path / f"t{i}.jpeg")
+        Image.fromarray(texture(i, 40)).save(files[-1])
+    assert cli.main(["predict", *map(str, files), "--batch-size", "2", "--model", "tiny"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 5 and "scored 4/5 files" in captured.err
+    assert cli.main(["predict", str(files[0]), "--model", "resnet50"]) == 2
+    assert "No model 'resnet50'" in capsys.readouterr().err
+
+
+def test_gradcam_heatmap_and_overlay(tiny_weights):
+    from lungfake.registry import load_model
+
+    entry = load_registry(tiny_weights)["tiny"]
+    model = load_model(entry, tiny_weights)
+    before = [w.copy() for w in model.get_weights()]
+    explainer = GradcamExplainer(model, entry)
+    tile = texture(9, 50)
+    heat = explainer.heatmap(tile, "lung_aca")
+    assert heat.shape == (32, 32) and 0.0 <= heat.min() and heat.max() <= 1.0
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert model.get_layer("probabilities").activation.__name__ == "softmax"  # the clone, not the model, went linear
+    blended = overlay(tile, heat, 0.5)
+    assert blended.shape == tile.shape and blended.dtype == np.uint8
+    assert np.array_equal(overlay(tile, heat, 0.0), tile)

@@ -1,0 +1,57 @@
+import warnings
+
+import pytest
+
+from lungfake.classes import CLASS_NAMES, display_name, is_cancer
+from lungfake.data import list_tiles, load_readable_tiles, resolve_data_root
+from lungfake.errors import DatasetError
+
+
+def test_class_registry():
+    assert CLASS_NAMES == ("lung_n", "lung_aca", "lung_scc")
+    assert display_name("lung_scc") == "Lung squamous cell carcinoma"
+    assert [is_cancer(n) for n in CLASS_NAMES] == [False, True, True]
+
+
+def test_finds_class_folders_at_any_depth(tiny_dataset):
+    tiles = list_tiles(tiny_dataset)
+    assert len(tiles) == 36
+    assert tiles[0].path.startswith("nested/lung_n/")
+    assert {t.label for t in tiles} == set(CLASS_NAMES)
+
+
+def test_data_root_from_environment(tiny_dataset, monkeypatch):
+    monkeypatch.setenv("LC25000_DIR", str(tiny_dataset))
+    assert resolve_data_root() == tiny_dataset
+
+
+def test_missing_root_and_missing_class_are_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("LC25000_DIR", raising=False)
+    with pytest.raises(DatasetError, match="LC25000_DIR"):
+        resolve_data_root()
+    with pytest.raises(DatasetError, match="does not exist"):
+        resolve_data_root(tmp_path / "nowhere")
+    (tmp_path / "lung_n").mkdir()
+    with pytest.raises(DatasetError, match="lung_aca, lung_scc") as info:
+        list_tiles(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_empty_class_folder_is_an_error(tmp_path):
+    for name in CLASS_NAMES:
+        (tmp_path / name).mkdir()
+    with pytest.raises(DatasetError, match="holds no"):
+        list_tiles(tmp_path)
+
+
+def test_unreadable_and_truncated_files_are_skipped_with_a_warning(tiny_dataset):
+    folder = tiny_dataset / "nested" / "lung_aca"
+    (folder / "lungaca900.jpeg").write_bytes(b"not a jpeg at all")
+    good = (folder / "lungaca1.jpeg").read_bytes()
+    (folder / "lungaca901.jpeg").write_bytes(good[: len(good) // 3])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiles, pixels = load_readable_tiles(tiny_dataset, 32)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "lungaca900.jpeg" in messages and "lungaca901.jpeg" in messages
+    assert len(tiles) == 36 and pixels.shape == (36, 32, 32, 3)

@@ -1,0 +1,117 @@
+"""Train a tiny model end to end on synthetic tiles: checkpoint, resume, export, registry, evaluate, predict."""
+import json
+
+import numpy as np
+import pytest
+
+from lungfake.classes import CLASS_NAMES
+from lungfake.data import list_tiles
+from lungfake.errors import ModelIntegrityError, RegistryError
+from lungfake.evaluation import evaluate_on_split
+from lungfake.images import read_image_file
+from lungfake.inference import LoadedModel, predict_batch, select_entries
+from lungfake.registry import load_registry, load_model
+from lungfake.splits import make_split, save_split
+from lungfake.training import Recipe, export_trained, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    from tests.conftest import augmentor_copy, texture  # noqa: F401  (fixture helpers)
+
+    base = tmp_path_factory.mktemp("trained")
+    data = request.getfixturevalue("module_dataset")
+    tiles = list_tiles(data)
+    families = [t.path.rsplit("/", 1)[-1] for t in tiles]  # each tile its own family: fine for mechanics
+    rows = make_split(tiles, families, "random", seed=0)
+    split_csv = base / "weights" / "splits" / "grouped.csv"
+    save_split(rows, split_csv)
+    recipe = Recipe("tiny", input_size=32, epochs=1, batch_size=8, max_rotation_degrees=10)
+    run_dir = base / "run"
+    model, history, finished = train(data, rows, recipe, run_dir)
+    return {"base": base, "data": data, "rows": rows, "recipe": recipe, "run_dir": run_dir,
+            "model": model, "history": history, "finished": finished, "split_csv": split_csv}
+
+
+@pytest.fixture(scope="module")
+def module_dataset(tmp_path_factory):
+    from PIL import Image
+
+    from tests.conftest import texture
+
+    root = tmp_path_factory.mktemp("data")
+    for k, label in enumerate(CLASS_NAMES):
+        (root / label).mkdir()
+        for i in range(12):
+            tile = texture(1000 * k + i, size=64)
+            tile[..., k] = np.clip(tile[..., k].astype(int) + 60, 0, 255)  # a learnable colour cue
+            Image.fromarray(tile).save(root / label / f"{label.replace('_', '')}{i}.png")
+    return root
+
+
+def test_training_checkpoints_and_records_history(trained):
+    assert trained["finished"]
+    assert set(trained["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"}
+    state = json.loads((trained["run_dir"] / "state.json").read_text())
+    assert state["epochs_done"] == 1
+    assert (trained["run_dir"] / "checkpoint.keras").exists()
+
+
+def test_training_resumes_from_the_checkpoint(trained):
+    longer = Recipe(**{**trained["recipe"].__dict__, "epochs": 2})
+    _, history, finished = train(trained["data"], trained["rows"], longer, trained["run_dir"])
+    assert finished and len(history["loss"]) == 2
+    assert json.loads((trained["run_dir"] / "state.json").read_text())["epochs_done"] == 2
+
+
+def test_export_registers_a_verified_inference_model(trained):
+    weights = trained["base"] / "weights"
+    path = export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights)
+    entry = load_registry(weights)["tiny"]
+    assert entry.file == "tiny.keras" and entry.input_size == 32 and entry.class_names == CLASS_NAMES
+    assert entry.gradcam_layer == "last_conv" and len(entry.sha256) == 64
+    model = load_model(entry, weights)
+    assert getattr(model, "optimizer", None) is None
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        import h5py, io
+
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as h5:
+            assert "optimizer" not in h5 or len(h5["optimizer"]) == 0
+    assert (weights / "history" / "tiny_grouped.json").exists()
+
+
+def test_tampered_or_missing_weights_are_refused(trained, tmp_path):
+    weights = trained["base"] / "weights"
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights)
+    entry = load_registry(weights)["tiny"]
+    copy = tmp_path / "w"
+    copy.mkdir()
+    (copy / "registry.json").write_text((weights / "registry.json").read_text())
+    with pytest.raises(ModelIntegrityError, match="missing"):
+        load_model(entry, copy)
+    (copy / "tiny.keras").write_bytes((weights / "tiny.keras").read_bytes() + b"x")
+    with pytest.raises(ModelIntegrityError, match="does not match the registry"):
+        load_model(entry, copy)
+    with pytest.raises(RegistryError, match="not found"):
+        load_registry(tmp_path / "empty")
+
+
+def test_evaluate_and_predict_with_the_exported_model(trained):
+    weights = trained["base"] / "weights"
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights)
+    entry = load_registry(weights)["tiny"]
+    model = load_model(entry, weights)
+    metrics = evaluate_on_split(model, list(entry.class_names), entry.input_size, trained["data"], trained["split_csv"])
+    assert metrics["n_test"] == sum(r.split == "test" for r in trained["rows"])
+    assert np.asarray(metrics["confusion_matrix"]).sum() == metrics["n_test"]
+
+    loaded = [LoadedModel.load(e, weights) for e in select_entries("all", weights)]
+    some_tile = next(trained["data"].glob("lung_aca/*.png"))
+    result = predict_batch(loaded, [read_image_file(some_tile)])[0]["tiny"]
+    assert set(result.probabilities) == set(CLASS_NAMES)
+    assert result.predicted in CLASS_NAMES
+    assert abs(sum(result.probabilities.values()) - 1) < 1e-4
+    with pytest.raises(RegistryError):
+        select_entries("vgg16", weights)
