@@ -21,10 +21,10 @@ if not metrics:
     st.error("No metrics files in weights/metrics; run `python -m lungfake evaluate` to create them.")
     st.stop()
 
-names = {arch: m["display_name"] for (arch, _), m in metrics.items()}
-arch = st.selectbox("Model", sorted(names), format_func=names.get)
-protocols = [p for p in PROTOCOL_LABELS if (arch, p) in metrics]
-protocol = st.radio("Split protocol", protocols, format_func=PROTOCOL_LABELS.get, horizontal=True)
+archs = {m["display_name"]: arch for (arch, _), m in sorted(metrics.items())}
+arch = archs[st.selectbox("Model", list(archs))]
+protocols = {PROTOCOL_LABELS[p]: p for p in PROTOCOL_LABELS if (arch, p) in metrics}
+protocol = protocols[st.radio("Split protocol", list(protocols), horizontal=True)]
 m = metrics[(arch, protocol)]
 
 st.caption(f"{m['n_test']} held-out test tiles from {m['n_test_families']} families; "

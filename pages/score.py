@@ -48,9 +48,9 @@ for column, (arch, result) in zip(st.columns(len(report.results)), report.result
                  f"(cancer probability {p.cancer_probability:.1%})")
         st.plotly_chart(probability_chart(p), key=f"probabilities_{arch}")
         left, right = st.columns(2)
-        left.image(report.rgb, caption="Uploaded tile", use_container_width=True)
+        left.image(report.rgb, caption="Uploaded tile", width="stretch")
         right.image(overlay(report.rgb, result.heatmap, opacity), caption=f"Grad-CAM: {display_name(p.predicted)}",
-                    use_container_width=True)
+                    width="stretch")
 
 stem = upload.name.rsplit(".", 1)[0]
 left, right = st.columns(2)

@@ -2,6 +2,8 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lungfake.charts import PROTOCOL_LABELS
+from lungfake.evaluation import load_all_metrics
 from tests.conftest import DATA_DIR, REPO, needs_data
 
 APP = str(REPO / "streamlit_app.py")
@@ -37,12 +39,15 @@ def test_scoring_page_shows_disclaimer_and_waits_for_upload():
 def test_dashboard_switches_model_and_protocol():
     at = _app()
     at.switch_page("pages/dashboard.py").run()
-    for arch in at.selectbox[0].options:
-        at.selectbox[0].set_value(arch).run()
-        for protocol in at.radio[0].options:
-            at.radio[0].set_value(protocol).run()
+    evaluated = load_all_metrics()
+    for name in at.selectbox[0].options:
+        at.selectbox[0].set_value(name).run()
+        arch = next(a for (a, _), m in evaluated.items() if m["display_name"] == name)
+        for protocol in [p for a, p in evaluated if a == arch]:
+            at.radio[0].set_value(PROTOCOL_LABELS[protocol]).run()
             assert not at.exception
-            assert any(m.label == "Accuracy (3-class)" for m in at.metric)
+            accuracy = next(m for m in at.metric if m.label == "Accuracy (3-class)")
+            assert accuracy.value == f"{evaluated[(arch, protocol)]['accuracy']:.1%}"
     at.toggle[0].set_value(True).run()
     assert not at.exception
 
@@ -56,8 +61,9 @@ def test_upload_real_tile_shows_both_predictions_and_overlays():
     predictions = [m for m in at.metric if m.label == "Prediction"]
     assert len(predictions) == 2
     assert all(p.value in {"Benign lung tissue", "Lung adenocarcinoma", "Lung squamous cell carcinoma"} for p in predictions)
-    captions = " ".join(str(getattr(i, "caption", "")) for i in at.get("imgs"))
-    assert captions.count("Grad-CAM") == 2 or len(at.get("imgs")) >= 2
+    captions = [caption for image in at.image for caption in image.captions]
+    assert sum(c.startswith("Grad-CAM") for c in captions) == 2
+    assert captions.count("Uploaded tile") == 2
     assert len(at.get("download_button")) == 2
 
 
