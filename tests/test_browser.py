@@ -1,52 +1,23 @@
 """One real browser test: streamlit run on loopback, Debian's chromium driven by Playwright."""
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from tests.conftest import DATA_DIR, REPO, needs_data
+from tests.conftest import DATA_DIR, needs_data
+from tests.serving import CHROMIUM, CHROMIUM_ARGS, running_app
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian chromium not installed at {CHROMIUM}"),
     pytest.mark.skipif(shutil.which("streamlit", path=os.path.dirname(sys.executable)) is None, reason="streamlit not installed"),
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url():
-    port = _free_port()
-    streamlit = os.path.join(os.path.dirname(sys.executable), "streamlit")
-    process = subprocess.Popen(
-        [streamlit, "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start within 60 s")
+    with running_app() as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @needs_data
@@ -55,11 +26,7 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(app_url):
 
     tile = DATA_DIR / "lung_aca" / "lungaca1.jpeg"
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(app_url)

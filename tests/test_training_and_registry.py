@@ -115,3 +115,13 @@ def test_evaluate_and_predict_with_the_exported_model(trained):
     assert abs(sum(result.probabilities.values()) - 1) < 1e-4
     with pytest.raises(RegistryError):
         select_entries("vgg16", weights)
+
+
+def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(module_dataset, tmp_path):
+    tiles = list_tiles(module_dataset)
+    rows = make_split(tiles, [t.path for t in tiles], "random", seed=1)
+    recipe = Recipe("tiny", input_size=32, epochs=3, batch_size=8, max_rotation_degrees=0)
+    _, history, finished = train(module_dataset, rows, recipe, tmp_path / "run", max_minutes=0)
+    assert not finished and len(history["loss"]) == 1
+    _, history, finished = train(module_dataset, rows, recipe, tmp_path / "run")
+    assert finished and len(history["loss"]) == 3
