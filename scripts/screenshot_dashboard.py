@@ -17,8 +17,10 @@ def main() -> None:
     with running_app() as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{url}/dashboard")
+        page.goto(url)  # through the entry point, so st.navigation (not the pages/ folder) builds the menu
+        page.get_by_text("Evaluation dashboard").first.click()
         page.get_by_text("The leakage gap").wait_for(timeout=120_000)
+        page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
         time.sleep(3)  # let plotly finish drawing
         page.screenshot(path=str(REPO / "docs" / "dashboard.png"), full_page=True)
         browser.close()
