@@ -142,6 +142,9 @@ def evaluate_all(root, arch: str = "all", protocol: str = "all", folder=None) ->
     for a in ARCHITECTURES if arch == "all" else [arch]:
         for p in PROTOCOLS if protocol == "all" else [protocol]:
             entry = registry.get(a)
+            if entry is None:
+                print(f"skipping {a}/{p}: {a} is not in the registry (train it with --split grouped first)", file=sys.stderr)
+                continue
             if p == entry.split:
                 model, model_file, sha = load_model(entry, folder), entry.file, entry.sha256
             else:
