@@ -1,4 +1,4 @@
-"""`python -m lungfake <command>`: split, audit, train, evaluate, predict."""
+"""`python -m lungfake <command>`: split, audit, train, evaluate, ood-fit, predict."""
 from __future__ import annotations
 
 import argparse
@@ -79,6 +79,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ood_fit(args: argparse.Namespace) -> int:
+    from .data import resolve_data_root
+    from .ood_fitting import fit_and_register
+
+    reference = fit_and_register(resolve_data_root(args.data_dir), args.feature_model, args.train_sample, args.quantile)
+    print(json.dumps({"stain_limit": reference.stain.limit, "feature_limit": reference.features.limit}))
+    return 0
+
+
 def _print_result(file: str, outcome, as_json: bool) -> None:
     from .classes import display_name
 
@@ -87,9 +96,11 @@ def _print_result(file: str, outcome, as_json: bool) -> None:
         print(json.dumps(payload) if as_json else f"{file}: error: {outcome}", flush=True)
         return
     if as_json:
-        print(json.dumps({"file": file, "models": {arch: p.to_json() for arch, p in outcome.items()}}), flush=True)
+        print(json.dumps({"file": file, **outcome.to_json()}), flush=True)
         return
-    for arch, p in outcome.items():
+    if outcome.ood.ood:
+        print(f"{file}: WARNING: not like a lung H&E tile ({outcome.ood.reason}); the predictions mean nothing", flush=True)
+    for arch, p in outcome.predictions.items():
         flag = " (low confidence)" if p.low_confidence else ""
         print(f"{file}: {arch}: {display_name(p.predicted)} {p.confidence:.1%}{flag}, cancer {p.cancer_probability:.1%}", flush=True)
 
@@ -97,9 +108,10 @@ def _print_result(file: str, outcome, as_json: bool) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .errors import ImageDecodeError
     from .images import read_image_file
-    from .inference import LoadedModel, predict_batch, select_entries
+    from .inference import LoadedModel, OodScreen, score_batch, select_entries
 
     models = [LoadedModel.load(entry) for entry in select_entries(args.model)]
+    screen = OodScreen.load(models)
     failures = 0
     for start in range(0, len(args.files), args.batch_size):
         chunk = args.files[start : start + args.batch_size]
@@ -110,7 +122,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             except ImageDecodeError as exc:
                 decoded[file] = exc
         readable = [f for f in chunk if not isinstance(decoded[f], Exception)]
-        scored = dict(zip(readable, predict_batch(models, [decoded[f] for f in readable]))) if readable else {}
+        scored = dict(zip(readable, score_batch(models, screen, [decoded[f] for f in readable]))) if readable else {}
         for file in chunk:
             failures += file not in scored
             _print_result(file, scored.get(file, decoded[file]), args.json)
@@ -154,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--arch", choices=(*ARCHITECTURES, "all"), default="all")
     evaluate.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    ood = commands.add_parser("ood-fit", help="fit the out-of-distribution check on grouped train tiles, limits from val")
+    _add_data_dir(ood)
+    ood.add_argument("--feature-model", default="mobilenetv2")
+    ood.add_argument("--train-sample", type=int, default=3000, help="training tiles to fit on (stratified sample)")
+    ood.add_argument("--quantile", type=float, default=0.995, help="share of validation tiles each check must pass")
+    ood.set_defaults(run=cmd_ood_fit)
 
     predict = commands.add_parser("predict", help="score image files with the committed models")
     predict.add_argument("files", nargs="+", metavar="FILE")

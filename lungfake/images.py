@@ -6,6 +6,7 @@ files with the same messages.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -18,14 +19,26 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 6,300 x 6,300 scan; beyond that a file is refused as a decompression bomb
 MIN_SIDE = 16
 WORKING_SIDE = 1024  # larger images are reduced to this before anything else touches them
+SCALED_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _scaled_to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float images stretched to 8-bit grey, block-averaged down to the working size first
+    so that a large scan never exists as a full-size float array."""
+    values = np.asarray(image)
+    step = max(1, math.ceil(max(values.shape[:2]) / WORKING_SIDE))
+    if step > 1:
+        height, width = (values.shape[0] // step) * step, (values.shape[1] // step) * step
+        values = values[:height, :width].reshape(height // step, step, width // step, step).mean(axis=(1, 3), dtype=np.float32)
+    values = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = values.min(), values.max()
+    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(scaled.astype(np.uint8), "L")
 
 
 def _to_8bit_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low, high = np.nanmin(values), np.nanmax(values)
-        scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
-        image = Image.fromarray(np.nan_to_num(scaled).astype(np.uint8), "L")
+    if image.mode in SCALED_MODES:
+        image = _scaled_to_8bit(image)
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -56,6 +69,8 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
                 image.seek(0)
                 image.load()
                 image = ImageOps.exif_transpose(image)
+                if image.mode in SCALED_MODES:  # thumbnail cannot resample these; make them 8-bit first
+                    image = _to_8bit_rgb(image)
                 if max(image.size) > WORKING_SIDE:
                     image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
                 rgb = _to_8bit_rgb(image)

@@ -9,7 +9,10 @@ import numpy as np
 from .classes import is_cancer
 from .errors import RegistryError
 from .images import to_model_input
-from .registry import ModelEntry, load_model, load_registry
+from .ood import NOT_CHECKED, OodReference, OodVerdict
+from .registry import ModelEntry, load_model, load_ood_entry, load_registry, verified_file
+
+POOLED_FEATURES_LAYER = "pool"
 
 LOW_CONFIDENCE = 0.6
 
@@ -50,7 +53,12 @@ class LoadedModel:
     """A registry entry and its verified Keras model."""
 
     def __init__(self, entry: ModelEntry, model):
+        import keras
+
         self.entry, self.model = entry, model
+        # A second view of the same layers (nothing is copied or changed): one forward pass
+        # gives the probabilities and the pooled features the out-of-distribution check needs.
+        self._with_features = keras.Model(model.input, [model.get_layer(POOLED_FEATURES_LAYER).output, model.output])
 
     @classmethod
     def load(cls, entry: ModelEntry, folder: Path | None = None) -> "LoadedModel":
@@ -59,12 +67,46 @@ class LoadedModel:
     def batch_input(self, images: list[np.ndarray]) -> np.ndarray:
         return np.stack([to_model_input(rgb, self.entry.input_size) for rgb in images])
 
-    def predict(self, images: list[np.ndarray]) -> list[ModelPrediction]:
-        probabilities = np.asarray(self.model(self.batch_input(images), training=False))
-        return [
+    def predict_with_features(self, images: list[np.ndarray]) -> tuple[list[ModelPrediction], np.ndarray]:
+        features, probabilities = self._with_features(self.batch_input(images), training=False)
+        predictions = [
             ModelPrediction(self.entry.arch, dict(zip(self.entry.class_names, map(float, row))), self.entry.sha256)
-            for row in probabilities
+            for row in np.asarray(probabilities)
         ]
+        return predictions, np.asarray(features)
+
+    def predict(self, images: list[np.ndarray]) -> list[ModelPrediction]:
+        return self.predict_with_features(images)[0]
+
+
+class OodScreen:
+    """The registered out-of-distribution reference and the model whose features it reads."""
+
+    def __init__(self, reference: OodReference | None, feature_model: LoadedModel | None):
+        self.reference, self.feature_model = reference, feature_model
+
+    @classmethod
+    def load(cls, scoring: list[LoadedModel], folder: Path | None = None) -> "OodScreen":
+        """Reuses the feature model when it is among the scoring models, else loads it."""
+        entry = load_ood_entry(folder)
+        if entry is None:
+            return cls(None, None)
+        reference = OodReference.from_file(verified_file(entry.file, entry.sha256, "the out-of-distribution reference", folder))
+        by_arch = {m.entry.arch: m for m in scoring}
+        if entry.feature_model in by_arch:
+            return cls(reference, by_arch[entry.feature_model])
+        feature_entry = load_registry(folder).get(entry.feature_model)
+        if feature_entry is None:
+            raise RegistryError(f"The out-of-distribution check reads {entry.feature_model}, which is not in the registry.")
+        return cls(reference, LoadedModel.load(feature_entry, folder))
+
+    def assess(self, images: list[np.ndarray], features: dict[str, np.ndarray]) -> list[OodVerdict]:
+        """A verdict per image; features are the pooled features already computed, keyed by architecture."""
+        if self.reference is None:
+            return [NOT_CHECKED] * len(images)
+        arch = self.feature_model.entry.arch
+        pooled = features[arch] if arch in features else self.feature_model.predict_with_features(images)[1]
+        return [self.reference.assess(rgb, row) for rgb, row in zip(images, pooled)]
 
 
 def select_entries(which: str = "all", folder: Path | None = None) -> list[ModelEntry]:
@@ -76,7 +118,19 @@ def select_entries(which: str = "all", folder: Path | None = None) -> list[Model
     return [entries[which]]
 
 
-def predict_batch(models: list[LoadedModel], images: list[np.ndarray]) -> list[dict[str, ModelPrediction]]:
-    """For each image, each model's prediction keyed by architecture."""
-    per_model = {m.entry.arch: m.predict(images) for m in models}
-    return [{arch: preds[i] for arch, preds in per_model.items()} for i in range(len(images))]
+@dataclass(frozen=True)
+class ScoredImage:
+    predictions: dict[str, ModelPrediction]  # keyed by architecture
+    ood: OodVerdict
+
+    def to_json(self) -> dict:
+        return {**self.ood.to_json(), "models": {arch: p.to_json() for arch, p in self.predictions.items()}}
+
+
+def score_batch(models: list[LoadedModel], screen: OodScreen, images: list[np.ndarray]) -> list[ScoredImage]:
+    """Every model's prediction for each image, and whether the image looks like a training tile."""
+    predictions, features = {}, {}
+    for m in models:
+        predictions[m.entry.arch], features[m.entry.arch] = m.predict_with_features(images)
+    verdicts = screen.assess(images, features)
+    return [ScoredImage({arch: preds[i] for arch, preds in predictions.items()}, verdicts[i]) for i in range(len(images))]

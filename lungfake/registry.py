@@ -53,38 +53,80 @@ def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
         raw = json.loads(path.read_text())["models"]
         entries = {arch: ModelEntry(arch=arch, **{**spec, "class_names": tuple(spec["class_names"])}) for arch, spec in raw.items()}
     except FileNotFoundError:
-        raise RegistryError(f"Model registry {path} not found; train a model (python -m lungfake train) first.") from None
+        raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is missing; "
+                            "restore it from the repository or train a model (python -m lungfake train).") from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise RegistryError(f"Model registry {path} is malformed ({exc}); restore it from the repository.") from None
+        raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is malformed ({exc}); "
+                            "restore it from the repository.") from None
     for entry in entries.values():
         if sorted(entry.class_names) != sorted(CLASS_NAMES):
             raise RegistryError(f"Registry entry {entry.arch} lists classes {entry.class_names}, expected {CLASS_NAMES}.")
     return entries
 
 
+@dataclass(frozen=True)
+class OodEntry:
+    """The out-of-distribution reference: fitted statistics and the model whose features they describe."""
+
+    file: str
+    sha256: str
+    feature_model: str
+    quantile: float
+
+
+def _read_registry_file(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"models": {}}
+
+
+def _write_registry_file(path: Path, payload: dict) -> None:
+    payload["models"] = dict(sorted(payload.get("models", {}).items()))
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def register(entry: ModelEntry, folder: Path | None = None) -> None:
     path = weights_dir(folder) / REGISTRY_NAME
-    models = json.loads(path.read_text())["models"] if path.exists() else {}
-    models[entry.arch] = entry.to_json()
-    path.write_text(json.dumps({"models": dict(sorted(models.items()))}, indent=2) + "\n")
+    payload = _read_registry_file(path)
+    payload.setdefault("models", {})[entry.arch] = entry.to_json()
+    _write_registry_file(path, payload)
+
+
+def register_ood(entry: OodEntry, folder: Path | None = None) -> None:
+    path = weights_dir(folder) / REGISTRY_NAME
+    payload = _read_registry_file(path)
+    payload["ood"] = asdict(entry)
+    _write_registry_file(path, payload)
+
+
+def load_ood_entry(folder: Path | None = None) -> OodEntry | None:
+    load_registry(folder)  # the same errors for a missing or malformed registry
+    raw = json.loads((weights_dir(folder) / REGISTRY_NAME).read_text()).get("ood")
+    try:
+        return OodEntry(**raw) if raw is not None else None
+    except TypeError as exc:
+        raise RegistryError(f"The ood entry of the model registry is malformed ({exc}); refit it with python -m lungfake ood-fit.") from None
+
+
+def verified_file(file: str, sha256: str, what: str, folder: Path | None = None) -> Path:
+    """A weights-folder file, after checking it exists and matches the registry's sha256."""
+    path = weights_dir(folder) / file
+    if not path.is_file():
+        raise ModelIntegrityError(
+            f"File {file} ({what}) is missing from the weights folder; "
+            "restore it from the repository (git lfs is not used) or retrain it."
+        )
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise ModelIntegrityError(
+            f"File {file} ({what}) does not match the registry "
+            f"(sha256 {actual[:12]}... instead of {sha256[:12]}...); refusing to load it. "
+            "Restore the file from the repository or retrain and re-register it."
+        )
+    return path
 
 
 def verified_path(entry: ModelEntry, folder: Path | None = None) -> Path:
     """The model file, after checking it exists and matches the registry's sha256."""
-    path = weights_dir(folder) / entry.file
-    if not path.is_file():
-        raise ModelIntegrityError(
-            f"Model file {entry.file} for {entry.arch} is missing from the weights folder; "
-            "restore it from the repository (git lfs is not used) or retrain it."
-        )
-    actual = sha256_of(path)
-    if actual != entry.sha256:
-        raise ModelIntegrityError(
-            f"Model file {entry.file} for {entry.arch} does not match the registry "
-            f"(sha256 {actual[:12]}... instead of {entry.sha256[:12]}...); refusing to load it. "
-            "Restore the file from the repository or retrain and re-register it."
-        )
-    return path
+    return verified_file(entry.file, entry.sha256, f"the {entry.arch} model", folder)
 
 
 def load_model(entry: ModelEntry, folder: Path | None = None):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import numpy as np
 from .cam import GradcamExplainer
 from .classes import display_name
 from .images import decode_image
-from .inference import LoadedModel, ModelPrediction
+from .inference import LoadedModel, ModelPrediction, OodScreen
+from .ood import OodVerdict
 from .registry import load_registry
 
 
@@ -22,6 +24,9 @@ class ServedModel:
 
     loaded: LoadedModel
     explainer: GradcamExplainer
+    # One scoring at a time per model: the app serves many sessions from threads, and on two cores
+    # queuing them costs no throughput while keeping memory flat and every result identical.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def load(cls, arch: str, folder: Path | None = None) -> "ServedModel":
@@ -45,6 +50,7 @@ class TileReport:
     file_name: str
     rgb: np.ndarray
     results: dict[str, ModelResult]
+    ood: OodVerdict
 
     @property
     def models_agree(self) -> bool:
@@ -52,18 +58,20 @@ class TileReport:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"file": self.file_name, "models": {arch: r.prediction.to_json() for arch, r in self.results.items()}}, indent=2
+            {"file": self.file_name, **self.ood.to_json(),
+             "models": {arch: r.prediction.to_json() for arch, r in self.results.items()}}, indent=2
         )
 
     def to_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
         classes = list(next(iter(self.results.values())).prediction.probabilities) if self.results else []
-        writer.writerow(["file", "model", "weights_sha256", "predicted", "predicted_name", *[f"p_{c}" for c in classes]])
+        writer.writerow(["file", "model", "weights_sha256", "predicted", "predicted_name", *[f"p_{c}" for c in classes],
+                         "ood", "ood_reason"])
         for arch, r in self.results.items():
             p = r.prediction
             writer.writerow([self.file_name, arch, p.weights_sha256, p.predicted, display_name(p.predicted),
-                             *[f"{p.probabilities[c]:.6f}" for c in classes]])
+                             *[f"{p.probabilities[c]:.6f}" for c in classes], self.ood.ood, self.ood.reason])
         return out.getvalue()
 
 
@@ -71,12 +79,14 @@ def served_architectures(folder: Path | None = None) -> list[str]:
     return list(load_registry(folder))
 
 
-def score_tile(data: bytes, file_name: str, served: list[ServedModel]) -> TileReport:
-    """Decode an upload (ImageDecodeError if it is not a usable image) and score it with every model."""
+def score_tile(data: bytes, file_name: str, served: list[ServedModel], screen: OodScreen) -> TileReport:
+    """Decode an upload (ImageDecodeError if it is not a usable image), score it with every model, check it is a tile."""
     rgb = decode_image(data, file_name)
-    results = {}
+    results, features = {}, {}
     for model in served:
-        prediction = model.loaded.predict([rgb])[0]
-        heatmap = model.explainer.heatmap(rgb, prediction.predicted)
-        results[model.loaded.entry.arch] = ModelResult(model.name, prediction, heatmap)
-    return TileReport(file_name, rgb, results)
+        arch = model.loaded.entry.arch
+        with model.lock:
+            predictions, features[arch] = model.loaded.predict_with_features([rgb])
+            heatmap = model.explainer.heatmap(rgb, predictions[0].predicted)
+        results[arch] = ModelResult(model.name, predictions[0], heatmap)
+    return TileReport(file_name, rgb, results, screen.assess([rgb], features)[0])

@@ -4,8 +4,9 @@ from lungfake.charts import PROTOCOL_LABELS
 from lungfake.classes import CLASSES
 from lungfake.errors import LungfakeError
 from lungfake.model_card import model_card_facts
-from pages.common import DISCLAIMER
+from pages.common import DISCLAIMER, route_through_entrypoint
 
+route_through_entrypoint()
 st.title("About lungfake / model card")
 st.warning(DISCLAIMER)
 try:

@@ -10,7 +10,9 @@ from lungfake.charts import (
 )
 from lungfake.errors import LungfakeError
 from lungfake.evaluation import load_all_metrics
+from pages.common import route_through_entrypoint
 
+route_through_entrypoint()
 st.title("Evaluation dashboard")
 try:
     metrics = load_all_metrics()

@@ -21,14 +21,23 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(port: int | None = None, start_timeout_s: float = 60):
-    """The app served by `streamlit run` on 127.0.0.1; yields its base URL and stops it afterwards."""
+def running_app(port: int | None = None, start_timeout_s: float = 60, log_path: Path | None = None):
+    """The app served by `streamlit run` on 127.0.0.1; yields its base URL and stops it afterwards.
+    The server's output goes to log_path when given."""
+    with app_server(port, start_timeout_s, log_path) as (url, _process):
+        yield url
+
+
+@contextlib.contextmanager
+def app_server(port: int | None = None, start_timeout_s: float = 60, log_path: Path | None = None):
+    """As running_app, yielding the base URL and the server process (for memory measurements)."""
     port = port or free_port()
     streamlit = os.path.join(os.path.dirname(sys.executable), "streamlit")
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         [streamlit, "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -41,7 +50,9 @@ def running_app(port: int | None = None, start_timeout_s: float = 60):
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError(f"streamlit did not start on {url} within {start_timeout_s} s")
                 time.sleep(0.5)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=20)
+        if log_path:
+            log.close()

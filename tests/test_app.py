@@ -75,3 +75,67 @@ def test_corrupt_upload_shows_error_then_next_upload_works():
     assert "Traceback" not in at.error[0].value
     at.file_uploader[0].upload("empty.png", b"", "image/png").run()
     assert at.error and "empty" in at.error[0].value
+
+
+def test_a_photograph_is_flagged_as_not_a_tile_and_its_output_is_tucked_away():
+    import io
+
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    buffer = io.BytesIO()
+    Image.fromarray(load_sample_image("china.jpg")).save(buffer, "JPEG")
+    at = _app()
+    at.file_uploader[0].upload("holiday.jpg", buffer.getvalue(), "image/jpeg").run()
+    assert not at.exception
+    assert at.error and "does not look like a lung H&E tile" in at.error[0].value
+    assert at.expander and at.expander[0].label == "Show the models' output anyway"
+    assert len([m for m in at.expander[0].metric if m.label == "Prediction"]) == 2
+
+
+def _copy_weights(tmp_path, tamper: str | None = None):
+    import shutil
+
+    copy = tmp_path / "weights"
+    shutil.copytree(REPO / "weights", copy)
+    if tamper:
+        with open(copy / tamper, "ab") as handle:
+            handle.write(b"tampered")
+    return copy
+
+
+@pytest.mark.parametrize("tamper", ["mobilenetv2.keras", "ood_reference.npz"])
+def test_tampered_weights_are_refused_with_a_clear_message(tmp_path, monkeypatch, tamper):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(_copy_weights(tmp_path, tamper)))
+    at = AppTest.from_file(APP, default_timeout=MODEL_LOAD_TIMEOUT)
+    at.run()
+    at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
+    assert not at.exception
+    message = at.error[0].value
+    assert "does not match the registry" in message and "refusing to load" in message
+    assert "Traceback" not in message and str(tmp_path) not in message and "/" not in message
+
+
+def test_a_missing_registry_is_explained_without_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tmp_path / "nowhere"))
+    for page in ("pages/score.py", "pages/dashboard.py", "pages/about.py"):
+        at = AppTest.from_file(APP, default_timeout=MODEL_LOAD_TIMEOUT)
+        at.run()
+        at.switch_page(page).run()
+        if page == "pages/score.py":
+            at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
+        assert not at.exception
+        assert at.error, page
+        assert all("Traceback" not in e.value and str(tmp_path) not in e.value for e in at.error)
+
+
+def _a_tile_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    from tests.conftest import texture
+
+    buffer = io.BytesIO()
+    Image.fromarray(texture(1, 224)).save(buffer, "PNG")
+    return buffer.getvalue()

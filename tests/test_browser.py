@@ -2,11 +2,14 @@
 import os
 import shutil
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import DATA_DIR, needs_data
-from tests.serving import CHROMIUM, CHROMIUM_ARGS, running_app
+from tests.serving import CHROMIUM, CHROMIUM_ARGS, REPO, running_app
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian chromium not installed at {CHROMIUM}"),
@@ -15,16 +18,52 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def app_url():
-    with running_app() as url:
-        yield url
+def served_app(tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with running_app(log_path=log_path) as url:
+        yield url, log_path
+
+
+def _files_changed_since(started: float) -> list[Path]:
+    """Files under the temp folder and the repository written since a time (virtualenvs and git skipped)."""
+    changed = []
+    for root in (tempfile.gettempdir(), str(REPO)):
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = [d for d in subfolders if d not in (".venv", ".git", "node_modules") and not d.startswith("pytest-of")]
+            for name in files:
+                path = Path(folder, name)
+                try:
+                    if path.is_file() and path.stat().st_mtime >= started:
+                        changed.append(path)
+                except OSError:
+                    continue
+    return changed
+
+
+def test_a_fresh_server_opened_at_a_page_url_is_routed_by_the_entry_point():
+    """Streamlit runs a page alone on a fresh server's first request to its URL unless the page reroutes."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with running_app() as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/dashboard")
+            expect(page.get_by_role("heading", name="Evaluation dashboard")).to_be_visible(timeout=60_000)
+            navigation = page.get_by_test_id("stSidebarNav")
+            expect(navigation.get_by_text("About / model card")).to_be_visible(timeout=30_000)
+            assert navigation.get_by_text("common", exact=True).count() == 0
+        finally:
+            browser.close()
 
 
 @needs_data
-def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(app_url):
+def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app):
     from playwright.sync_api import expect, sync_playwright
 
+    app_url, log_path = served_app
     tile = DATA_DIR / "lung_aca" / "lungaca1.jpeg"
+    started = time.time() - 1
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -41,3 +80,8 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(app_url):
                 page.screenshot(path=os.environ["LUNGFAKE_SCREENSHOT"], full_page=True)
         finally:
             browser.close()
+    # The upload lives only in memory: no file written since holds its bytes, and the server log never names it.
+    marker = tile.read_bytes()[2000:2064]
+    written = [path for path in _files_changed_since(started) if marker in path.read_bytes()]
+    assert written == []
+    assert tile.name not in log_path.read_text(errors="ignore")

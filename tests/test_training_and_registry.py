@@ -9,7 +9,7 @@ from lungfake.data import list_tiles
 from lungfake.errors import ModelIntegrityError, RegistryError
 from lungfake.evaluation import evaluate_on_split
 from lungfake.images import read_image_file
-from lungfake.inference import LoadedModel, predict_batch, select_entries
+from lungfake.inference import LoadedModel, OodScreen, score_batch, select_entries
 from lungfake.registry import load_registry, load_model
 from lungfake.splits import make_split, save_split
 from lungfake.training import Recipe, export_trained, train
@@ -94,7 +94,7 @@ def test_tampered_or_missing_weights_are_refused(trained, tmp_path):
     (copy / "tiny.keras").write_bytes((weights / "tiny.keras").read_bytes() + b"x")
     with pytest.raises(ModelIntegrityError, match="does not match the registry"):
         load_model(entry, copy)
-    with pytest.raises(RegistryError, match="not found"):
+    with pytest.raises(RegistryError, match="registry.*missing"):
         load_registry(tmp_path / "empty")
 
 
@@ -109,7 +109,9 @@ def test_evaluate_and_predict_with_the_exported_model(trained):
 
     loaded = [LoadedModel.load(e, weights) for e in select_entries("all", weights)]
     some_tile = next(trained["data"].glob("lung_aca/*.png"))
-    result = predict_batch(loaded, [read_image_file(some_tile)])[0]["tiny"]
+    scored = score_batch(loaded, OodScreen.load(loaded, weights), [read_image_file(some_tile)])[0]
+    assert scored.ood.ood is None and "not checked" in scored.to_json()["ood_reason"]
+    result = scored.predictions["tiny"]
     assert set(result.probabilities) == set(CLASS_NAMES)
     assert result.predicted in CLASS_NAMES
     assert abs(sum(result.probabilities.values()) - 1) < 1e-4

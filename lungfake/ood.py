@@ -1,0 +1,172 @@
+"""Does an input look like the lung H&E tiles the models were trained on?
+
+Two independent checks, both fitted on training tiles only and given limits from
+validation tiles, so nothing that is not histology ever shapes them:
+
+* stain: colour and texture statistics of the image (optical density along the
+  haematoxylin/eosin plane, hue, flat areas, edges) against those of the tiles;
+* features: where the feature-model's pooled features fall relative to the
+  training tiles (Mahalanobis distance in a PCA space).
+
+An input that fails either is flagged out of distribution with the reason.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelIntegrityError
+from .images import to_model_input
+
+STATS_SIDE = 128
+FEATURE_COMPONENTS = 32
+DEFAULT_QUANTILE = 0.995  # per check, on validation tiles: about 1% of real tiles flagged in all
+# Ruifrok & Johnston optical-density stain vectors; their cross product is the direction H&E never reaches.
+_HAEMATOXYLIN = np.array([0.65, 0.70, 0.29])
+_EOSIN = np.array([0.07, 0.99, 0.11])
+_OFF_STAIN = np.cross(_HAEMATOXYLIN, _EOSIN) / np.linalg.norm(np.cross(_HAEMATOXYLIN, _EOSIN))
+STAIN_STATISTICS = (
+    "background_fraction", "dark_fraction", "mean_od_r", "mean_od_g", "mean_od_b", "od_spread",
+    "off_stain", "green_fraction", "blue_fraction", "saturation", "hue_cos", "hue_sin",
+    "edge_strength", "sharp_edge_fraction", "flat_colour_fraction",
+)
+
+
+def stain_statistics(rgb: np.ndarray) -> np.ndarray:
+    """A fixed-length vector (STAIN_STATISTICS order) of colour and texture statistics of an RGB image."""
+    pixels = to_model_input(rgb, STATS_SIDE) / 255.0
+    flat = pixels.reshape(-1, 3)
+    od = -np.log10(np.clip(flat, 1 / 255, 1.0))
+    od_norm = np.linalg.norm(od, axis=1)
+    tissue = od_norm > 0.25  # not white background
+    stained = od[tissue] if tissue.any() else od
+    unit = stained / np.maximum(np.linalg.norm(stained, axis=1, keepdims=True), 1e-6)
+    red, green, blue = flat[:, 0], flat[:, 1], flat[:, 2]
+    high, low = flat.max(axis=1), flat.min(axis=1)
+    saturation = np.where(high > 0, (high - low) / np.maximum(high, 1e-6), 0.0)
+    hue = np.arctan2(np.sqrt(3) * (green - blue), 2 * red - green - blue)
+    grey = pixels.mean(axis=2)
+    gradient = np.hypot(np.diff(grey, axis=0)[:, :-1], np.diff(grey, axis=1)[:-1, :])
+    quantised = (flat * 15.99).astype(np.int32) @ np.array([256, 16, 1])
+    _, counts = np.unique(quantised, return_counts=True)
+    return np.array([
+        1.0 - tissue.mean(),
+        (high < 0.15).mean(),
+        *stained.mean(axis=0),
+        stained.std(axis=0).mean(),
+        np.abs(unit @ _OFF_STAIN).mean(),
+        ((green > red + 0.04) & (green > blue + 0.04)).mean(),
+        ((blue > red + 0.08) & (blue > green + 0.08)).mean(),
+        saturation.mean(),
+        np.average(np.cos(hue), weights=saturation + 1e-6),
+        np.average(np.sin(hue), weights=saturation + 1e-6),
+        gradient.mean(),
+        (gradient > 0.25).mean(),
+        np.sort(counts)[-5:].sum() / len(quantised),
+    ], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class GaussianReference:
+    """A Gaussian fitted to reference vectors, optionally in a PCA subspace, and a distance limit."""
+
+    mean: np.ndarray
+    precision: np.ndarray
+    limit: float
+    projection: np.ndarray | None = None  # rows: principal axes
+
+    @classmethod
+    def fit(cls, train: np.ndarray, held_out: np.ndarray, quantile: float, components: int | None = None) -> "GaussianReference":
+        from sklearn.covariance import LedoitWolf
+
+        projection = None
+        if components is not None:
+            centred = train - train.mean(axis=0)
+            projection = np.linalg.svd(centred, full_matrices=False)[2][:components]
+        unlimited = cls(np.zeros(1), np.zeros((1, 1)), np.inf, projection)
+        projected = unlimited._project(train)
+        estimator = LedoitWolf().fit(projected)
+        fitted = cls(estimator.location_, estimator.precision_, np.inf, projection)
+        return cls(fitted.mean, fitted.precision, float(np.quantile(fitted.distance(held_out), quantile)), projection)
+
+    def _project(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+        return vectors if self.projection is None else vectors @ self.projection.T
+
+    def distance(self, vectors: np.ndarray) -> np.ndarray:
+        delta = self._project(vectors) - self.mean
+        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", delta, self.precision, delta), 0.0))
+
+
+@dataclass(frozen=True)
+class OodVerdict:
+    ood: bool | None  # None: no reference registered, so nothing was checked
+    reason: str
+    stain_distance: float | None = None
+    feature_distance: float | None = None
+
+    def to_json(self) -> dict:
+        return {"ood": self.ood, "ood_reason": self.reason}
+
+
+NOT_CHECKED = OodVerdict(None, "not checked: no out-of-distribution reference is registered for these weights")
+
+
+@dataclass(frozen=True)
+class OodReference:
+    stain: GaussianReference
+    features: GaussianReference
+    feature_model: str
+    quantile: float
+
+    def assess(self, rgb: np.ndarray, pooled_features: np.ndarray) -> OodVerdict:
+        stain = float(self.stain.distance(stain_statistics(rgb))[0])
+        feature = float(self.features.distance(pooled_features)[0])
+        if stain > self.stain.limit:
+            reason = ("its colours and texture are unlike an H&E-stained lung tile "
+                      f"(stain distance {stain:.1f}, limit {self.stain.limit:.1f})")
+        elif feature > self.features.limit:
+            reason = ("the model's features are far from every training tile "
+                      f"(feature distance {feature:.1f}, limit {self.features.limit:.1f})")
+        else:
+            return OodVerdict(False, "looks like the lung H&E tiles the models were trained on", stain, feature)
+        return OodVerdict(True, reason, stain, feature)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer, stain_mean=self.stain.mean, stain_precision=self.stain.precision, stain_limit=self.stain.limit,
+            feature_mean=self.features.mean, feature_precision=self.features.precision,
+            feature_limit=self.features.limit, feature_projection=self.features.projection,
+            feature_model=np.array(self.feature_model), quantile=self.quantile,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_file(cls, path: Path) -> "OodReference":
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return cls(
+                    GaussianReference(saved["stain_mean"], saved["stain_precision"], float(saved["stain_limit"])),
+                    GaussianReference(saved["feature_mean"], saved["feature_precision"], float(saved["feature_limit"]),
+                                      saved["feature_projection"]),
+                    str(saved["feature_model"]), float(saved["quantile"]),
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelIntegrityError(f"The out-of-distribution reference {path.name} is unreadable ({exc}); refit it "
+                                      "with python -m lungfake ood-fit.") from None
+
+
+def fit_reference(train_rgb: list[np.ndarray], train_features: np.ndarray, val_rgb: list[np.ndarray], val_features: np.ndarray,
+                  feature_model: str, quantile: float = DEFAULT_QUANTILE) -> OodReference:
+    """Fit both checks on training tiles; their limits are the quantile of validation-tile distances."""
+    train_stats = np.stack([stain_statistics(x) for x in train_rgb])
+    val_stats = np.stack([stain_statistics(x) for x in val_rgb])
+    return OodReference(
+        GaussianReference.fit(train_stats, val_stats, quantile),
+        GaussianReference.fit(train_features, val_features, quantile, FEATURE_COMPONENTS),
+        feature_model, quantile,
+    )
