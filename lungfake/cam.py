@@ -7,6 +7,60 @@ import numpy as np
 from .images import to_model_input
 from .registry import ModelEntry
 
+POOL_LAYER, OUTPUT_LAYER = "pool", "probabilities"  # the head every lungfake model ends with (models.py)
+
+
+def _traced_backbone_class():
+    import keras
+    import tensorflow as tf
+
+    class TracedBackbone(keras.layers.Layer):
+        """A model up to its Grad-CAM layer, run as one traced TensorFlow function.
+
+        Grad-CAM only needs the gradient of the class score with respect to this layer's output, which
+        flows through the small head alone; running the backbone traced instead of op by op in eager
+        mode makes a heatmap about as fast as a prediction. get_config carries the whole backbone, so
+        tf-keras-vis's clone=True makes a full private copy.
+        """
+
+        def __init__(self, backbone, **kwargs):
+            super().__init__(**kwargs)
+            self.backbone = backbone
+            self._forward = tf.function(lambda pixels: self.backbone(pixels, training=False), reduce_retracing=True)
+
+        def call(self, pixels):
+            return self._forward(pixels)
+
+        def compute_output_shape(self, input_shape):
+            return self.backbone.compute_output_shape(input_shape)
+
+        def get_config(self):
+            return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
+
+        @classmethod
+        def from_config(cls, config):
+            return cls(keras.saving.deserialize_keras_object(config.pop("backbone")), **config)
+
+    return TracedBackbone
+
+
+def gradcam_view(model, entry: ModelEntry):
+    """The same network as pixels -> traced backbone (named as the Grad-CAM layer) -> pooling -> head.
+
+    Built from the model's own layers and weights; nothing of the model is changed."""
+    import keras
+
+    size = (entry.input_size, entry.input_size, 3)
+    backbone = keras.Model(model.input, model.get_layer(entry.gradcam_layer).output)
+    pixels = keras.Input(size, name="pixels")
+    feature_map = _traced_backbone_class()(backbone, name=entry.gradcam_layer)(pixels)
+    pooled = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(feature_map)
+    served_head = model.get_layer(OUTPUT_LAYER)
+    head = keras.layers.Dense(served_head.units, activation="softmax", name=OUTPUT_LAYER)
+    outputs = head(pooled)
+    head.set_weights(served_head.get_weights())
+    return keras.Model(pixels, outputs, name=f"{model.name}_gradcam")
+
 
 class GradcamExplainer:
     """One tf-keras-vis Gradcam per model, built once on a clone so the served model is never modified."""
@@ -16,7 +70,7 @@ class GradcamExplainer:
         from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
         self.entry = entry
-        self._gradcam = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
+        self._gradcam = Gradcam(gradcam_view(model, entry), model_modifier=ReplaceToLinear(), clone=True)
 
     def heatmap(self, rgb: np.ndarray, class_name: str) -> np.ndarray:
         """Relevance in [0, 1] at the model's input size for the given class."""
@@ -24,8 +78,9 @@ class GradcamExplainer:
 
         pixels = to_model_input(rgb, self.entry.input_size)[None]
         score = CategoricalScore([self.entry.class_names.index(class_name)])
-        cam = np.asarray(self._gradcam(score, pixels, penultimate_layer=self.entry.gradcam_layer, normalize_cam=False))[0]
-        cam = np.nan_to_num(np.maximum(cam, 0.0))
+        cam = self._gradcam(score, pixels, penultimate_layer=self.entry.gradcam_layer, seek_penultimate_conv_layer=False,
+                            normalize_cam=False)
+        cam = np.nan_to_num(np.maximum(np.asarray(cam)[0], 0.0))
         peak = cam.max()
         return (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, np.float32)
 

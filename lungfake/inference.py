@@ -54,11 +54,14 @@ class LoadedModel:
 
     def __init__(self, entry: ModelEntry, model):
         import keras
+        import tensorflow as tf
 
         self.entry, self.model = entry, model
         # A second view of the same layers (nothing is copied or changed): one forward pass
         # gives the probabilities and the pooled features the out-of-distribution check needs.
-        self._with_features = keras.Model(model.input, [model.get_layer(POOLED_FEATURES_LAYER).output, model.output])
+        with_features = keras.Model(model.input, [model.get_layer(POOLED_FEATURES_LAYER).output, model.output])
+        # Traced once: eager, op-by-op execution takes several times as long for a single tile.
+        self._forward = tf.function(lambda pixels: with_features(pixels, training=False), reduce_retracing=True)
 
     @classmethod
     def load(cls, entry: ModelEntry, folder: Path | None = None) -> "LoadedModel":
@@ -68,7 +71,7 @@ class LoadedModel:
         return np.stack([to_model_input(rgb, self.entry.input_size) for rgb in images])
 
     def predict_with_features(self, images: list[np.ndarray]) -> tuple[list[ModelPrediction], np.ndarray]:
-        features, probabilities = self._with_features(self.batch_input(images), training=False)
+        features, probabilities = self._forward(self.batch_input(images))
         predictions = [
             ModelPrediction(self.entry.arch, dict(zip(self.entry.class_names, map(float, row))), self.entry.sha256)
             for row in np.asarray(probabilities)

@@ -69,3 +69,4 @@ stem = upload.name.rsplit(".", 1)[0]
 left, right = st.columns(2)
 left.download_button("Download result (JSON)", report.to_json(), f"{stem}_lungfake.json", "application/json")
 right.download_button("Download result (CSV)", report.to_csv(), f"{stem}_lungfake.csv", "text/csv")
+st.text(f"Scored: {upload.name}")

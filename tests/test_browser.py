@@ -71,7 +71,7 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app
             page.goto(app_url)
             expect(page.get_by_text("Research use only")).to_be_visible(timeout=60_000)
             page.locator("input[type=file]").set_input_files(str(tile))
-            expect(page.get_by_text("Grad-CAM:").first).to_be_visible(timeout=180_000)
+            expect(page.get_by_text("Grad-CAM:").first).to_be_visible(timeout=300_000)
             assert page.get_by_text("Grad-CAM:").count() == 2
             assert page.get_by_text("Prediction", exact=True).count() == 2
             assert page.locator("[data-testid=stImage] img").count() >= 4

@@ -66,3 +66,24 @@ def test_gradcam_heatmap_and_overlay(tiny_weights):
     blended = overlay(tile, heat, 0.5)
     assert blended.shape == tile.shape and blended.dtype == np.uint8
     assert np.array_equal(overlay(tile, heat, 0.0), tile)
+
+
+def test_traced_gradcam_matches_tf_keras_vis_on_the_plain_model(tiny_weights):
+    """The traced view changes speed only: heatmaps equal tf-keras-vis's on the model as saved."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    from lungfake.images import to_model_input
+    from lungfake.registry import load_model
+
+    entry = load_registry(tiny_weights)["tiny"]
+    model = load_model(entry, tiny_weights)
+    explainer = GradcamExplainer(model, entry)
+    plain = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
+    for seed, class_name in ((1, "lung_n"), (2, "lung_scc")):
+        tile = texture(seed, 40)
+        reference = plain(CategoricalScore([entry.class_names.index(class_name)]), to_model_input(tile, 32)[None],
+                          penultimate_layer=entry.gradcam_layer, seek_penultimate_conv_layer=False, normalize_cam=False)[0]
+        reference = np.maximum(reference, 0) / max(np.maximum(reference, 0).max(), 1e-12)
+        np.testing.assert_allclose(explainer.heatmap(tile, class_name), reference, atol=1e-5)
