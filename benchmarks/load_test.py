@@ -53,49 +53,65 @@ class MemoryWatch(threading.Thread):
             time.sleep(self.every_s)
 
 
-async def one_session(browser, url: str, tiles: list[Path], index: int, uploads: int, deadline: float, results: list):
+async def open_session(browser, url: str):
+    """A new browser context (so a new Streamlit session) showing the scoring page."""
     from playwright.async_api import expect
 
     context = await browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
     page = await context.new_page()
+    await page.goto(url, wait_until="domcontentloaded", timeout=300_000)
+    await expect(page.get_by_text("Research use only")).to_be_visible(timeout=300_000)
+    return context, page
+
+
+async def upload_and_read(page, tile: Path, deadline: float) -> tuple[float, dict]:
+    """Upload a tile; seconds until both results and overlays are shown, and the downloaded JSON."""
+    from playwright.async_api import expect
+
+    started = time.perf_counter()
+    await page.locator("input[type=file]").set_input_files(str(tile))
+    # The page names the scored file last, after both results and overlays are on screen.
+    await expect(page.get_by_text(f"Scored: {tile.name}")).to_be_visible(timeout=max(1, deadline - time.monotonic()) * 1000)
+    seconds = time.perf_counter() - started
+    await expect(page.get_by_text("Grad-CAM:")).to_have_count(2, timeout=60_000)
+    async with page.expect_download(timeout=60_000) as info:
+        await page.get_by_role("button", name="Download result (JSON)").click()
+    return seconds, json.loads(Path(await (await info.value).path()).read_text())
+
+
+async def one_session(page, tiles: list[Path], index: int, uploads: int, deadline: float, results: list) -> None:
     try:
-        await page.goto(url, timeout=120_000)
-        await expect(page.get_by_text("Research use only")).to_be_visible(timeout=300_000)
         for n in range(uploads):
             if time.monotonic() > deadline:
                 break
             tile = tiles[(index + n) % len(tiles)]
-            started = time.perf_counter()
-            await page.locator("input[type=file]").set_input_files(str(tile))
-            # The page names the scored file last, after both results and overlays are on screen.
-            await expect(page.get_by_text(f"Scored: {tile.name}")).to_be_visible(timeout=max(1, deadline - time.monotonic()) * 1000)
-            await expect(page.get_by_text("Grad-CAM:")).to_have_count(2, timeout=60_000)
-            seconds = time.perf_counter() - started
-            async with page.expect_download(timeout=60_000) as info:
-                await page.get_by_role("button", name="Download result (JSON)").click()
-            payload = json.loads(Path(await (await info.value).path()).read_text())
-            errors = await page.get_by_text("Traceback").count() + await page.locator("[data-testid=stException]").count()
+            seconds, payload = await upload_and_read(page, tile, deadline)
+            shown_errors = await page.get_by_text("Traceback").count() + await page.locator("[data-testid=stException]").count()
             results.append({"session": index, "tile": tile.name, "seconds": seconds, "payload": payload,
-                            "error": None if errors == 0 else "exception shown"})
+                            "error": None if shown_errors == 0 else "exception shown"})
     except Exception as exc:  # counted and reported: the benchmark measures failures rather than stopping at one
         results.append({"session": index, "tile": None, "seconds": None, "payload": None, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
-    finally:
-        await context.close()
 
 
 async def run_load(url: str, tiles: list[Path], sessions: int, uploads: int, time_limit: float) -> list[dict]:
+    """Open every session first (chromium shares this machine's cores), then upload from all at once."""
     from playwright.async_api import async_playwright
 
     results: list[dict] = []
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        warm_up: list[dict] = []
         started = time.perf_counter()
-        await one_session(browser, url, tiles, 0, 1, time.monotonic() + time_limit, warm_up)
-        print(f"warm-up (models load on the first upload): {time.perf_counter() - started:.0f} s, "
-              f"{'ok' if warm_up[0]['error'] is None else warm_up[0]['error']}")
+        opened = [await open_session(browser, url) for _ in range(sessions)]
+        print(f"opened {sessions} sessions one by one in {time.perf_counter() - started:.0f} s")
+        started = time.perf_counter()
+        warm_up: list[dict] = []
+        await one_session(opened[0][1], tiles, len(tiles) - 1, 1, time.monotonic() + time_limit, warm_up)
+        print(f"warm-up upload (models load on the first one): {time.perf_counter() - started:.0f} s, "
+              f"{'ok' if warm_up and warm_up[0]['error'] is None else warm_up}")
         deadline = time.monotonic() + time_limit
-        await asyncio.gather(*(one_session(browser, url, tiles, i, uploads, deadline, results) for i in range(sessions)))
+        await asyncio.gather(*(one_session(page, tiles, i, uploads, deadline, results) for i, (_, page) in enumerate(opened)))
+        for context, _ in opened:
+            await context.close()
         await browser.close()
     return results
 
