@@ -86,9 +86,7 @@ class GaussianReference:
         if components is not None:
             centred = train - train.mean(axis=0)
             projection = np.linalg.svd(centred, full_matrices=False)[2][:components]
-        unlimited = cls(np.zeros(1), np.zeros((1, 1)), np.inf, projection)
-        projected = unlimited._project(train)
-        estimator = LedoitWolf().fit(projected)
+        estimator = LedoitWolf().fit(train if projection is None else train @ projection.T)
         fitted = cls(estimator.location_, estimator.precision_, np.inf, projection)
         return cls(fitted.mean, fitted.precision, float(np.quantile(fitted.distance(held_out), quantile)), projection)
 
