@@ -93,6 +93,34 @@ def test_a_photograph_is_flagged_as_not_a_tile_and_its_output_is_tucked_away():
     assert len([m for m in at.expander[0].metric if m.label == "Prediction"]) == 2
 
 
+def test_reruns_keep_tensorflows_optimised_kernels(monkeypatch):
+    """Streamlit's after-run cleanup calls keras.backend.clear_session(), which would make every upload
+    re-optimise the traced models (seconds of CPU) and let sessions wipe each other's kernels."""
+    from tensorflow.python.eager import context
+
+    clears = []
+    clear = context.Context.clear_kernel_cache
+    monkeypatch.setattr(context.Context, "clear_kernel_cache", lambda self: clears.append(1) or clear(self))
+    at = _app()
+    at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
+    at.switch_page("pages/dashboard.py").run()
+    assert not at.exception
+    assert clears == []
+
+
+def test_loaded_models_are_kept_out_of_the_garbage_collectors_scans():
+    """Streamlit collects garbage after every run; scanning the models' objects each time cost 0.5 s."""
+    import gc
+
+    from pages.common import served_models
+
+    at = _app()
+    at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
+    assert not at.exception
+    tracked = {id(o) for o in gc.get_objects()}
+    assert all(id(served.loaded.model) not in tracked for served in served_models())
+
+
 def _copy_weights(tmp_path, tamper: str | None = None):
     import shutil
 
