@@ -17,7 +17,6 @@ from lungfake.training import Recipe, export_trained, train
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, request):
-    from tests.conftest import augmentor_copy, texture  # noqa: F401  (fixture helpers)
 
     base = tmp_path_factory.mktemp("trained")
     data = request.getfixturevalue("module_dataset")
