@@ -4,7 +4,9 @@ Two independent checks, both fitted on training tiles only and given limits from
 validation tiles, so nothing that is not histology ever shapes them:
 
 * stain: colour and texture statistics of the image (optical density along the
-  haematoxylin/eosin plane, hue, flat areas, edges) against those of the tiles;
+  haematoxylin/eosin plane, hue, flat areas, edges, how the haematoxylin and grey
+  images spread their detail over spatial frequencies, nucleus-sized blobs) against
+  those of the tiles;
 * features: where the feature-model's pooled features fall relative to the
   training tiles (Mahalanobis distance in a PCA space).
 
@@ -28,10 +30,18 @@ DEFAULT_QUANTILE = 0.995  # per check, on validation tiles: about 1% of real til
 _HAEMATOXYLIN = np.array([0.65, 0.70, 0.29])
 _EOSIN = np.array([0.07, 0.99, 0.11])
 _OFF_STAIN = np.cross(_HAEMATOXYLIN, _EOSIN) / np.linalg.norm(np.cross(_HAEMATOXYLIN, _EOSIN))
+_HAEMATOXYLIN_UNIT = _HAEMATOXYLIN / np.linalg.norm(_HAEMATOXYLIN)
+# Spatial-frequency bands (cycles per pixel at STATS_SIDE): tissue keeps its detail at nucleus scale;
+# photographs, documents and drawings, even recoloured in H&E pink and purple, do not.
+_FREQUENCY_BANDS = ((0.02, 0.06), (0.06, 0.15), (0.15, 0.3), (0.3, 0.75))
+_RADIAL_FREQUENCY = np.hypot(*np.meshgrid(np.fft.fftfreq(STATS_SIDE), np.fft.fftfreq(STATS_SIDE), indexing="ij"))
+_BLOCK = 8
 STAIN_STATISTICS = (
     "background_fraction", "dark_fraction", "mean_od_r", "mean_od_g", "mean_od_b", "od_spread",
     "off_stain", "green_fraction", "blue_fraction", "saturation", "hue_cos", "hue_sin",
     "edge_strength", "sharp_edge_fraction", "flat_colour_fraction",
+    *(f"{image}_power_{low}-{high}" for image in ("haematoxylin", "grey") for low, high in _FREQUENCY_BANDS),
+    "blob_contrast", "blob_fraction", "haematoxylin_spread", "flat_block_fraction", "block_contrast_range",
 )
 
 
@@ -66,7 +76,30 @@ def stain_statistics(rgb: np.ndarray) -> np.ndarray:
         gradient.mean(),
         (gradient > 0.25).mean(),
         np.sort(counts)[-5:].sum() / len(quantised),
+        *_texture_statistics(od.reshape(pixels.shape) @ _HAEMATOXYLIN_UNIT, grey),
     ], dtype=np.float64)
+
+
+def _band_powers(image: np.ndarray) -> list[float]:
+    """Log share of the image's (mean-removed) spectral power in each frequency band."""
+    power = np.abs(np.fft.fft2(image - image.mean())) ** 2
+    total = power.sum() + 1e-9
+    return [np.log(power[(_RADIAL_FREQUENCY >= low) & (_RADIAL_FREQUENCY < high)].sum() / total + 1e-6)
+            for low, high in _FREQUENCY_BANDS]
+
+
+def _texture_statistics(haematoxylin: np.ndarray, grey: np.ndarray) -> list[float]:
+    from scipy import ndimage
+
+    blobs = ndimage.gaussian_filter(haematoxylin, 1.0) - ndimage.gaussian_filter(haematoxylin, 3.0)
+    side = STATS_SIDE // _BLOCK
+    block_contrast = grey.reshape(side, _BLOCK, side, _BLOCK).std(axis=(1, 3))
+    low, high = np.percentile(block_contrast, [10, 90])
+    return [
+        *_band_powers(haematoxylin), *_band_powers(grey),
+        np.log(blobs.std() + 1e-4), (blobs > 0.05).mean(), np.log(haematoxylin.std() + 1e-4),
+        (block_contrast < 0.02).mean(), np.log(high + 1e-4) - np.log(low + 1e-4),
+    ]
 
 
 @dataclass(frozen=True)
@@ -147,6 +180,9 @@ class OodReference:
     def from_file(cls, path: Path) -> "OodReference":
         try:
             with np.load(path, allow_pickle=False) as saved:
+                if saved["stain_mean"].shape != (len(STAIN_STATISTICS),):
+                    raise ValueError(f"fitted on {saved['stain_mean'].shape[0]} image statistics, this version "
+                                     f"computes {len(STAIN_STATISTICS)}")
                 return cls(
                     GaussianReference(saved["stain_mean"], saved["stain_precision"], float(saved["stain_limit"])),
                     GaussianReference(saved["feature_mean"], saved["feature_precision"], float(saved["feature_limit"]),

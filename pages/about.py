@@ -58,6 +58,8 @@ st.markdown(
     "- Tiles only: no whole-slide context; other lung pathology (small cell carcinoma, metastases, inflammation) "
     "was never shown to the models and will be forced into one of three classes.\n"
     "- Tiles are resized to the model's input size; a tile at another magnification is out of distribution.\n"
+    "- An out-of-distribution check warns when an upload does not look like an LC25000 lung H&E tile (colour, "
+    "texture and the model's features); it cannot tell an unseen lung disease from the three classes it knows.\n"
     "- Telling adenocarcinoma from squamous cell carcinoma on unseen originals is the hardest part; see the confusion matrix.\n"
     "- Grad-CAM shows where evidence for the predicted class was found at coarse resolution; it is not a segmentation."
 )

@@ -10,9 +10,9 @@ from lungfake.errors import ModelIntegrityError
 from lungfake.inference import LoadedModel, OodScreen
 from lungfake.models import build_model
 from lungfake.ood import STAIN_STATISTICS, GaussianReference, OodReference, fit_reference, stain_statistics
-from lungfake.registry import OodEntry, load_ood_entry, load_registry, register_ood, sha256_of
+from lungfake.registry import OodEntry, load_ood_entry, load_registry, register_ood, sha256_of, verified_file
 from lungfake.training import Recipe, export_trained
-from tests.conftest import texture
+from tests.conftest import DATA_DIR, needs_data, texture
 
 
 def he_like(seed: int, size: int = 96) -> np.ndarray:
@@ -96,3 +96,46 @@ def test_predict_json_reports_ood_per_file(screened_weights, tmp_path, monkeypat
     assert set(lines[1]["models"]["tiny"]["probabilities"]) == {"lung_n", "lung_aca", "lung_scc"}
     assert cli.main(["predict", str(blank)]) == 0
     assert "WARNING: not like a lung H&E tile" in capsys.readouterr().out
+
+
+def test_a_reference_fitted_on_other_statistics_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    reference = fit_reference([he_like(s) for s in range(40)], rng.normal(size=(40, 8)), [he_like(s) for s in range(40, 60)],
+                              rng.normal(size=(20, 8)), "tiny")
+    (tmp_path / "current.npz").write_bytes(reference.to_bytes())
+    with np.load(tmp_path / "current.npz") as current:
+        saved = dict(current)
+    saved["stain_mean"] = saved["stain_mean"][:15]
+    np.savez(tmp_path / "old.npz", **saved)
+    with pytest.raises(ModelIntegrityError, match="fitted on 15 image statistics.*ood-fit"):
+        OodReference.from_file(tmp_path / "old.npz")
+
+
+def _committed_reference() -> OodReference:
+    entry = load_ood_entry()
+    return OodReference.from_file(verified_file(entry.file, entry.sha256, "the out-of-distribution reference"))
+
+
+def _recoloured_photographs() -> list[np.ndarray]:
+    from sklearn.datasets import load_sample_image
+
+    from benchmarks.nonhistology import _recoloured_as_he
+
+    return [_recoloured_as_he(load_sample_image(name)) for name in ("china.jpg", "flower.jpg")]
+
+
+@pytest.mark.parametrize("image", _recoloured_photographs(), ids=["buildings", "flower"])
+def test_the_committed_reference_flags_photographs_recoloured_as_h_and_e(image):
+    reference = _committed_reference()
+    assert reference.stain.distance(stain_statistics(image))[0] > reference.stain.limit
+
+
+@needs_data
+def test_the_committed_reference_passes_real_tiles():
+    from lungfake.images import read_image_file
+
+    reference = _committed_reference()
+    tiles = [read_image_file(DATA_DIR / folder / f"{prefix}{i}.jpeg") for folder, prefix in
+             (("lung_n", "lungn"), ("lung_aca", "lungaca"), ("lung_scc", "lungscc")) for i in range(1, 6)]
+    distances = reference.stain.distance(np.stack([stain_statistics(t) for t in tiles]))
+    assert (distances <= reference.stain.limit).all()
