@@ -67,6 +67,7 @@ with st.expander("Show the models' output anyway", expanded=False) if report.ood
 
 stem = upload.name.rsplit(".", 1)[0]
 left, right = st.columns(2)
-left.download_button("Download result (JSON)", report.to_json(), f"{stem}_lungfake.json", "application/json")
-right.download_button("Download result (CSV)", report.to_csv(), f"{stem}_lungfake.csv", "text/csv")
+left.download_button("Download result (JSON)", report.to_json(), f"{stem}_lungfake.json", "application/json",
+                     on_click="ignore")  # a download changes nothing on the page, so it need not rerun it
+right.download_button("Download result (CSV)", report.to_csv(), f"{stem}_lungfake.csv", "text/csv", on_click="ignore")
 st.text(f"Scored: {upload.name}")
