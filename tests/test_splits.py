@@ -18,13 +18,17 @@ def _tiles(families_per_class=30, copies=10):
     return tiles, families
 
 
-def test_grouped_split_keeps_families_whole_and_is_stratified():
-    tiles, families = _tiles()
-    rows = make_split(tiles, families, "grouped")
+def _sides_of_each_family(rows) -> dict[str, set[str]]:
     sides = collections.defaultdict(set)
     for row in rows:
         sides[row.family].add(row.split)
-    assert all(len(s) == 1 for s in sides.values())
+    return sides
+
+
+def test_grouped_split_keeps_families_whole_and_is_stratified():
+    tiles, families = _tiles()
+    rows = make_split(tiles, families, "grouped")
+    assert all(len(s) == 1 for s in _sides_of_each_family(rows).values())
     for label in ("lung_n", "lung_aca", "lung_scc"):
         counts = collections.Counter(r.split for r in rows if r.label == label)
         assert counts == {"train": 210, "val": 60, "test": 30}
@@ -33,10 +37,7 @@ def test_grouped_split_keeps_families_whole_and_is_stratified():
 def test_random_split_puts_copies_on_both_sides():
     tiles, families = _tiles()
     rows = make_split(tiles, families, "random")
-    sides = collections.defaultdict(set)
-    for row in rows:
-        sides[row.family].add(row.split)
-    assert sum(len(s) > 1 for s in sides.values()) > 30
+    assert sum(len(s) > 1 for s in _sides_of_each_family(rows).values()) > 30
     assert collections.Counter(r.split for r in rows) == {"train": 630, "val": 180, "test": 90}
 
 
