@@ -18,10 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from tests.serving import CHROMIUM, CHROMIUM_ARGS, app_server
 
-from tests.serving import CHROMIUM, CHROMIUM_ARGS, app_server  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 TILES = ("lung_aca/lungaca1.jpeg", "lung_n/lungn10.jpeg", "lung_scc/lungscc100.jpeg", "lung_aca/lungaca2000.jpeg")
 

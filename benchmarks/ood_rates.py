@@ -13,17 +13,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from PIL import Image, ImageFilter
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageFilter  # noqa: E402
-
-from lungfake.data import resolve_data_root  # noqa: E402
-from lungfake.images import decode_image, read_image_file  # noqa: E402
-from lungfake.inference import LoadedModel, OodScreen  # noqa: E402
-from lungfake.registry import load_ood_entry, load_registry, weights_dir  # noqa: E402
-from lungfake.splits import load_split, rows_in  # noqa: E402
+from lungfake.data import resolve_data_root
+from lungfake.images import decode_image, read_image_file
+from lungfake.inference import LoadedModel, OodScreen
+from lungfake.registry import load_ood_entry, load_registry
+from lungfake.splits import load_split, rows_on
+from lungfake.store import WeightsStore
 
 BATCH = 64
 
@@ -36,7 +34,7 @@ def verdicts(screen: OodScreen, images: list) -> list:
 
 
 def test_tile_rate(screen: OodScreen, root: Path) -> None:
-    rows = rows_in(load_split(weights_dir() / "splits" / "grouped.csv"), "test")
+    rows = rows_on(load_split(WeightsStore.resolve().split_csv("grouped")), "test")
     started = time.perf_counter()
     results = verdicts(screen, [read_image_file(root / r.path) for r in rows])
     seconds = time.perf_counter() - started
@@ -70,7 +68,7 @@ CHANGES = {
 
 
 def changed_tile_rates(screen: OodScreen, root: Path, every: int = 5) -> None:
-    rows = rows_in(load_split(weights_dir() / "splits" / "grouped.csv"), "test")[::every]
+    rows = rows_on(load_split(WeightsStore.resolve().split_csv("grouped")), "test")[::every]
     tiles = [read_image_file(root / r.path) for r in rows]
     print(f"the same test tiles after everyday changes (every {every}th, {len(tiles)} tiles):")
     for change, apply in CHANGES.items():

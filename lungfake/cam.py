@@ -19,8 +19,7 @@ def _traced_backbone_class():
 
         Grad-CAM only needs the gradient of the class score with respect to this layer's output, which
         flows through the small head alone; running the backbone traced instead of op by op in eager
-        mode makes a heatmap about as fast as a prediction. get_config carries the whole backbone, so
-        tf-keras-vis's clone=True makes a full private copy.
+        mode makes a heatmap about as fast as a prediction.
         """
 
         def __init__(self, backbone, **kwargs):
@@ -50,9 +49,11 @@ def _traced_backbone_class():
 
 
 def gradcam_view(model, entry: ModelEntry):
-    """The same network as pixels -> traced backbone (named as the Grad-CAM layer) -> pooling -> head.
+    """The same network as pixels -> traced backbone (named as the Grad-CAM layer) -> pooling -> linear head.
 
-    Built from the model's own layers and weights; nothing of the model is changed."""
+    Built from the model's own layers and weights; nothing of the model is changed or copied. The head
+    gives class scores before the softmax, which is what Grad-CAM differentiates (tf-keras-vis would
+    otherwise clone the whole model to swap the activation)."""
     import keras
 
     size = (entry.input_size, entry.input_size, 3)
@@ -61,28 +62,31 @@ def gradcam_view(model, entry: ModelEntry):
     feature_map = _traced_backbone_class()(backbone, name=entry.gradcam_layer)(pixels)
     pooled = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(feature_map)
     served_head = model.get_layer(OUTPUT_LAYER)
-    head = keras.layers.Dense(served_head.units, activation="softmax", name=OUTPUT_LAYER)
+    head = keras.layers.Dense(served_head.units, activation=None, name=OUTPUT_LAYER)
     outputs = head(pooled)
     head.set_weights(served_head.get_weights())
     return keras.Model(pixels, outputs, name=f"{model.name}_gradcam")
 
 
 class GradcamExplainer:
-    """One tf-keras-vis Gradcam per model, built once on a clone so the served model is never modified."""
+    """One tf-keras-vis Gradcam per model, on a linear-headed view of it: nothing is cloned or modified."""
 
     def __init__(self, model, entry: ModelEntry):
         from tf_keras_vis.gradcam import Gradcam
-        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
         self.entry = entry
-        self._gradcam = Gradcam(gradcam_view(model, entry), model_modifier=ReplaceToLinear(), clone=True)
+        self._gradcam = Gradcam(gradcam_view(model, entry), model_modifier=None, clone=False)
 
     def heatmap(self, rgb: np.ndarray, class_name: str) -> np.ndarray:
-        """Relevance in [0, 1] at the model's input size for the given class."""
+        """Relevance in [0, 1] at the model's input size for the given class, of an RGB image of any size."""
+        return self.heatmap_of_input(to_model_input(rgb, self.entry.input_size), self.entry.class_names.index(class_name))
+
+    def heatmap_of_input(self, model_input: np.ndarray, class_index: int) -> np.ndarray:
+        """The same for an image already at the model's input size."""
         from tf_keras_vis.utils.scores import CategoricalScore
 
-        pixels = to_model_input(rgb, self.entry.input_size)[None]
-        score = CategoricalScore([self.entry.class_names.index(class_name)])
+        pixels = np.asarray(model_input, np.float32)[None]
+        score = CategoricalScore([class_index])
         cam = self._gradcam(score, pixels, penultimate_layer=self.entry.gradcam_layer, seek_penultimate_conv_layer=False,
                             normalize_cam=False)
         cam = np.nan_to_num(np.maximum(np.asarray(cam)[0], 0.0))

@@ -7,12 +7,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .classes import display_name
-from .inference import ModelPrediction
 
 PROTOCOL_LABELS = {"grouped": "Grouped by family (honest)", "random": "Random tiles (leaky, as published)"}
 
 
-def probability_chart(prediction: ModelPrediction) -> go.Figure:
+def probability_chart(prediction) -> go.Figure:
+    """A bar per class of one model's calibrated probabilities (a scoring.ModelScore), its prediction in red."""
     names = [display_name(c) for c in prediction.probabilities]
     values = list(prediction.probabilities.values())
     colours = ["#1f77b4" if c != prediction.predicted else "#d62728" for c in prediction.probabilities]
@@ -59,23 +59,6 @@ def roc_chart(metrics: dict) -> go.Figure:
     return fig
 
 
-def leakage_gap_chart(by_protocol: dict[str, dict]) -> go.Figure:
-    """Accuracy and macro-F1 with 95% CIs, grouped vs random split, for one model."""
-    fig = go.Figure()
-    for protocol, metrics in by_protocol.items():
-        values = [metrics["accuracy"], metrics["macro_f1"]]
-        lows = [metrics["accuracy_ci95"][0], metrics["macro_f1_ci95"][0]]
-        highs = [metrics["accuracy_ci95"][1], metrics["macro_f1_ci95"][1]]
-        fig.add_trace(go.Bar(
-            x=["Accuracy", "Macro F1"], y=values, name=PROTOCOL_LABELS.get(protocol, protocol),
-            text=[f"{v:.1%}" for v in values], textposition="inside",
-            error_y=dict(type="data", symmetric=False, array=np.subtract(highs, values), arrayminus=np.subtract(values, lows)),
-        ))
-    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.05], tickformat=".0%"), height=340,
-                      margin=dict(l=10, r=10, t=30, b=10))
-    return fig
-
-
 def classification_report_table(metrics: dict) -> pd.DataFrame:
     report = metrics["classification_report"]
     rows = [
@@ -87,3 +70,53 @@ def classification_report_table(metrics: dict) -> pd.DataFrame:
         rows.append({"Class": label, "Precision": report[key]["precision"], "Recall": report[key]["recall"],
                      "F1": report[key]["f1-score"], "Support": int(report[key]["support"])})
     return pd.DataFrame(rows)
+
+
+def _interval_bar(fig: go.Figure, names: list[str], values: list[float], intervals: list[list[float]], label: str) -> None:
+    lows = [v - lo for v, (lo, _) in zip(values, intervals)]
+    highs = [hi - v for v, (_, hi) in zip(values, intervals)]
+    fig.add_trace(go.Bar(x=names, y=values, name=label, text=[f"{v:.1%}" for v in values], textposition="inside",
+                         error_y=dict(type="data", symmetric=False, array=highs, arrayminus=lows)))
+
+
+def what_was_learned_chart(rows: list[dict]) -> go.Figure:
+    """Accuracy with 95% intervals of each model and baseline: grouped, random and grouped colour-neutral.
+    rows: {"name", "grouped", "random", "colour_neutral"}, each a metrics-like {"value", "ci95"} or None."""
+    fig = go.Figure()
+    series = (("grouped", "Grouped split (honest)"), ("random", "Random split (leaky)"),
+              ("colour_neutral", "Grouped, colour-neutral tiles"))
+    for key, label in series:
+        present = [r for r in rows if r.get(key)]
+        if present:
+            _interval_bar(fig, [r["name"] for r in present], [r[key]["value"] for r in present],
+                          [r[key]["ci95"] for r in present], label)
+    fig.add_hline(y=1 / 3, line_dash="dot", line_color="grey", annotation_text="chance")
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.05], tickformat=".0%", title="3-class accuracy"),
+                      height=420, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def reliability_chart(metrics: dict) -> go.Figure:
+    """Accuracy against confidence, before and after temperature scaling."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="perfect calibration", line=dict(dash="dot", color="grey")))
+    for key, label in (("reliability_uncalibrated", "uncalibrated"), ("reliability", f"temperature {metrics.get('temperature', 1):.2f}")):
+        if key in metrics:
+            curve = metrics[key]
+            fig.add_trace(go.Scatter(x=curve["confidence"], y=curve["accuracy"], name=label, mode="lines+markers"))
+    fig.update_layout(xaxis=dict(title="Confidence (predicted class)", range=[0, 1.02]),
+                      yaxis=dict(title="Accuracy", range=[0, 1.02]), height=360, margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def robustness_chart(by_model: dict[str, dict]) -> go.Figure:
+    """Accuracy per named shift (rows) for each model (bars)."""
+    fig = go.Figure()
+    for name, table in by_model.items():
+        shifts = list(table)
+        fig.add_trace(go.Bar(y=shifts, x=[table[s] for s in shifts], name=name, orientation="h",
+                             text=[f"{table[s]:.0%}" for s in shifts], textposition="auto"))
+    fig.update_layout(barmode="group", xaxis=dict(range=[0, 1], tickformat=".0%", title="3-class accuracy"),
+                      yaxis=dict(autorange="reversed"), height=120 + 40 * max((len(t) for t in by_model.values()), default=1),
+                      margin=dict(l=10, r=10, t=30, b=10))
+    return fig

@@ -24,10 +24,6 @@ CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 _BY_NAME = {c.name: c for c in CLASSES}
 
 
-def tissue_class(name: str) -> TissueClass:
-    return _BY_NAME[name]
-
-
 def display_name(name: str) -> str:
     return _BY_NAME[name].display_name
 

@@ -9,43 +9,88 @@ from pathlib import Path
 
 from .errors import LungfakeError
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def _store(args: argparse.Namespace):
+    """The weights store every command reads and writes: --weights-dir, else $LUNGFAKE_WEIGHTS_DIR, else weights/."""
+    from .store import WeightsStore
+
+    return WeightsStore.resolve(getattr(args, "weights_dir", None))
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="LC25000 lung root (default: $LC25000_DIR)")
+    parser.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
 
 
 def cmd_split(args: argparse.Namespace) -> int:
     from .classes import CLASS_NAMES
     from .data import load_readable_tiles, resolve_data_root
-    from .families import WORK_SIZE, dataset_families
-    from .leakage import fold_leaks_into_train
+    from .families import WORK_SIZE, dataset_families, keypoints_of_all
+    from .leakage import audit, audit_report, fold_leaks_into_train
     from .splits import PROTOCOLS, make_split, save_split
 
+    store = _store(args)
     root = resolve_data_root(args.data_dir)
+    started = time.perf_counter()
     tiles, images = load_readable_tiles(root, WORK_SIZE)
-    families, summary = dataset_families(tiles, images, list(CLASS_NAMES))
-    print(json.dumps({"families": summary}, indent=2))
+    keys = keypoints_of_all(images, lambda done, total: _progress("keypoints", done, total, started))
+    del images
+    families, summary = dataset_families(tiles, keys, CLASS_NAMES)
+    summary["detection_seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps({"families": summary}, indent=2), flush=True)
+    keys_by_path = {t.path: k for t, k in zip(tiles, keys)}
     for protocol in PROTOCOLS:
-        target = Path(args.out_dir) / f"{protocol}.csv"
         rows = make_split(tiles, families, protocol, seed=args.seed)
+        name = store.split_csv(protocol).name
         if protocol == "grouped":
-            rows = fold_leaks_into_train(rows, root)
-        save_split(rows, target)
-        print(f"wrote {target}", file=sys.stderr)
+            # The fold's first round is a full audit of val and test; its later rounds re-search whatever
+            # was moved, so when it ends clean the split's audit is clean, with what was folded recorded.
+            rows, folded, clean = fold_leaks_into_train(rows, keys_by_path)
+            report = audit_report(rows, [], name) if clean else audit(rows, keys_by_path, name)[0]
+            report["folded_into_train_before_committing"] = audit_report(rows, folded, name)["pairs"]
+        else:
+            report, _ = audit(rows, keys_by_path, name, sides=("test",))  # a random split leaks; the test side shows it
+        save_split(rows, store.split_csv(protocol))
+        report["families"] = summary
+        _write_audit(store, protocol, report)
+        print(f"wrote {store.split_csv(protocol)}: {_audit_line(report)}", file=sys.stderr, flush=True)
     return 0
+
+
+def _progress(what: str, done: int, total: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    eta = elapsed / done * (total - done) if done else 0.0
+    print(f"{what} {done}/{total} ({elapsed:.0f} s, about {eta:.0f} s left)", file=sys.stderr, flush=True)
+
+
+def _audit_line(report: dict) -> str:
+    return "; ".join(f"{side}: {report[side]['with_copy_in_train']} of {report[side]['tiles']} tiles have a copy in train"
+                     for side in ("test", "val") if side in report)
+
+
+def _write_audit(store, protocol: str, report: dict) -> None:
+    store.audit_json(protocol).write_text(json.dumps(report, indent=1) + "\n")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from .data import resolve_data_root
-    from .leakage import audit_split
+    from .leakage import audit, keypoints_by_path, montage
+    from .splits import load_split
 
     split_csv = Path(args.split)
-    report = audit_split(split_csv, resolve_data_root(args.data_dir), args.threshold)
-    print(json.dumps(report, indent=2))
-    # Saved beside the split so the model card can quote it.
-    split_csv.with_name(f"{split_csv.stem}_audit.json").write_text(json.dumps(report, indent=2) + "\n")
+    root = resolve_data_root(args.data_dir)
+    rows = load_split(split_csv)
+    threshold = args.threshold if args.threshold is not None else None
+    report, leaks = audit(rows, keypoints_by_path(root, rows), split_csv.name, **({"threshold": threshold} if threshold else {}))
+    for leak in leaks:
+        print(f"{leak.tile.side} {leak.tile.path} ~ train {leak.train_tile.path}: {leak.score}")
+    print(_audit_line(report))
+    if args.montage:
+        montage(root, leaks, Path(args.montage))
+        print(f"montage of the {min(12, len(leaks))} closest pairs: {args.montage}")
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 
@@ -58,16 +103,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = DEFAULT_RECIPES[args.arch]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("input_size", args.input_size), ("init", args.init)) if v is not None}
     recipe = Recipe(**{**base.__dict__, **overrides})
-    split_csv = Path(args.split_csv or WEIGHTS_DIR / "splits" / f"{args.split}.csv")
+    split_csv = Path(args.split_csv or _store(args).split_csv(args.split))
     root = resolve_data_root(args.data_dir)
     from .training import train
 
+    if args.threads:
+        import tensorflow as tf
+
+        # Two runs side by side on two cores: one thread pool each, instead of both oversubscribing the machine.
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     started = time.perf_counter()
     model, history, finished = train(root, load_split(split_csv), recipe, run_dir_for(args.arch, args.split), args.max_minutes)
     if not finished:
         print("stopped at the time budget; run the same command again to resume", file=sys.stderr)
         return 3
-    export_trained(model, recipe, args.split, history, time.perf_counter() - started)
+    from .splits import split_sha256
+
+    export_trained(model, recipe, args.split, history, time.perf_counter() - started, folder=_store(args).root,
+                   split_sha=split_sha256(split_csv))
     return 0
 
 
@@ -75,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import resolve_data_root
     from .evaluation import evaluate_all
 
-    evaluate_all(resolve_data_root(args.data_dir), args.arch, args.protocol)
+    evaluate_all(resolve_data_root(args.data_dir), args.arch, args.protocol, _store(args), args.external_dir)
     return 0
 
 
@@ -96,11 +150,12 @@ def _print_result(file: str, outcome, as_json: bool) -> None:
         print(json.dumps(payload) if as_json else f"{file}: error: {outcome}", flush=True)
         return
     if as_json:
-        print(json.dumps({"file": file, **outcome.to_json()}), flush=True)
+        print(json.dumps(outcome.to_json()), flush=True)
         return
     if outcome.ood.ood:
         print(f"{file}: WARNING: not like a lung H&E tile ({outcome.ood.reason}); the predictions mean nothing", flush=True)
-    for arch, p in outcome.predictions.items():
+    shown = {**outcome.models, **({"ensemble": outcome.ensemble} if outcome.ensemble else {})}
+    for arch, p in shown.items():
         flag = " (low confidence)" if p.low_confidence else ""
         print(f"{file}: {arch}: {display_name(p.predicted)} {p.confidence:.1%}{flag}, cancer {p.cancer_probability:.1%}", flush=True)
 
@@ -108,10 +163,9 @@ def _print_result(file: str, outcome, as_json: bool) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .errors import ImageDecodeError
     from .images import read_image_file
-    from .inference import LoadedModel, OodScreen, score_batch, select_entries
+    from .scoring import Scorer
 
-    models = [LoadedModel.load(entry) for entry in select_entries(args.model)]
-    screen = OodScreen.load(models)
+    scorer = Scorer.load(args.model, _store(args).root)
     failures = 0
     for start in range(0, len(args.files), args.batch_size):
         chunk = args.files[start : start + args.batch_size]
@@ -122,7 +176,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             except ImageDecodeError as exc:
                 decoded[file] = exc
         readable = [f for f in chunk if not isinstance(decoded[f], Exception)]
-        scored = dict(zip(readable, score_batch(models, screen, [decoded[f] for f in readable]))) if readable else {}
+        scored = dict(zip(readable, scorer.score([decoded[f] for f in readable], readable, tta=args.tta))) if readable else {}
         for file in chunk:
             failures += file not in scored
             _print_result(file, scored.get(file, decoded[file]), args.json)
@@ -137,14 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     split = commands.add_parser("split", help="detect augmentation families and write both split CSVs")
     _add_data_dir(split)
-    split.add_argument("--out-dir", default=str(WEIGHTS_DIR / "splits"))
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(run=cmd_split)
 
-    audit = commands.add_parser("audit", help="count test tiles with a near-duplicate in train")
+    audit = commands.add_parser("audit", help="find val/test tiles with a copy in train")
     _add_data_dir(audit)
     audit.add_argument("--split", required=True, help="a split CSV, e.g. weights/splits/grouped.csv")
-    audit.add_argument("--threshold", type=float, default=None, help="match score that counts as a duplicate")
+    audit.add_argument("--threshold", type=int, default=None, help="consistent keypoints that make a copy (default: the detector's)")
+    audit.add_argument("--montage", help="write a PNG of the closest pairs here")
+    audit.add_argument("--save", help="write the audit report (JSON) here")
     audit.set_defaults(run=cmd_audit)
 
     from .models import ARCHITECTURES
@@ -159,11 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--input-size", type=int)
     train.add_argument("--init", choices=("scratch", "imagenet"), help="imagenet needs internet access")
     train.add_argument("--max-minutes", type=float, help="stop after the epoch that reaches this budget; rerun to resume")
+    train.add_argument("--threads", type=int, help="TensorFlow threads (e.g. 1 each when two runs share two cores)")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="write weights/metrics/<arch>_<protocol>.json")
     _add_data_dir(evaluate)
-    evaluate.add_argument("--arch", choices=(*ARCHITECTURES, "all"), default="all")
+    evaluate.add_argument("--arch", choices=(*ARCHITECTURES, "baselines", "all"), default="all")
+    evaluate.add_argument("--external-dir", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "external_dev"),
+                          help="another lab's tiles whose colour statistics the robustness table restains to (measuring only)")
     evaluate.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all")
     evaluate.set_defaults(run=cmd_evaluate)
 
@@ -176,17 +234,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="score image files with the committed models")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--model", default="all", help="resnet50, mobilenetv2 or all (any model in weights/registry.json)")
+    predict.add_argument("--model", default="all", help="one architecture in weights/registry.json, or all")
     predict.add_argument("--json", action="store_true", help="one JSON object per line per file")
     predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--tta", action="store_true", help="average each model over the tile's 8 rotations and mirror images")
+    predict.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
     predict.set_defaults(run=cmd_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except LungfakeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or folder given on the command line that cannot be read or written
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}; check the path and its permissions.", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; a training run resumes from its last checkpoint when started again", file=sys.stderr)
+        return 130

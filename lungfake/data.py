@@ -85,6 +85,22 @@ def read_rgb(path: Path, size: int | None = None) -> np.ndarray | None:
     return np.asarray(rgb, dtype=np.uint8)
 
 
+def read_split_pixels(root: Path, rows, size: int | None = None) -> np.ndarray:
+    """Pixels (n, size, size, 3 uint8) of split rows, in row order. A split names every tile it needs,
+    so an unreadable one is an error (naming the files), never a silently shorter array."""
+    arrays = [read_rgb(root / row.path, size) for row in rows]
+    missing = [row.path for row, a in zip(rows, arrays) if a is None]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} tile(s) named by the split cannot be read under {root} (first: {', '.join(missing[:3])}); "
+            "restore them, or re-split with `python -m lungfake split`."
+        )
+    if not arrays:
+        side = size or 224
+        return np.zeros((0, side, side, 3), np.uint8)
+    return np.stack(arrays)
+
+
 def load_readable_tiles(root: Path, size: int) -> tuple[list[Tile], np.ndarray]:
     """All readable tiles and their pixels at size x size; unreadable ones are skipped with a warning."""
     kept, arrays = [], []

@@ -22,4 +22,12 @@ class ModelIntegrityError(LungfakeError):
 
 
 class RegistryError(LungfakeError):
-    """weights/registry.json is missing or malformed."""
+    """weights/registry.json is missing or malformed, or lacks an entry asked for."""
+
+
+class MetricsError(LungfakeError):
+    """A metrics file under weights/metrics is malformed."""
+
+
+class SplitError(LungfakeError):
+    """A split CSV is missing, malformed, or not the one a result was computed on."""

@@ -1,6 +1,10 @@
 """Held-out metrics of a model on a split's test tiles, written as the JSON the dashboard reads."""
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
@@ -12,6 +16,8 @@ from sklearn.metrics import (
 )
 
 from .classes import is_cancer
+
+log = logging.getLogger(__name__)
 
 N_BOOTSTRAP = 1000
 ECE_BINS = 15
@@ -41,6 +47,18 @@ def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, bi
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
     return float(ece)
+
+
+def reliability_curve(y_true: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> dict:
+    """Accuracy against confidence of the predicted class (scikit-learn's calibration_curve), for the diagram."""
+    from sklearn.calibration import calibration_curve
+
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == y_true).astype(int)
+    if correct.min() == correct.max():
+        return {"confidence": [float(confidence.mean())], "accuracy": [float(correct.mean())]}
+    accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=bins, strategy="quantile")
+    return {"confidence": mean_confidence.round(4).tolist(), "accuracy": accuracy.round(4).tolist()}
 
 
 def _roc(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> tuple[dict, dict]:
@@ -96,90 +114,278 @@ def compute_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: 
         "roc_auc": auc,
         "roc_curves": curves,
         "expected_calibration_error": expected_calibration_error(y_true, probabilities),
+        "reliability": reliability_curve(y_true, probabilities),
     }
 
 
 def predict_probabilities(model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
     return np.concatenate(
         [np.asarray(model(pixels[s : s + batch_size].astype(np.float32), training=False)) for s in range(0, len(pixels), batch_size)]
-    )
+    ) if len(pixels) else np.zeros((0, 0))
 
 
-def metrics_path(arch: str, protocol: str, folder=None):
-    from .registry import weights_dir
-
-    return weights_dir(folder) / "metrics" / f"{arch}_{protocol}.json"
-
-
-def evaluate_on_split(model, class_names: list[str], input_size: int, root, split_csv) -> dict:
-    """Metrics of a model on the test tiles of a split CSV."""
-    from .classes import CLASS_NAMES
-    from .splits import load_split, rows_in
-    from .training import load_pixels
-
-    test_rows = rows_in(load_split(split_csv), "test")
-    pixels, labels = load_pixels(root, test_rows, input_size)
-    # load_pixels indexes the canonical class list; re-index into the model's own order.
-    y_true = np.array([class_names.index(CLASS_NAMES[k]) for k in labels])
-    families = np.array([r.family for r in test_rows])[: len(y_true)]
-    return compute_metrics(y_true, predict_probabilities(model, pixels), class_names, families)
+def with_intervals(y_true, correct_or_pred, groups, metric=accuracy_score) -> dict:
+    """A metric of predictions and its 95% interval over families, as {value, ci95}."""
+    return {"value": float(metric(y_true, correct_or_pred)), "ci95": _cluster_bootstrap(np.asarray(y_true), np.asarray(correct_or_pred), groups, metric)}
 
 
-def evaluate_all(root, arch: str = "all", protocol: str = "all", folder=None) -> list:
-    """Write weights/metrics/<arch>_<protocol>.json for every model that is available here."""
-    import json
-    import sys
-
-    import keras
-
-    from .models import ARCHITECTURES
-    from .registry import load_model, load_registry, sha256_of, weights_dir
-    from .splits import PROTOCOLS
-    from .training import history_path, unregistered_model_path
-
-    registry = load_registry(folder)
-    written = []
-    for a in ARCHITECTURES if arch == "all" else [arch]:
-        for p in PROTOCOLS if protocol == "all" else [protocol]:
-            entry = registry.get(a)
-            if entry is None:
-                print(f"skipping {a}/{p}: {a} is not in the registry (train it with --split grouped first)", file=sys.stderr)
-                continue
-            if p == entry.split:
-                model, model_file, sha = load_model(entry, folder), entry.file, entry.sha256
-            else:
-                path = unregistered_model_path(a, p)
-                if not path.exists():
-                    print(f"skipping {a}/{p}: no model at {path} (train it with --split {p})", file=sys.stderr)
-                    continue
-                model, model_file, sha = keras.models.load_model(path, compile=False, safe_mode=True), str(path.name), sha256_of(path)
-            split_csv = weights_dir(folder) / "splits" / f"{p}.csv"
-            metrics = evaluate_on_split(model, list(entry.class_names), entry.input_size, root, split_csv)
-            history = json.loads(history_path(a, p, folder).read_text())
-            metrics.update(
-                arch=a, protocol=p, display_name=entry.display_name or a, model_file=model_file, weights_sha256=sha, input_size=entry.input_size,
-                history=history["history"], train_minutes=history.get("train_minutes"), recipe=history["recipe"],
-            )
-            target = metrics_path(a, p, folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(metrics, indent=1) + "\n")
-            print(f"{a}/{p}: accuracy {metrics['accuracy']:.4f} {metrics['accuracy_ci95']} -> {target}", file=sys.stderr)
-            written.append(target)
-    return written
+def evaluate_all(root, arch: str = "all", protocol: str = "all", store=None, external_dir=None) -> list:
+    """Write weights/metrics/<name>_<protocol>.json for every model available here and for the baselines."""
+    return Evaluator(root, store, external_dir).run(arch, protocol)
 
 
-def load_all_metrics(folder=None) -> dict[tuple[str, str], dict]:
+def load_all_metrics(store=None) -> dict[tuple[str, str], dict]:
     """Every committed metrics file, keyed by (arch, protocol)."""
     import json
 
-    from .errors import RegistryError
-    from .registry import weights_dir
+    from .errors import MetricsError
+    from .store import WeightsStore
 
     found = {}
-    for path in sorted((weights_dir(folder) / "metrics").glob("*.json")):
+    for path in WeightsStore.resolve(store).all_metrics():
         try:
             metrics = json.loads(path.read_text())
             found[(metrics["arch"], metrics["protocol"])] = metrics
         except (ValueError, KeyError) as exc:
-            raise RegistryError(f"Metrics file {path.name} is malformed ({exc}); rerun python -m lungfake evaluate.") from None
+            raise MetricsError(f"Metrics file {path.name} is malformed ({exc}); rerun python -m lungfake evaluate.") from None
     return found
+
+
+class Evaluator:
+    """One evaluation run: every model and baseline on the test tiles of both split protocols."""
+
+    ROBUSTNESS_EVERY = 3  # every 3rd grouped test tile under each shift
+
+    def __init__(self, root, store=None, external_dir=None):
+        from .store import WeightsStore
+
+        self.root, self.store = root, WeightsStore.resolve(store)
+        self.external_dir = external_dir
+        self._cache: dict = {}
+
+    def rows(self, protocol: str):
+        from .splits import load_split
+
+        return self._cached(("rows", protocol), lambda: load_split(self.store.split_csv(protocol)))
+
+    def split_sha(self, protocol: str) -> str:
+        from .splits import split_sha256
+
+        return self._cached(("sha", protocol), lambda: split_sha256(self.store.split_csv(protocol)))
+
+    def _cached(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def pixels(self, protocol: str, side: str, size: int) -> np.ndarray:
+        from .data import read_split_pixels
+        from .splits import rows_on
+
+        return self._cached(("px", protocol, side, size), lambda: read_split_pixels(self.root, rows_on(self.rows(protocol), side), size))
+
+    def families(self, protocol: str, side: str = "test") -> np.ndarray:
+        from .splits import rows_on
+
+        return np.array([r.family for r in rows_on(self.rows(protocol), side)])
+
+    def labels(self, protocol: str, side: str, class_names) -> np.ndarray:
+        from .splits import rows_on
+
+        return np.array([list(class_names).index(r.label) for r in rows_on(self.rows(protocol), side)])
+
+    def training_colour(self):
+        from .colour import ColourTarget
+
+        def make():
+            pixels = self.pixels("grouped", "train", 224)
+            return ColourTarget.of(pixels[:: max(1, len(pixels) // 1500)])
+
+        return self._cached("train_colour", make)
+
+    def shifted_test(self) -> dict[str, np.ndarray]:
+        """Every 3rd grouped test tile under each named shift (224 px), computed once for all models."""
+        from .robustness import external_colour_target, named_shifts
+
+        def make():
+            tiles = self.pixels("grouped", "test", 224)[:: self.ROBUSTNESS_EVERY]
+            shifts = named_shifts(external_colour_target(self.external_dir), None)
+            log.info("applying %d shifts to %d test tiles", len(shifts), len(tiles))
+            return {name: np.stack([shift(t) for t in tiles]) for name, shift in shifts.items()}
+
+        return self._cached("shifted", make)
+
+    def colour_neutral_test(self) -> np.ndarray:
+        from .colour import match_all
+
+        return self._cached("neutral", lambda: match_all(self.pixels("grouped", "test", 224), self.training_colour()))
+
+    def run(self, arch: str = "all", protocol: str = "all") -> list:
+        from .models import ARCHITECTURES
+        from .splits import PROTOCOLS
+
+        written, ensemble_parts = [], []
+        for p in PROTOCOLS if protocol == "all" else [protocol]:
+            for a in {"all": ARCHITECTURES, "baselines": ()}.get(arch, [arch]):
+                result = self.evaluate_model(a, p)
+                if result is not None:
+                    written.append(result[0])
+                    if p == "grouped":
+                        ensemble_parts.append(result[1])
+            if arch in ("all", "baselines"):
+                written.extend(self.evaluate_baselines(p))
+        if len(ensemble_parts) > 1:
+            written.append(self.evaluate_ensemble(ensemble_parts))
+        return written
+
+    def _model_for(self, arch: str, protocol: str):
+        """(model, model file name, sha256, entry) or None with the reason logged."""
+        import keras
+
+        from .models import register_custom_layers
+        from .registry import load_model, load_registry, sha256_of
+        from .training import unregistered_model_path
+
+        entry = load_registry(self.store.root).get(arch)
+        if entry is None:
+            log.warning("skipping %s/%s: %s is not in the registry (train it with --split grouped first)", arch, protocol, arch)
+            return None
+        history_file = self.store.history_json(arch, protocol)
+        trained_on = json.loads(history_file.read_text()).get("split_sha256") if history_file.exists() else None
+        if trained_on != self.split_sha(protocol):
+            log.warning("skipping %s/%s: it was trained on another %s split than the committed one; retrain it "
+                        "(python -m lungfake train --arch %s --split %s) before evaluating", arch, protocol, protocol, arch, protocol)
+            return None
+        if protocol == entry.split:
+            return load_model(entry, self.store.root), entry.file, entry.sha256, entry
+        path = unregistered_model_path(arch, protocol)
+        if not path.exists():
+            log.warning("skipping %s/%s: no model at %s (train it with --split %s)", arch, protocol, path, protocol)
+            return None
+        register_custom_layers()
+        return keras.models.load_model(path, compile=False, safe_mode=True), path.name, sha256_of(path), entry
+
+    def evaluate_model(self, arch: str, protocol: str):
+        from .calibration import apply_temperature, choose_threshold, fit_temperature
+        from .registry import update_calibration
+
+        found = self._model_for(arch, protocol)
+        if found is None:
+            return None
+        model, model_file, sha, entry = found
+        size, names = entry.input_size, list(entry.class_names)
+        raw = predict_probabilities(model, self.pixels(protocol, "test", size))
+        y_true = self.labels(protocol, "test", names)
+        extra = {}
+        if protocol == entry.split:
+            val_raw = predict_probabilities(model, self.pixels(protocol, "val", size))
+            y_val = self.labels(protocol, "val", names)
+            temperature = fit_temperature(val_raw, y_val)
+            threshold = choose_threshold(apply_temperature(val_raw, temperature), y_val)
+            update_calibration(arch, temperature, threshold.to_json(), self.store.root)
+            extra["low_confidence"] = threshold.to_json()
+        else:
+            temperature = 1.0
+        calibrated = apply_temperature(raw, temperature)
+        metrics = compute_metrics(y_true, calibrated, names, self.families(protocol))
+        metrics.update(extra, temperature=temperature, expected_calibration_error_uncalibrated=expected_calibration_error(y_true, raw),
+                       reliability_uncalibrated=reliability_curve(y_true, raw), predictions=calibrated.argmax(axis=1).tolist(),
+                       true_labels=y_true.tolist(),
+                       confidence=calibrated.max(axis=1).round(4).tolist())
+        if protocol == "grouped":
+            metrics.update(self.shift_metrics(model, size, names, temperature))
+        history = json.loads(self.store.history_json(arch, protocol).read_text())
+        metrics.update(arch=arch, protocol=protocol, display_name=entry.display_name or arch, model_file=model_file,
+                       weights_sha256=sha, input_size=size, split_sha256=self.split_sha(protocol),
+                       history=history["history"], train_minutes=history.get("train_minutes"), recipe=history["recipe"])
+        path = self._write(arch, protocol, metrics)
+        return path, (names, calibrated, metrics)
+
+    def shift_metrics(self, model, size: int, names: list[str], temperature: float) -> dict:
+        """Colour-neutral accuracy on every grouped test tile, and accuracy under each named shift."""
+        import cv2
+
+        from .calibration import apply_temperature
+
+        def predict(tiles):
+            resized = np.stack([cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles])
+            return apply_temperature(predict_probabilities(model, resized), temperature)
+
+        y_true, families = self.labels("grouped", "test", names), self.families("grouped")
+        neutral = predict(self.colour_neutral_test())
+        every = self.ROBUSTNESS_EVERY
+        clean = predict(self.pixels("grouped", "test", 224)[::every])
+        table = {"clean": float((clean.argmax(1) == y_true[::every]).mean())}
+        shifted_probabilities = {}
+        for name, tiles in self.shifted_test().items():
+            shifted_probabilities[name] = predict(tiles)
+            table[name] = float((shifted_probabilities[name].argmax(1) == y_true[::every]).mean())
+        return {"colour_neutral_accuracy": with_intervals(y_true, neutral.argmax(1), families),
+                "colour_neutral_predictions": neutral.argmax(1).tolist(),
+                "robustness": {"tiles": int(len(clean)), "every": every, "accuracy": table},
+                "_shifted": shifted_probabilities, "_neutral": neutral, "_clean_every": clean}
+
+    def evaluate_ensemble(self, parts) -> Path:
+        names = parts[0][0]
+        y_true, families = self.labels("grouped", "test", names), self.families("grouped")
+        probabilities = np.mean([p[1] for p in parts], axis=0)
+        metrics = compute_metrics(y_true, probabilities, names, families)
+        every = self.ROBUSTNESS_EVERY
+        shifted = {name: np.mean([p[2]["_shifted"][name] for p in parts], axis=0) for name in parts[0][2]["_shifted"]}
+        clean = np.mean([p[2]["_clean_every"] for p in parts], axis=0)
+        neutral = np.mean([p[2]["_neutral"] for p in parts], axis=0)
+        table = {"clean": float((clean.argmax(1) == y_true[::every]).mean()),
+                 **{n: float((v.argmax(1) == y_true[::every]).mean()) for n, v in shifted.items()}}
+        members = [p[2]["arch"] for p in parts]
+        agree = np.all([np.asarray(p[2]["predictions"]) == np.asarray(parts[0][2]["predictions"]) for p in parts], axis=0)
+        metrics.update(arch="ensemble", protocol="grouped", display_name="Ensemble (mean of calibrated models)", members=members,
+                       split_sha256=self.split_sha("grouped"), predictions=probabilities.argmax(1).tolist(), true_labels=y_true.tolist(),
+                       confidence=probabilities.max(1).round(4).tolist(), temperature=1.0,
+                       expected_calibration_error_uncalibrated=metrics["expected_calibration_error"],
+                       colour_neutral_accuracy=with_intervals(y_true, neutral.argmax(1), families),
+                       robustness={"tiles": int(len(clean)), "every": every, "accuracy": table},
+                       all_members_agree={"share": float(agree.mean()), "accuracy_when_agreeing": float((probabilities.argmax(1) == y_true)[agree].mean())})
+        return self._write("ensemble", "grouped", metrics)
+
+    def evaluate_baselines(self, protocol: str) -> list[Path]:
+        from .baselines import BASELINES, colour_baseline_probabilities, copy_lookup_probabilities
+        from .classes import CLASS_NAMES
+
+        written = []
+        keys = self._cached("keypoints", dict)
+        fits = {"baseline_colour": lambda: colour_baseline_probabilities(self.root, self.rows(protocol)),
+                "baseline_copy_lookup": lambda: copy_lookup_probabilities(self.root, self.rows(protocol), keys)}
+        for name, fit in fits.items():
+            log.info("evaluating %s on the %s split", name, protocol)
+            probabilities, y_true = fit()
+            metrics = compute_metrics(y_true, probabilities, list(CLASS_NAMES), self.families(protocol))
+            metrics.update(arch=name, protocol=protocol, display_name=BASELINES[name], split_sha256=self.split_sha(protocol),
+                           predictions=probabilities.argmax(1).tolist(), true_labels=y_true.tolist(), baseline=True)
+            written.append(self._write(name, protocol, metrics))
+        return written
+
+    def _write(self, name: str, protocol: str, metrics: dict) -> Path:
+        target = self.store.metrics_json(name, protocol)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        public = {k: v for k, v in metrics.items() if not k.startswith("_")}
+        target.write_text(json.dumps(public, indent=1) + "\n")
+        accuracy = public["accuracy"]
+        log.info("%s/%s: accuracy %.4f %s -> %s", name, protocol, accuracy, public["accuracy_ci95"], target)
+        return target
+
+
+def split_warning(metrics: dict, store=None) -> str | None:
+    """Why these metrics may not describe the committed split (None when they do)."""
+    from .splits import split_sha256
+    from .store import WeightsStore
+
+    path = WeightsStore.resolve(store).split_csv(metrics["protocol"])
+    if not path.exists():
+        return f"The committed {metrics['protocol']} split is missing, so these figures cannot be tied to it."
+    recorded = metrics.get("split_sha256")
+    if recorded == split_sha256(path):
+        return None
+    what = "no record of the split they were computed on" if recorded is None else "another split than the committed one"
+    return (f"{metrics.get('display_name', metrics['arch'])}: these {metrics['protocol']}-split figures come from {what} "
+            f"(the split was rebuilt since). Until the model is retrained and re-evaluated on the committed split "
+            "(python -m lungfake train, then evaluate), do not compare them with figures that are.")

@@ -1,12 +1,10 @@
-"""Scoring RGB tiles with the registered models."""
+"""The registered models, loaded and verified, and the out-of-distribution screen (scoring.py uses both)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .classes import is_cancer
 from .errors import RegistryError
 from .images import to_model_input
 from .ood import NOT_CHECKED, OodReference, OodVerdict
@@ -14,39 +12,6 @@ from .registry import ModelEntry, load_model, load_ood_entry, load_registry, ver
 
 POOLED_FEATURES_LAYER = "pool"
 
-LOW_CONFIDENCE = 0.6
-
-
-@dataclass(frozen=True)
-class ModelPrediction:
-    arch: str
-    probabilities: dict[str, float]  # in the model's registry class order
-    weights_sha256: str
-
-    @property
-    def predicted(self) -> str:
-        return max(self.probabilities, key=self.probabilities.get)
-
-    @property
-    def confidence(self) -> float:
-        return self.probabilities[self.predicted]
-
-    @property
-    def cancer_probability(self) -> float:
-        return sum(p for name, p in self.probabilities.items() if is_cancer(name))
-
-    @property
-    def low_confidence(self) -> bool:
-        return self.confidence < LOW_CONFIDENCE
-
-    def to_json(self) -> dict:
-        return {
-            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
-            "predicted": self.predicted,
-            "cancer_probability": round(self.cancer_probability, 6),
-            "low_confidence": self.low_confidence,
-            "weights_sha256": self.weights_sha256,
-        }
 
 
 class LoadedModel:
@@ -67,19 +32,14 @@ class LoadedModel:
     def load(cls, entry: ModelEntry, folder: Path | None = None) -> "LoadedModel":
         return cls(entry, load_model(entry, folder))
 
-    def batch_input(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.stack([to_model_input(rgb, self.entry.input_size) for rgb in images])
+    def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled features, uncalibrated probabilities) of model inputs already at the input size."""
+        features, probabilities = self._forward(np.asarray(pixels, np.float32))
+        return np.asarray(features), np.asarray(probabilities)
 
-    def predict_with_features(self, images: list[np.ndarray]) -> tuple[list[ModelPrediction], np.ndarray]:
-        features, probabilities = self._forward(self.batch_input(images))
-        predictions = [
-            ModelPrediction(self.entry.arch, dict(zip(self.entry.class_names, map(float, row))), self.entry.sha256)
-            for row in np.asarray(probabilities)
-        ]
-        return predictions, np.asarray(features)
-
-    def predict(self, images: list[np.ndarray]) -> list[ModelPrediction]:
-        return self.predict_with_features(images)[0]
+    def features_of(self, images: list[np.ndarray]) -> np.ndarray:
+        """Pooled features of RGB images of any size (resized here)."""
+        return self.forward(np.stack([to_model_input(rgb, self.entry.input_size) for rgb in images]))[0]
 
 
 class OodScreen:
@@ -103,12 +63,18 @@ class OodScreen:
             raise RegistryError(f"The out-of-distribution check reads {entry.feature_model}, which is not in the registry.")
         return cls(reference, LoadedModel.load(feature_entry, folder))
 
-    def assess(self, images: list[np.ndarray], features: dict[str, np.ndarray]) -> list[OodVerdict]:
-        """A verdict per image; features are the pooled features already computed, keyed by architecture."""
+    def assess(self, images: list[np.ndarray], features: dict[str, np.ndarray], inputs: dict[int, np.ndarray] | None = None) -> list[OodVerdict]:
+        """A verdict per image; features are the pooled features already computed, keyed by architecture,
+        and inputs the images already resized, keyed by size (either spares the feature model's work)."""
         if self.reference is None:
             return [NOT_CHECKED] * len(images)
-        arch = self.feature_model.entry.arch
-        pooled = features[arch] if arch in features else self.feature_model.predict_with_features(images)[1]
+        arch, size = self.feature_model.entry.arch, self.feature_model.entry.input_size
+        if arch in features:
+            pooled = features[arch]
+        elif inputs and size in inputs:
+            pooled = self.feature_model.forward(inputs[size])[0]
+        else:
+            pooled = self.feature_model.features_of(images)
         return [self.reference.assess(rgb, row) for rgb, row in zip(images, pooled)]
 
 
@@ -119,21 +85,3 @@ def select_entries(which: str = "all", folder: Path | None = None) -> list[Model
     if which not in entries:
         raise RegistryError(f"No model {which!r} in the registry; choose one of {', '.join(entries)} or all.")
     return [entries[which]]
-
-
-@dataclass(frozen=True)
-class ScoredImage:
-    predictions: dict[str, ModelPrediction]  # keyed by architecture
-    ood: OodVerdict
-
-    def to_json(self) -> dict:
-        return {**self.ood.to_json(), "models": {arch: p.to_json() for arch, p in self.predictions.items()}}
-
-
-def score_batch(models: list[LoadedModel], screen: OodScreen, images: list[np.ndarray]) -> list[ScoredImage]:
-    """Every model's prediction for each image, and whether the image looks like a training tile."""
-    predictions, features = {}, {}
-    for m in models:
-        predictions[m.entry.arch], features[m.entry.arch] = m.predict_with_features(images)
-    verdicts = screen.assess(images, features)
-    return [ScoredImage({arch: preds[i] for arch, preds in predictions.items()}, verdicts[i]) for i in range(len(images))]

@@ -1,73 +1,117 @@
-"""Near-duplicates across a split: the audit, and the repair that folds leaking families into train."""
+"""Copies across a split: the audit, its montage, and the repair that folds leaking families into train.
+
+The audit looks for each val/test tile's copies among the train tiles of its class with the family
+detector's own search (retrieval of ``AUDIT_CANDIDATES`` candidates, then geometric verification);
+``benchmarks/family_recall.py`` measures that search's recall.
+"""
 from __future__ import annotations
 
-import sys
-from dataclasses import replace
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .classes import CLASS_NAMES
-from .data import read_rgb
-from .families import MATCH_THRESHOLD, WORK_SIZE, best_matches
-from .splits import SplitRow, load_split
+from .data import read_split_pixels
+from .families import AUDIT_CANDIDATES, MATCH_THRESHOLD, Keypoints, best_matches, keypoints_of_all
+from .splits import SplitRow
+
+log = logging.getLogger(__name__)
+AUDITED_SIDES = ("test", "val")
 
 
-def _pixels(root: Path, rows: list[SplitRow]) -> np.ndarray:
-    arrays = [read_rgb(root / r.path, WORK_SIZE) for r in rows]
-    if any(a is None for a in arrays):
-        raise ValueError("unreadable tiles must be dropped from a split before auditing it")
-    return np.stack(arrays) if arrays else np.zeros((0, WORK_SIZE, WORK_SIZE, 3), np.uint8)
+@dataclass(frozen=True)
+class Leak:
+    tile: SplitRow  # on val or test
+    train_tile: SplitRow
+    score: int
 
 
-def duplicates_in_train(
-    rows: list[SplitRow], root: Path, side: str, threshold: float, train_families: set[str] | None = None
-) -> list[tuple[SplitRow, SplitRow, float]]:
-    """(tile on `side`, its near-duplicate in train, score) for every such tile, class by class;
-    train tiles are limited to train_families when given."""
+def keypoints_by_path(root: Path, rows: list[SplitRow]) -> dict[str, Keypoints]:
+    pixels = read_split_pixels(root, rows)
+    keys = keypoints_of_all(pixels, lambda done, total: log.info("keypoints %d/%d", done, total))
+    return {row.path: key for row, key in zip(rows, keys)}
+
+
+def leaks_into_train(
+    rows: list[SplitRow], keys: dict[str, Keypoints], side: str, threshold: int = MATCH_THRESHOLD,
+    train_families: set[str] | None = None,
+) -> list[Leak]:
+    """Every tile on `side` with a copy in train (train limited to train_families when given), best match first."""
     found = []
-    for label in CLASS_NAMES:
-        queries = [r for r in rows if r.split == side and r.label == label]
-        train = [r for r in rows if r.split == "train" and r.label == label
+    for class_name in CLASS_NAMES:
+        queries = [r for r in rows if r.side == side and r.label == class_name]
+        train = [r for r in rows if r.side == "train" and r.label == class_name
                  and (train_families is None or r.family in train_families)]
-        scores, index = best_matches(_pixels(root, queries), _pixels(root, train))
-        found.extend((queries[i], train[index[i]], float(scores[i])) for i in np.flatnonzero(scores >= threshold))
-    return found
+        scores, index = best_matches([keys[r.path] for r in queries], [keys[r.path] for r in train])
+        found.extend(Leak(queries[i], train[index[i]], int(scores[i])) for i in np.flatnonzero(scores >= threshold))
+        log.info("audit %s %s: %d of %d tiles have a copy in train", side, class_name, int((scores >= threshold).sum()), len(queries))
+    return sorted(found, key=lambda leak: -leak.score)
 
 
-def audit_split(split_csv: Path, root: Path, threshold: float | None = None) -> dict:
-    threshold = MATCH_THRESHOLD if threshold is None else threshold
-    rows = load_split(split_csv)
-    duplicates = duplicates_in_train(rows, root, "test", threshold)
-    per_class = {
-        label: {
-            "test_tiles": sum(r.split == "test" and r.label == label for r in rows),
-            "with_duplicate_in_train": sum(q.label == label for q, _, _ in duplicates),
+def audit(rows: list[SplitRow], keys: dict[str, Keypoints], split_name: str, threshold: int = MATCH_THRESHOLD,
+          sides: tuple[str, ...] = AUDITED_SIDES) -> tuple[dict, list[Leak]]:
+    """The audit report (JSON-ready) and the leaks it found on the given sides."""
+    leaks = [leak for side in sides for leak in leaks_into_train(rows, keys, side, threshold)]
+    return audit_report(rows, leaks, split_name, threshold, sides), leaks
+
+
+def audit_report(rows: list[SplitRow], leaks: list[Leak], split_name: str, threshold: int = MATCH_THRESHOLD,
+                 sides: tuple[str, ...] = AUDITED_SIDES) -> dict:
+    report = {"split": split_name, "threshold": threshold, "score": "keypoints consistent with one similarity transform",
+              "candidates_searched": AUDIT_CANDIDATES}
+    for side in sides:
+        per_class = {
+            c: {"tiles": sum(r.side == side and r.label == c for r in rows),
+                "with_copy_in_train": sum(leak.tile.side == side and leak.tile.label == c for leak in leaks)}
+            for c in CLASS_NAMES
         }
-        for label in CLASS_NAMES
-    }
-    return {
-        "split": split_csv.name,
-        "threshold": threshold,
-        "test_tiles": sum(c["test_tiles"] for c in per_class.values()),
-        "test_tiles_with_duplicate_in_train": len(duplicates),
-        "per_class": per_class,
-        "examples": [{"test": q.path, "train": t.path, "score": round(s, 3)} for q, t, s in duplicates[:20]],
-    }
+        report[side] = {"tiles": sum(v["tiles"] for v in per_class.values()),
+                        "with_copy_in_train": sum(v["with_copy_in_train"] for v in per_class.values()), "per_class": per_class}
+    report["pairs"] = [{"tile": k.tile.path, "side": k.tile.side, "train_tile": k.train_tile.path, "score": k.score} for k in leaks]
+    return report
 
 
-def fold_leaks_into_train(rows: list[SplitRow], root: Path, threshold: float = MATCH_THRESHOLD, max_rounds: int = 5) -> list[SplitRow]:
-    """Move every val/test family with a near-duplicate in train into train (merged with it), until none is left.
+def montage(root: Path, leaks: list[Leak], path: Path, n: int = 12, tile_px: int = 160) -> None:
+    """A PNG of the n best-matching leaks: each row the val/test tile beside its train copy, score written on it."""
+    import cv2
 
-    Family detection can miss a copy; this closes the gap with the same wider search the audit uses.
-    After the first round only the families just moved can create new matches, so only they are searched.
+    shown = leaks[:n]
+    if not shown:
+        canvas = np.full((60, 2 * tile_px, 3), 255, np.uint8)
+        cv2.putText(canvas, "no copies found", (10, 38), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2)
+    else:
+        rows = []
+        for leak in shown:
+            pair = read_split_pixels(root, [leak.tile, leak.train_tile], tile_px)
+            row = np.concatenate([pair[0], np.full((tile_px, 6, 3), 255, np.uint8), pair[1]], axis=1)
+            label = f"{leak.tile.side} {Path(leak.tile.path).name} ~ train {Path(leak.train_tile.path).name}: {leak.score}"
+            cv2.putText(row, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 3)
+            cv2.putText(row, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 0), 1)
+            rows.append(row)
+        canvas = np.concatenate(rows, axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+
+
+def fold_leaks_into_train(rows: list[SplitRow], keys: dict[str, Keypoints], threshold: int = MATCH_THRESHOLD,
+                          max_rounds: int = 5) -> tuple[list[SplitRow], list[Leak], bool]:
+    """Move every val/test family with a copy in train into train (merged with it), until none is left.
+    Returns the rows, the leaks folded, and whether the last round found none (the split is then clean).
+
+    Family detection can miss a copy; this closes the gap with the audit's own search. The first round is
+    a full audit; after it only the families just moved can create new matches, so only they are searched.
     """
     searched: set[str] | None = None
+    folded: list[Leak] = []
     for _ in range(max_rounds):
-        moves = {q.family: t.family for side in ("test", "val") for q, t, _ in duplicates_in_train(rows, root, side, threshold, searched)}
+        leaks = [leak for side in AUDITED_SIDES for leak in leaks_into_train(rows, keys, side, threshold, searched)]
+        moves = {leak.tile.family: leak.train_tile.family for leak in leaks}
         if not moves:
-            return rows
-        print(f"folding {len(moves)} leaking famil{'y' if len(moves) == 1 else 'ies'} into train", file=sys.stderr, flush=True)
-        rows = [replace(r, family=moves[r.family], split="train") if r.family in moves else r for r in rows]
+            return rows, folded, True
+        log.info("folding %d leaking families into train", len(moves))
+        folded.extend(leaks)
+        rows = [replace(r, family=moves[r.family], side="train") if r.family in moves else r for r in rows]
         searched = set(moves.values())
-    return rows
+    return rows, folded, False

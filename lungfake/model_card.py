@@ -5,34 +5,67 @@ import collections
 from pathlib import Path
 
 from .classes import display_name
-from .evaluation import load_all_metrics
-from .registry import load_registry, weights_dir
+from .evaluation import load_all_metrics, split_warning
+from .registry import load_registry
 from .splits import load_split
+from .store import WeightsStore
 
 
 def model_card_facts(folder: Path | None = None) -> dict:
-    registry = load_registry(folder)
-    metrics = load_all_metrics(folder)
-    grouped = load_split(weights_dir(folder) / "splits" / "grouped.csv")
+    store = WeightsStore.resolve(folder)
+    registry = load_registry(store.root)
+    metrics = load_all_metrics(store)
+    grouped = load_split(store.split_csv("grouped"))
     families = collections.defaultdict(set)
     for row in grouped:
         families[row.label].add(row.family)
     return {
         "families_per_class": {display_name(label): len(f) for label, f in families.items()},
         "families_total": sum(len(f) for f in families.values()),
-        "grouped_test_duplicates": _audit_sentence(weights_dir(folder)),
+        "grouped_test_duplicates": _audit_sentence(store),
+        "split_warnings": [w for w in (split_warning(m) for m in metrics.values()) if w],
+        "colour_confound": _colour_sentence(metrics),
         "models": [
             (entry, {p: m for (a, p), m in sorted(metrics.items()) if a == arch}) for arch, entry in registry.items()
         ],
     }
 
 
-def _audit_sentence(folder: Path) -> str:
+def _audit_sentence(store: WeightsStore) -> str:
     import json
 
-    path = folder / "splits" / "grouped_audit.json"
+    path = store.audit_json("grouped")
     if not path.exists():
-        return "the near-duplicate audit has not been run"
+        return "the copy audit has not been run"
     report = json.loads(path.read_text())
-    return (f"the audit found {report['test_tiles_with_duplicate_in_train']} of {report['test_tiles']} test tiles "
-            "with a near-duplicate in train")
+    return (f"the audit found {report['test']['with_copy_in_train']} of {report['test']['tiles']} test tiles and "
+            f"{report['val']['with_copy_in_train']} of {report['val']['tiles']} validation tiles with a copy in train")
+
+
+def _colour_sentence(metrics: dict) -> str:
+    colour = metrics.get(("baseline_colour", "grouped"))
+    if colour is None:
+        return ("LC25000's classes differ in colour; the colour baseline has not been evaluated here "
+                "(python -m lungfake evaluate --arch baselines).")
+    text = (f"LC25000's three classes were photographed so that each has its own colour: a logistic regression on six "
+            f"colour numbers per tile (CIELAB mean and spread), which never looks at tissue, scores "
+            f"{colour['accuracy']:.1%} on the grouped test tiles. A model can reach published accuracy on this data by "
+            "learning the colour of each class.")
+    neutral = [f"{m['display_name']} {m['colour_neutral_accuracy']['value']:.1%}" for (a, p), m in sorted(metrics.items())
+               if p == "grouped" and "colour_neutral_accuracy" in m and a != "ensemble"]
+    if neutral:
+        text += (" With every test tile's colour statistics matched to the training set's (same tissue, neutral colour), "
+                 "the served models score: " + ", ".join(neutral) + ".")
+    return text
+
+
+def model_recipe_sentence(entry) -> str:
+    """How a served model was trained, in one plain sentence, from its registry entry."""
+    recipe = entry.recipe
+    colour = ("each tile's colour standardised at input (CIELAB, per tile), so the stain's overall colour cannot "
+              "decide the class; " if entry.preprocessing == "lab_standardised" else "raw colour at input; ")
+    augment = ("augmented in stain space (haematoxylin and eosin amounts and colours), gamma, blur, JPEG, "
+               "magnification 0.6-1.6x and any rotation" if "augmentation" in recipe else "flips, rotations and colour jitter")
+    return (f"trained from scratch (no ImageNet weights) at {entry.input_size}x{entry.input_size} px for {recipe.get('epochs')} "
+            f"epochs ({recipe.get('train_minutes')} CPU minutes on 2 cores); {colour}{augment}. Probabilities are "
+            f"temperature-scaled on validation tiles (T = {entry.temperature:.2f}). Grad-CAM on layer `{entry.gradcam_layer}`.")

@@ -1,7 +1,9 @@
 """Model architectures, built flat so Grad-CAM can reach the last convolutional layer.
 
 Every model takes RGB pixel values 0-255 at its input size and does its own
-preprocessing, so no caller can feed it wrongly scaled pixels.
+preprocessing, so no caller can feed it wrongly scaled pixels. Models trained from this
+version on standardise each tile's colour first (``LabStandardisation``): LC25000's classes differ
+in colour, and a model that sees colour learns it instead of tissue.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from .classes import CLASS_NAMES
 
-ARCHITECTURES = ("resnet50", "mobilenetv2")
+ARCHITECTURES = ("resnet50", "mobilenetv2", "densenet121")
 # From scratch, keras.applications' BatchNorm momentum (0.99 / 0.999) leaves the moving
 # statistics far behind the weights for hundreds of steps, so validation sits at chance.
 BATCHNORM_MOMENTUM = 0.9
@@ -21,31 +23,65 @@ BATCHNORM_MOMENTUM = 0.9
 class Architecture:
     name: str
     gradcam_layer: str
-    preprocessing: str  # "caffe": BGR minus ImageNet mean; "tf": scaled to [-1, 1]
+    preprocessing: str  # "lab_standardised" (see LabStandardisation); earlier models: "caffe", "tf"
 
 
 ARCHITECTURE_SPECS = {
-    "resnet50": Architecture("resnet50", "conv5_block3_out", "caffe"),
-    "mobilenetv2": Architecture("mobilenetv2", "out_relu", "tf"),
-    # A few-thousand-parameter stand-in with the same contract, so tests train in seconds.
-    "tiny": Architecture("tiny", "last_conv", "tf"),
+    "resnet50": Architecture("resnet50", "conv5_block3_out", "lab_standardised"),
+    "mobilenetv2": Architecture("mobilenetv2", "out_relu", "lab_standardised"),
+    "densenet121": Architecture("densenet121", "relu", "lab_standardised"),
 }
+DISPLAY_NAMES = {"resnet50": "ResNet50", "mobilenetv2": "MobileNetV2", "densenet121": "DenseNet121"}
+TEST_MODEL = Architecture("tiny", "last_conv", "lab_standardised")  # a stand-in for tests, never served
 _IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
-def _preprocess(pixels, preprocessing: str):
-    import keras
+_XYZ_FROM_RGB = None
 
-    if preprocessing == "tf":
-        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess_scale")(pixels)
-    # Channel reversal as a fixed, non-trainable permutation keeps the model free of
-    # Lambda layers, so it loads in Keras safe mode.
-    to_bgr = keras.layers.Dense(3, use_bias=False, trainable=False, name="preprocess_rgb_to_bgr")
-    bgr = to_bgr(pixels)
-    to_bgr.set_weights([np.eye(3, dtype="float32")[::-1]])
-    return keras.layers.Normalization(
-        mean=list(_IMAGENET_BGR_MEAN), variance=[1.0, 1.0, 1.0], name="preprocess_centre"
-    )(bgr)
+
+def lab_standardisation_layer():
+    """The registered Keras layer class (built on first use, so importing lungfake never imports keras)."""
+    global _XYZ_FROM_RGB
+    import keras
+    import tensorflow as tf
+    from skimage.color import colorconv
+
+    if "lungfake>LabStandardisation" in keras.saving.get_custom_objects():
+        return keras.saving.get_custom_objects()["lungfake>LabStandardisation"]
+    xyz_from_rgb = np.asarray(colorconv.xyz_from_rgb, np.float32)
+    white = np.asarray(colorconv.xyz_from_rgb.sum(axis=1), np.float32)  # D65 white: XYZ of RGB (1, 1, 1)
+
+    @keras.saving.register_keras_serializable(package="lungfake")
+    class LabStandardisation(keras.layers.Layer):
+        """RGB 0-255 to CIELAB (sRGB, D65, as skimage.color.rgb2lab), then each tile's L, a and b
+        standardised to zero mean and unit spread over the tile.
+
+        What is left is where each tile is lighter, pinker or bluer than its own average: tissue.
+        A tile whose colour statistics were moved (another lab's stain, another camera, or the
+        colour-neutral test) gives the model nearly the same input.
+        """
+
+        def call(self, pixels):
+            rgb = tf.clip_by_value(tf.cast(pixels, tf.float32) / 255.0, 0.0, 1.0)
+            linear = tf.where(rgb <= 0.04045, rgb / 12.92, tf.pow((rgb + 0.055) / 1.055, 2.4))
+            xyz = tf.einsum("...c,kc->...k", linear, tf.constant(xyz_from_rgb)) / tf.constant(white)
+            f = tf.where(xyz > (6 / 29) ** 3, tf.pow(tf.maximum(xyz, 1e-8), 1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+            lab = tf.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+            mean, variance = tf.nn.moments(lab, axes=[1, 2], keepdims=True)
+            return (lab - mean) / tf.sqrt(variance + 1.0)  # +1: a flat tile stays flat instead of amplifying noise
+
+    return LabStandardisation
+
+
+def register_custom_layers() -> None:
+    """Make the layers lungfake models use known to Keras (before loading a model file)."""
+    lab_standardisation_layer()
+
+
+def _preprocess(pixels, preprocessing: str):
+    if preprocessing != "lab_standardised":
+        raise ValueError(f"Models are built with lab_standardised input now, not {preprocessing!r}.")
+    return lab_standardisation_layer()(name="preprocess_lab_standardised")(pixels)
 
 
 def _backbone(arch: str, inputs, input_size: int, init: str):
@@ -53,19 +89,19 @@ def _backbone(arch: str, inputs, input_size: int, init: str):
 
     weights = "imagenet" if init == "imagenet" else None
     shape = (input_size, input_size, 3)
-    if arch == "resnet50":
-        return keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=inputs, input_shape=shape)
-    return keras.applications.MobileNetV2(include_top=False, weights=weights, input_tensor=inputs, input_shape=shape)
+    build = {"resnet50": keras.applications.ResNet50, "mobilenetv2": keras.applications.MobileNetV2,
+             "densenet121": keras.applications.DenseNet121}[arch]
+    return build(include_top=False, weights=weights, input_tensor=inputs, input_shape=shape)
 
 
 def build_model(arch: str, input_size: int, init: str = "scratch", dropout: float = 0.2, n_classes: int | None = None):
     """A flat Keras classifier: pixels 0-255 in, class probabilities (registry order) out."""
     import keras
 
+    if arch == TEST_MODEL.name:
+        return build_tiny_model(input_size, n_classes)
     if arch not in ARCHITECTURE_SPECS:
         raise ValueError(f"Unknown architecture {arch!r}; choose one of {ARCHITECTURES}.")
-    if arch == "tiny":
-        return build_tiny_model(input_size, n_classes)
     spec = ARCHITECTURE_SPECS[arch]
     pixels = keras.Input((input_size, input_size, 3), name="pixels")
     backbone = _backbone(arch, _preprocess(pixels, spec.preprocessing), input_size, init)
@@ -83,7 +119,7 @@ def build_tiny_model(input_size: int = 32, n_classes: int | None = None):
     import keras
 
     pixels = keras.Input((input_size, input_size, 3), name="pixels")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess_scale")(pixels)
+    x = _preprocess(pixels, TEST_MODEL.preprocessing)
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last_conv")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

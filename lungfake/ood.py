@@ -136,8 +136,6 @@ class GaussianReference:
 class OodVerdict:
     ood: bool | None  # None: no reference registered, so nothing was checked
     reason: str
-    stain_distance: float | None = None
-    feature_distance: float | None = None
 
     def to_json(self) -> dict:
         return {"ood": self.ood, "ood_reason": self.reason}
@@ -163,8 +161,8 @@ class OodReference:
             reason = ("the model's features are far from every training tile "
                       f"(feature distance {feature:.1f}, limit {self.features.limit:.1f})")
         else:
-            return OodVerdict(False, "looks like the lung H&E tiles the models were trained on", stain, feature)
-        return OodVerdict(True, reason, stain, feature)
+            return OodVerdict(False, "looks like the lung H&E tiles the models were trained on")
+        return OodVerdict(True, reason)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

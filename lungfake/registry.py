@@ -9,10 +9,9 @@ from pathlib import Path
 
 from .classes import CLASS_NAMES
 from .errors import ModelIntegrityError, RegistryError
+from .store import WeightsStore
 
-WEIGHTS_DIR_ENV = "LUNGFAKE_WEIGHTS_DIR"
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-REGISTRY_NAME = "registry.json"
+REGISTRY_NAME = "registry.json"  # named in messages only; WeightsStore owns the path
 
 
 @dataclass(frozen=True)
@@ -27,6 +26,8 @@ class ModelEntry:
     split: str
     display_name: str = ""
     recipe: dict = field(default_factory=dict)
+    temperature: float = 1.0  # fitted on val by `evaluate`; probabilities everywhere are divided by it in log space
+    low_confidence: dict = field(default_factory=dict)  # threshold chosen on val, with its val coverage and accuracy
 
     def to_json(self) -> dict:
         payload = asdict(self)
@@ -36,7 +37,8 @@ class ModelEntry:
 
 
 def weights_dir(override: str | os.PathLike | None = None) -> Path:
-    return Path(override or os.environ.get(WEIGHTS_DIR_ENV) or DEFAULT_WEIGHTS_DIR)
+    """The weights store's folder (see store.WeightsStore, which owns every path under it)."""
+    return WeightsStore.resolve(override).root
 
 
 def sha256_of(path: Path) -> str:
@@ -48,7 +50,7 @@ def sha256_of(path: Path) -> str:
 
 
 def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
-    path = weights_dir(folder) / REGISTRY_NAME
+    path = WeightsStore.resolve(folder).registry
     try:
         raw = json.loads(path.read_text())["models"]
         entries = {arch: ModelEntry(arch=arch, **{**spec, "class_names": tuple(spec["class_names"])}) for arch, spec in raw.items()}
@@ -84,14 +86,24 @@ def _write_registry_file(path: Path, payload: dict) -> None:
 
 
 def register(entry: ModelEntry, folder: Path | None = None) -> None:
-    path = weights_dir(folder) / REGISTRY_NAME
+    path = WeightsStore.resolve(folder).registry
     payload = _read_registry_file(path)
     payload.setdefault("models", {})[entry.arch] = entry.to_json()
     _write_registry_file(path, payload)
 
 
+def update_calibration(arch: str, temperature: float, low_confidence: dict, folder: Path | None = None) -> None:
+    """Record a model's fitted temperature and warning threshold (the model file is unchanged)."""
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    if arch not in payload.get("models", {}):
+        raise RegistryError(f"No model {arch!r} in the registry to calibrate.")
+    payload["models"][arch].update(temperature=round(float(temperature), 6), low_confidence=low_confidence)
+    _write_registry_file(path, payload)
+
+
 def register_ood(entry: OodEntry, folder: Path | None = None) -> None:
-    path = weights_dir(folder) / REGISTRY_NAME
+    path = WeightsStore.resolve(folder).registry
     payload = _read_registry_file(path)
     payload["ood"] = asdict(entry)
     _write_registry_file(path, payload)
@@ -99,7 +111,7 @@ def register_ood(entry: OodEntry, folder: Path | None = None) -> None:
 
 def load_ood_entry(folder: Path | None = None) -> OodEntry | None:
     load_registry(folder)  # the same errors for a missing or malformed registry
-    raw = json.loads((weights_dir(folder) / REGISTRY_NAME).read_text()).get("ood")
+    raw = json.loads((WeightsStore.resolve(folder).registry).read_text()).get("ood")
     try:
         return OodEntry(**raw) if raw is not None else None
     except TypeError as exc:
@@ -108,7 +120,7 @@ def load_ood_entry(folder: Path | None = None) -> OodEntry | None:
 
 def verified_file(file: str, sha256: str, what: str, folder: Path | None = None) -> Path:
     """A weights-folder file, after checking it exists and matches the registry's sha256."""
-    path = weights_dir(folder) / file
+    path = WeightsStore.resolve(folder).file(file)
     if not path.is_file():
         raise ModelIntegrityError(
             f"File {file} ({what}) is missing from the weights folder; "
@@ -133,6 +145,9 @@ def load_model(entry: ModelEntry, folder: Path | None = None):
     """The verified Keras model, loaded in safe mode, its shape checked against the registry."""
     import keras
 
+    from .models import register_custom_layers
+
+    register_custom_layers()
     model = keras.models.load_model(verified_path(entry, folder), compile=False, safe_mode=True)
     expected_input = (entry.input_size, entry.input_size, 3)
     if tuple(model.input_shape[1:]) != expected_input or model.output_shape[-1] != len(entry.class_names):

@@ -1,4 +1,4 @@
-"""Deterministic train/val/test split protocols and the near-duplicate audit."""
+"""Split protocols (grouped, random): which side (train/val/test) each tile lands on, as a CSV."""
 from __future__ import annotations
 
 import csv
@@ -12,8 +12,9 @@ from .data import Tile
 from .errors import DatasetError
 
 PROTOCOLS = ("grouped", "random")
-SPLIT_FRACTIONS = {"train": 0.7, "val": 0.2, "test": 0.1}
-SPLIT_COLUMNS = ("path", "label", "family", "split")
+SIDES = ("train", "val", "test")
+SIDE_FRACTIONS = {"train": 0.7, "val": 0.2, "test": 0.1}
+SPLIT_COLUMNS = ("path", "label", "family", "side")
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class SplitRow:
     path: str
     label: str
     family: str
-    split: str
+    side: str  # train, val or test
 
 
 def _assign_groups(group_sizes: dict[str, int], rng: np.random.Generator) -> dict[str, str]:
@@ -29,13 +30,13 @@ def _assign_groups(group_sizes: dict[str, int], rng: np.random.Generator) -> dic
     order = list(group_sizes)
     rng.shuffle(order)
     total = sum(group_sizes.values())
-    targets = {"test": SPLIT_FRACTIONS["test"] * total, "val": SPLIT_FRACTIONS["val"] * total}
+    targets = {"test": SIDE_FRACTIONS["test"] * total, "val": SIDE_FRACTIONS["val"] * total}
     assignment, filled = {}, {"test": 0, "val": 0}
     for group in order:
-        split = next((s for s in ("test", "val") if filled[s] + group_sizes[group] / 2 <= targets[s]), "train")
-        if split != "train":
-            filled[split] += group_sizes[group]
-        assignment[group] = split
+        side = next((s for s in ("test", "val") if filled[s] + group_sizes[group] / 2 <= targets[s]), "train")
+        if side != "train":
+            filled[side] += group_sizes[group]
+        assignment[group] = side
     return assignment
 
 
@@ -61,7 +62,7 @@ def save_split(rows: list[SplitRow], path: Path) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(SPLIT_COLUMNS)
-        writer.writerows((r.path, r.label, r.family, r.split) for r in rows)
+        writer.writerows((r.path, r.label, r.family, r.side) for r in rows)
 
 
 def load_split(path: Path) -> list[SplitRow]:
@@ -74,5 +75,12 @@ def load_split(path: Path) -> list[SplitRow]:
         return [SplitRow(**row) for row in reader]
 
 
-def rows_in(rows: list[SplitRow], split: str) -> list[SplitRow]:
-    return [r for r in rows if r.split == split]
+def rows_on(rows: list[SplitRow], side: str) -> list[SplitRow]:
+    return [r for r in rows if r.side == side]
+
+
+def split_sha256(path: Path) -> str:
+    """The identity of a split: metrics record it so a changed split is noticed."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

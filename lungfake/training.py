@@ -1,19 +1,27 @@
-"""Training from scratch on a split: tf.data pipeline, histology augmentation, checkpoint/resume."""
+"""Training from scratch on a split: tf.data pipeline, histology augmentation, checkpoint/resume.
+
+Each epoch draws a few copies of every training family rather than all ~20: the copies are
+rotations and flips of one image, which augmentation provides anyway, so the CPU buys more
+distinct passes over the families instead of re-reading near-identical tiles.
+"""
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .augment import Augmentation, augment_tile
 from .classes import CLASS_NAMES, class_index
-from .data import read_rgb
-from .errors import DatasetError
-from .splits import SplitRow, rows_in
+from .data import read_split_pixels
+from .splits import SplitRow, rows_on
+
+log = logging.getLogger(__name__)
+SOURCE_SIZE = 224  # tiles are kept at LC25000's size so augmentation can change the magnification
 
 
 @dataclass(frozen=True)
@@ -24,64 +32,58 @@ class Recipe:
     batch_size: int = 32
     learning_rate: float = 2e-3
     weight_decay: float = 0.05
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.05
     dropout: float = 0.2
-    max_rotation_degrees: float = 25.0
-    hue_delta: float = 0.04
-    saturation_range: tuple[float, float] = (0.75, 1.25)
-    brightness_delta: float = 0.1
-    contrast_range: tuple[float, float] = (0.8, 1.2)
+    max_rotation_degrees: float = 180.0  # any angle: a slide has no up
+    copies_per_family: int = 4
+    val_tiles_per_family: int = 2
+    augmentation: Augmentation = field(default_factory=Augmentation)
     init: str = "scratch"
     seed: int = 0
-    extra: dict = field(default_factory=dict)
+
+    @staticmethod
+    def from_json(payload: dict) -> "Recipe":
+        augmentation = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload.get("augmentation", {}).items()})
+        known = {k: v for k, v in payload.items() if k in Recipe.__dataclass_fields__ and k != "augmentation"}
+        return Recipe(**known, augmentation=augmentation)
 
 
 DEFAULT_RECIPES = {
-    "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=4),
-    "resnet50": Recipe("resnet50", input_size=112, epochs=2),
+    "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=24),
+    "resnet50": Recipe("resnet50", input_size=112, epochs=10),
+    "densenet121": Recipe("densenet121", input_size=112, epochs=8),
 }
 
 
 def load_pixels(root: Path, rows: list[SplitRow], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (n, size, size, 3 uint8) and class indices of the readable rows."""
-    images, labels = [], []
-    for row in rows:
-        pixels = read_rgb(root / row.path, size)
-        if pixels is not None:
-            images.append(pixels)
-            labels.append(class_index(row.label))
-    if not images:
-        raise DatasetError(f"None of the {len(rows)} split rows could be read under {root}.")
-    return np.stack(images), np.asarray(labels, np.int32)
+    """Pixels (n, size, size, 3 uint8) and class indices of split rows, in row order."""
+    return read_split_pixels(root, rows, size), np.asarray([class_index(r.label) for r in rows], np.int32)
 
 
-def _augment_one(image, recipe: Recipe):
-    import tensorflow as tf
-
-    image = tf.image.random_flip_left_right(image)
-    image = tf.image.random_flip_up_down(image)
-    image = tf.image.rot90(image, tf.random.uniform((), 0, 4, dtype=tf.int32))
-    image = tf.cast(image, tf.float32) / 255.0
-    image = tf.image.random_hue(image, recipe.hue_delta)
-    image = tf.image.random_saturation(image, *recipe.saturation_range)
-    image = tf.image.random_brightness(image, recipe.brightness_delta)
-    image = tf.image.random_contrast(image, *recipe.contrast_range)
-    return tf.clip_by_value(image, 0.0, 1.0) * 255.0
+def family_sample(rows: list[SplitRow], per_family: int, seed: int) -> np.ndarray:
+    """Indices of per_family tiles of every family (all of a smaller family), shuffled."""
+    rng = np.random.default_rng(seed)
+    by_family: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_family.setdefault(row.family, []).append(i)
+    chosen = [rng.choice(members, min(per_family, len(members)), replace=False) for members in by_family.values()]
+    picked = np.concatenate(chosen) if chosen else np.zeros(0, int)
+    rng.shuffle(picked)
+    return picked
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, training: bool):
-    """Batches of (pixels 0-255 float32, one-hot labels); augmented and reshuffled when training."""
+    """Batches of (pixels 0-255 float32 at the input size, one-hot labels); augmented when training."""
     import keras
     import tensorflow as tf
 
     n_classes = len(CLASS_NAMES)
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if training:
-        ds = ds.shuffle(len(images), seed=recipe.seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda x, y: (_augment_one(x, recipe), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (augment_tile(x, recipe.input_size, recipe.augmentation), y), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+        ds = ds.map(lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (recipe.input_size, recipe.input_size), antialias=True), y))
     ds = ds.batch(recipe.batch_size)
     if training and recipe.max_rotation_degrees:
         rotate = keras.layers.RandomRotation(recipe.max_rotation_degrees / 360.0, fill_mode="reflect", seed=recipe.seed)
@@ -114,7 +116,7 @@ class _ProgressLog:
     """A keras callback (built lazily so keras loads only when training) that logs and checkpoints."""
 
     @staticmethod
-    def create(run_dir: Path, steps_per_epoch: int, batch_size: int, history: dict, log_every: int = 50):
+    def create(run_dir: Path, steps_per_epoch: int, total_epochs: int, batch_size: int, history: dict, log_every: int = 20):
         import keras
 
         class ProgressLog(keras.callbacks.Callback):
@@ -126,42 +128,21 @@ class _ProgressLog:
                     return
                 elapsed = time.perf_counter() - self.started
                 rate = (batch + 1) * batch_size / elapsed
-                eta = (steps_per_epoch - batch - 1) * batch_size / rate
-                print(
-                    f"epoch {self.epoch + 1} step {batch + 1}/{steps_per_epoch} "
-                    f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} {rate:.1f} img/s eta {eta / 60:.1f} min",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                left = ((steps_per_epoch - batch - 1) + (total_epochs - self.epoch - 1) * steps_per_epoch) * batch_size / rate
+                log.info("epoch %d/%d step %d/%d loss %.4f acc %.4f %.1f img/s, about %.1f min left in the run",
+                         self.epoch + 1, total_epochs, batch + 1, steps_per_epoch, logs["loss"], logs["accuracy"], rate, left / 60)
 
             def on_epoch_end(self, epoch, logs=None):
                 for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
                     history.setdefault(key, []).append(float(logs[key]))
-                history.setdefault("epoch_seconds", []).append(round(time.perf_counter() - self.started, 1))
+                seconds = time.perf_counter() - self.started
+                history.setdefault("epoch_seconds", []).append(round(seconds, 1))
+                history.setdefault("images_per_second", []).append(round(steps_per_epoch * batch_size / seconds, 1))
                 self.model.save(run_dir / "checkpoint.keras")
                 _write_json(run_dir / "state.json", {"epochs_done": epoch + 1, "history": history})
-                print(f"epoch {epoch + 1} done: " + json.dumps({k: v[-1] for k, v in history.items()}), file=sys.stderr, flush=True)
+                log.info("epoch %d done: %s", epoch + 1, json.dumps({k: v[-1] for k, v in history.items()}))
 
         return ProgressLog()
-
-
-class _TimeBudget:
-    """Stops training after the epoch during which the budget ran out (the checkpoint allows a resume)."""
-
-    @staticmethod
-    def create(max_minutes: float):
-        import keras
-
-        class TimeBudget(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.started = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                if time.perf_counter() - self.started >= max_minutes * 60:
-                    print(f"time budget of {max_minutes} min reached after epoch {epoch + 1}", file=sys.stderr, flush=True)
-                    self.model.stop_training = True
-
-        return TimeBudget()
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -173,42 +154,50 @@ def _write_json(path: Path, payload: dict) -> None:
 def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int):
     import keras
 
-    from .models import build_model
+    from .models import build_model, register_custom_layers
 
+    register_custom_layers()
     state_path, checkpoint = run_dir / "state.json", run_dir / "checkpoint.keras"
     if state_path.exists() and checkpoint.exists():
         state = json.loads(state_path.read_text())
-        print(f"resuming {run_dir} after epoch {state['epochs_done']}", file=sys.stderr, flush=True)
+        log.info("resuming %s after epoch %d", run_dir, state["epochs_done"])
         return keras.models.load_model(checkpoint), state["epochs_done"], state["history"]
     model = build_model(recipe.arch, recipe.input_size, init=recipe.init, dropout=recipe.dropout)
     compile_for_training(model, recipe, steps_per_epoch)
     return model, 0, {}
 
 
+def _recipe_json(recipe: Recipe) -> dict:
+    return asdict(recipe)
+
+
 def train(root: Path, rows: list[SplitRow], recipe: Recipe, run_dir: Path, max_minutes: float | None = None):
-    """Train (or resume) in run_dir; returns (model, history, finished)."""
+    """Train (or resume) in run_dir; returns (model, history, finished). With max_minutes, stops after
+    the epoch during which the budget ran out (the checkpoint allows a resume)."""
     import keras
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "recipe.json", asdict(recipe))
+    _write_json(run_dir / "recipe.json", _recipe_json(recipe))
     keras.utils.set_random_seed(recipe.seed)
-    train_x, train_y = load_pixels(root, rows_in(rows, "train"), recipe.input_size)
-    val_x, val_y = load_pixels(root, rows_in(rows, "val"), recipe.input_size)
-    steps = int(np.ceil(len(train_x) / recipe.batch_size))
+    train_rows, val_rows = rows_on(rows, "train"), rows_on(rows, "val")
+    train_x, train_y = load_pixels(root, train_rows, SOURCE_SIZE)
+    val_pick = family_sample(val_rows, recipe.val_tiles_per_family, recipe.seed)
+    val_x, val_y = load_pixels(root, [val_rows[i] for i in val_pick], recipe.input_size)
+    per_epoch = len(family_sample(train_rows, recipe.copies_per_family, 0))
+    steps = int(np.ceil(per_epoch / recipe.batch_size))
     model, done, history = _resume_or_build(run_dir, recipe, steps)
-    if done < recipe.epochs:
-        print(f"training {recipe.arch}: {len(train_x)} train / {len(val_x)} val tiles, epochs {done + 1}-{recipe.epochs}", file=sys.stderr, flush=True)
-        model.fit(
-            make_dataset(train_x, train_y, recipe, training=True),
-            validation_data=make_dataset(val_x, val_y, recipe, training=False),
-            epochs=recipe.epochs,
-            initial_epoch=done,
-            verbose=0,
-            callbacks=[
-                _ProgressLog.create(run_dir, steps, recipe.batch_size, history),
-                *([_TimeBudget.create(max_minutes)] if max_minutes is not None else []),
-            ],
-        )
+    progress = _ProgressLog.create(run_dir, steps, recipe.epochs, recipe.batch_size, history)
+    started = time.perf_counter()
+    log.info("training %s: %d train tiles in %d families (%d a epoch), %d val tiles; epochs %d-%d",
+             recipe.arch, len(train_x), len({r.family for r in train_rows}), per_epoch, len(val_x), done + 1, recipe.epochs)
+    val_ds = make_dataset(val_x, val_y, recipe, training=False)
+    for epoch in range(done, recipe.epochs):
+        pick = family_sample(train_rows, recipe.copies_per_family, recipe.seed * 1000 + epoch)
+        epoch_ds = make_dataset(train_x[pick], train_y[pick], recipe, training=True)
+        model.fit(epoch_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0, callbacks=[progress])
+        if max_minutes is not None and time.perf_counter() - started >= max_minutes * 60 and epoch + 1 < recipe.epochs:
+            log.info("time budget of %s min reached after epoch %d; run the same command again to resume", max_minutes, epoch + 1)
+            break
     return model, history, len(history.get("loss", [])) >= recipe.epochs
 
 
@@ -235,9 +224,9 @@ def run_dir_for(arch: str, protocol: str) -> Path:
 
 
 def history_path(arch: str, protocol: str, folder: Path | None = None) -> Path:
-    from .registry import weights_dir
+    from .store import WeightsStore
 
-    return weights_dir(folder) / "history" / f"{arch}_{protocol}.json"
+    return WeightsStore.resolve(folder).history_json(arch, protocol)
 
 
 def unregistered_model_path(arch: str, protocol: str) -> Path:
@@ -245,27 +234,29 @@ def unregistered_model_path(arch: str, protocol: str) -> Path:
     return run_dir_for(arch, protocol) / "model.keras"
 
 
-def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds: float, folder: Path | None = None) -> Path:
+def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds: float, folder: Path | None = None,
+                   split_sha: str | None = None) -> Path:
     """Save the inference model (grouped: into weights/ and the registry) and the training history."""
-    from .models import ARCHITECTURE_SPECS
-    from .registry import ModelEntry, register, sha256_of, weights_dir
+    from .models import ARCHITECTURE_SPECS, DISPLAY_NAMES, TEST_MODEL
+    from .registry import ModelEntry, register, sha256_of
+    from .store import WeightsStore
 
     served = protocol == "grouped"
-    target = weights_dir(folder) / f"{recipe.arch}.keras" if served else unregistered_model_path(recipe.arch, protocol)
+    target = WeightsStore.resolve(folder).file(f"{recipe.arch}.keras") if served else unregistered_model_path(recipe.arch, protocol)
     target.parent.mkdir(parents=True, exist_ok=True)
     inference_copy(model).save(target)
-    record = {"recipe": asdict(recipe), "protocol": protocol, "history": history, "last_session_minutes": round(seconds / 60, 1),
-              "train_minutes": round(sum(history.get("epoch_seconds", [])) / 60, 1)}
+    record = {"recipe": _recipe_json(recipe), "protocol": protocol, "history": history, "last_session_minutes": round(seconds / 60, 1),
+              "train_minutes": round(sum(history.get("epoch_seconds", [])) / 60, 1), "split_sha256": split_sha}
     path = history_path(recipe.arch, protocol, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(path, record)
     if served:
-        spec = ARCHITECTURE_SPECS[recipe.arch]
+        spec = ARCHITECTURE_SPECS.get(recipe.arch, TEST_MODEL)
         register(ModelEntry(
             arch=recipe.arch, file=target.name, sha256=sha256_of(target), input_size=recipe.input_size,
             class_names=CLASS_NAMES, gradcam_layer=spec.gradcam_layer, preprocessing=spec.preprocessing,
-            split=protocol, display_name={"resnet50": "ResNet50", "mobilenetv2": "MobileNetV2"}.get(recipe.arch, recipe.arch),
-            recipe={**asdict(recipe), "train_minutes": record["train_minutes"]},
+            split=protocol, display_name=DISPLAY_NAMES.get(recipe.arch, recipe.arch),
+            recipe={**_recipe_json(recipe), "train_minutes": record["train_minutes"]},
         ), folder)
-    print(f"saved {target} ({target.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    log.info("saved %s (%.1f MB)", target, target.stat().st_size / 1e6)
     return target

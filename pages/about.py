@@ -3,7 +3,7 @@ import streamlit as st
 from lungfake.charts import PROTOCOL_LABELS
 from lungfake.classes import CLASSES
 from lungfake.errors import LungfakeError
-from lungfake.model_card import model_card_facts
+from lungfake.model_card import model_card_facts, model_recipe_sentence
 from pages.common import DISCLAIMER, route_through_entrypoint
 
 route_through_entrypoint()
@@ -24,27 +24,24 @@ st.markdown(
     "published papers reach 99%."
 )
 st.markdown(
-    f"lungfake finds these families itself (a rotation- and flip-invariant match in log-polar space, checked "
-    f"by aligning the pixels) and found **{facts['families_total']}** families "
+    f"lungfake finds these families itself: SIFT keypoints on each tile and its mirror image, candidates by "
+    f"visual-word retrieval, and a RANSAC similarity fit that must carry at least 8 keypoints of one tile onto "
+    f"the other, so copies turned by any angle, mirrored or magnified up to 2.5x are found "
+    f"(`benchmarks/family_recall.py` measures it). It found **{facts['families_total']}** families "
     f"({', '.join(f'{n} {c}' for c, n in facts['families_per_class'].items())}). "
     "All headline numbers come from a split that keeps every family on one side of train/validation/test "
-    f"(70/20/10). On its test set, {facts['grouped_test_duplicates']}."
+    f"(70/20/10). On it, {facts['grouped_test_duplicates']}."
 )
+for warning in facts["split_warnings"]:
+    st.warning(warning, icon=":material/history:")
 
 st.header("The models")
 for entry, metrics in facts["models"]:
-    recipe = entry.recipe
-    lines = [
-        f"**{entry.display_name}**: trained from scratch (no ImageNet weights) at {entry.input_size}x{entry.input_size} px "
-        f"for {recipe.get('epochs')} epochs ({recipe.get('train_minutes')} CPU minutes on 2 cores), AdamW with cosine decay, "
-        f"label smoothing {recipe.get('label_smoothing')}, flips, 90-degree turns, rotations up to "
-        f"{recipe.get('max_rotation_degrees')} degrees and colour jitter. Grad-CAM on layer `{entry.gradcam_layer}`."
-    ]
-    for protocol, m in metrics.items():
-        lines.append(f"- {PROTOCOL_LABELS[protocol]}: accuracy {m['accuracy']:.1%} "
-                     f"(95% CI {m['accuracy_ci95'][0]:.1%}-{m['accuracy_ci95'][1]:.1%}), cancer-vs-benign "
-                     f"{m['binary_accuracy']:.1%}, on {m['n_test']} test tiles.")
-    st.markdown("\n".join(lines))
+    st.markdown(f"**{entry.display_name}**: {model_recipe_sentence(entry)}")
+    st.markdown("\n".join(
+        f"- {PROTOCOL_LABELS[protocol]}: accuracy {m['accuracy']:.1%} (95% CI {m['accuracy_ci95'][0]:.1%}-"
+        f"{m['accuracy_ci95'][1]:.1%}), cancer-vs-benign {m['binary_accuracy']:.1%}, on {m['n_test']} test tiles."
+        for protocol, m in metrics.items()))
 
 st.header("Intended use")
 st.markdown(
@@ -61,5 +58,6 @@ st.markdown(
     "- An out-of-distribution check warns when an upload does not look like an LC25000 lung H&E tile (colour, "
     "texture and the model's features); it cannot tell an unseen lung disease from the three classes it knows.\n"
     "- Telling adenocarcinoma from squamous cell carcinoma on unseen originals is the hardest part; see the confusion matrix.\n"
-    "- Grad-CAM shows where evidence for the predicted class was found at coarse resolution; it is not a segmentation."
+    "- Grad-CAM shows where evidence for the predicted class was found at coarse resolution; it is not a segmentation.\n"
+    f"- **Colour confound.** {facts['colour_confound']}"
 )

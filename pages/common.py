@@ -1,4 +1,10 @@
-"""What the pages share: routing through the entry point, cached models and the disclaimer."""
+"""What the pages share: routing through the entry point, the cached scorer and the disclaimer.
+
+Pages live in pages/ and are registered with st.navigation in streamlit_app.py, which sets the menu, titles
+and order in one place. The cost: Streamlit's older convention also treats a pages/ folder as pages of
+its own, so a page URL opened first on a fresh server runs without the entry point; route_through_entrypoint
+sends it back through st.navigation.
+"""
 import gc
 import sys
 from pathlib import Path
@@ -7,9 +13,8 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import script_runner
 
-from lungfake.inference import OodScreen
-from lungfake.registry import weights_dir
-from lungfake.tile_report import ServedModel, served_architectures
+from lungfake.scoring import Scorer
+from lungfake.store import WeightsStore
 
 DISCLAIMER = (
     "**Research use only.** This demo is not a medical device and must not be used for diagnosis or "
@@ -19,22 +24,18 @@ DISCLAIMER = (
 
 
 @st.cache_resource(show_spinner="Loading the models and their Grad-CAM explainers (first time only)...")
-def served_model(arch: str, folder: str) -> ServedModel:
-    served = ServedModel.load(arch, Path(folder))
+def _scorer(folder: str) -> Scorer:
+    scorer = Scorer.load("all", Path(folder))
+    for served in scorer.served:
+        served.explainer  # built now, once, rather than inside the first user's upload
     _exempt_from_collection()
-    return served
+    return scorer
 
 
-def served_models() -> list[ServedModel]:
-    folder = str(weights_dir())  # part of the cache key, so other weights are never served from the cache
-    return [served_model(arch, folder) for arch in served_architectures()]
-
-
-@st.cache_resource(show_spinner="Loading the out-of-distribution check (first time only)...")
-def _ood_screen(folder: str) -> OodScreen:
-    screen = OodScreen.load([served.loaded for served in served_models()], Path(folder))
-    _exempt_from_collection()
-    return screen
+def scorer() -> Scorer:
+    """Every served model, calibrated, with its Grad-CAM explainer and the out-of-distribution screen;
+    keyed by the weights folder, so other weights are never served from the cache."""
+    return _scorer(str(WeightsStore.resolve().root))
 
 
 def _exempt_from_collection() -> None:
@@ -43,10 +44,6 @@ def _exempt_from_collection() -> None:
     scoring run), and scanning them took 0.5 s each time, holding the GIL. gc.freeze() moves every object
     alive now out of the collector's sight; later garbage is still collected."""
     gc.freeze()
-
-
-def ood_screen() -> OodScreen:
-    return _ood_screen(str(weights_dir()))
 
 
 def route_through_entrypoint() -> None:

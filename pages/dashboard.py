@@ -4,12 +4,15 @@ from lungfake.charts import (
     PROTOCOL_LABELS,
     classification_report_table,
     confusion_heatmap,
-    leakage_gap_chart,
+    reliability_chart,
+    robustness_chart,
     roc_chart,
     training_curves,
+    what_was_learned_chart,
 )
+from lungfake.comparison import colour_verdicts, leak_sentence, learned_rows, mcnemar_table
 from lungfake.errors import LungfakeError
-from lungfake.evaluation import load_all_metrics
+from lungfake.evaluation import load_all_metrics, split_warning
 from pages.common import route_through_entrypoint
 
 route_through_entrypoint()
@@ -22,41 +25,64 @@ except LungfakeError as exc:
 if not metrics:
     st.error("No metrics files in weights/metrics; run `python -m lungfake evaluate` to create them.")
     st.stop()
+for warning in filter(None, (split_warning(m) for m in metrics.values())):
+    st.warning(warning, icon=":material/history:")
 
-archs = {m["display_name"]: arch for (arch, _), m in sorted(metrics.items())}
-arch = archs[st.selectbox("Model", list(archs))]
+st.header("What the models learned")
+st.plotly_chart(what_was_learned_chart(learned_rows(metrics)), key="learned")
+st.markdown(
+    "LC25000's three classes were photographed so that each has its own colour. The **colour baseline** classifies "
+    "a tile from six numbers (the mean and spread of its CIELAB colour) and never looks at tissue; "
+    "**colour-neutral** accuracy re-scores each model after every test tile's colour statistics are matched to "
+    "the training set's, so that only the tissue differs. A model that learned morphology loses little there."
+)
+for sentence in colour_verdicts(metrics):
+    st.markdown(f"- {sentence}")
+st.markdown(leak_sentence(metrics))
+
+st.header("One model in detail")
+names = {m["display_name"]: arch for (arch, _), m in sorted(metrics.items())}
+arch = names[st.selectbox("Model or baseline", list(names))]
 protocols = {PROTOCOL_LABELS[p]: p for p in PROTOCOL_LABELS if (arch, p) in metrics}
-protocol = protocols[st.radio("Split protocol", list(protocols), horizontal=True)]
-m = metrics[(arch, protocol)]
+m = metrics[(arch, protocols[st.radio("Split protocol", list(protocols), horizontal=True)])]
+trained = f" Trained for {len(m['history']['loss'])} epochs at {m['input_size']} px in {m['train_minutes']} CPU minutes." if "history" in m else ""
+st.caption(f"{m['n_test']} held-out test tiles from {m['n_test_families']} families; 95% intervals from a bootstrap "
+           f"over families; probabilities after temperature scaling ({m.get('temperature', 1.0):.2f}).{trained}")
+cols = st.columns(6)
+cols[0].metric("Accuracy", f"{m['accuracy']:.1%}", f"{m['accuracy_ci95'][0]:.1%} to {m['accuracy_ci95'][1]:.1%}", delta_color="off")
+cols[1].metric("Macro F1", f"{m['macro_f1']:.3f}", f"{m['macro_f1_ci95'][0]:.3f} to {m['macro_f1_ci95'][1]:.3f}", delta_color="off")
+cols[2].metric("Cancer vs benign", f"{m['binary_accuracy']:.1%}")
+cols[3].metric("Sensitivity", f"{m['binary_sensitivity']:.1%}")
+cols[4].metric("Specificity", f"{m['binary_specificity']:.1%}")
+cols[5].metric("ECE", f"{m['expected_calibration_error']:.3f}",
+               f"{m['expected_calibration_error_uncalibrated']:.3f} before" if "expected_calibration_error_uncalibrated" in m else None,
+               delta_color="off")
 
-st.caption(f"{m['n_test']} held-out test tiles from {m['n_test_families']} families; "
-           f"95% intervals from a bootstrap over families. Trained for {len(m['history']['loss'])} epochs "
-           f"at {m['input_size']} px in {m['train_minutes']} CPU minutes.")
-cols = st.columns(5)
-cols[0].metric("Accuracy (3-class)", f"{m['accuracy']:.1%}", f"95% CI {m['accuracy_ci95'][0]:.1%}-{m['accuracy_ci95'][1]:.1%}", delta_color="off")
-cols[1].metric("Macro F1", f"{m['macro_f1']:.3f}", f"95% CI {m['macro_f1_ci95'][0]:.3f}-{m['macro_f1_ci95'][1]:.3f}", delta_color="off")
-cols[2].metric("Cancer vs benign accuracy", f"{m['binary_accuracy']:.1%}")
-cols[3].metric("Sensitivity / specificity", f"{m['binary_sensitivity']:.1%} / {m['binary_specificity']:.1%}")
-cols[4].metric("Calibration error (ECE)", f"{m['expected_calibration_error']:.3f}")
-
-st.subheader("Classification report")
 st.dataframe(classification_report_table(m), hide_index=True,
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("Precision", "Recall", "F1")})
 left, right = st.columns(2)
 with left:
     st.subheader("Confusion matrix")
-    normalised = st.toggle("Row-normalised (recall per true class)")
-    st.plotly_chart(confusion_heatmap(m, normalised), key="confusion")
+    st.plotly_chart(confusion_heatmap(m, st.toggle("Row-normalised (recall per true class)")), key="confusion")
 with right:
     st.subheader("ROC curves (one vs rest)")
     st.plotly_chart(roc_chart(m), key="roc")
-st.subheader("Training curves")
-st.plotly_chart(training_curves(m), key="curves")
+if "reliability" in m:
+    st.subheader("Reliability: is a 90% answer right 90% of the time?")
+    st.plotly_chart(reliability_chart(m), key="reliability")
+    if "low_confidence" in m:
+        lc = m["low_confidence"]
+        st.caption(f"The app warns below {lc['threshold']:.0%} confidence, chosen on validation tiles: above it, "
+                   f"{lc['val_coverage']:.0%} of them, {lc['val_accuracy']:.1%} right.")
+if "history" in m:
+    st.subheader("Training curves")
+    st.plotly_chart(training_curves(m), key="curves")
 
-st.subheader("The leakage gap: grouped vs random split")
-both = {p: metrics[(arch, p)] for p in PROTOCOL_LABELS if (arch, p) in metrics}
-if len(both) < 2:
-    st.info("Only one protocol has been evaluated for this model; train and evaluate the other to see the gap.")
-st.plotly_chart(leakage_gap_chart(both), key="gap")
-st.caption("A random split puts rotated copies of one original tile in both train and test, so the test set "
-           "rewards memorising. The grouped split keeps every family on one side: its numbers are the honest ones.")
+robust = {mm["display_name"]: mm["robustness"]["accuracy"] for (a, p), mm in sorted(metrics.items()) if p == "grouped" and "robustness" in mm}
+if robust:
+    st.header("Robustness: the grouped test tiles under one change at a time")
+    st.plotly_chart(robustness_chart(robust), key="robustness")
+table = mcnemar_table(metrics)
+if len(table):
+    st.header("Do the models differ? (exact McNemar test, grouped test tiles)")
+    st.dataframe(table, hide_index=True, column_config={"McNemar exact p": st.column_config.NumberColumn(format="%.3g")})

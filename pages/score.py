@@ -6,33 +6,39 @@ from lungfake.cam import overlay
 from lungfake.charts import probability_chart
 from lungfake.classes import display_name
 from lungfake.errors import LungfakeError
-from lungfake.inference import LOW_CONFIDENCE
-from lungfake.tile_report import score_tile
-from pages.common import DISCLAIMER, ood_screen, route_through_entrypoint, served_models
+from lungfake.images import decode_image
+from lungfake.scoring import csv_text, json_text
+from pages.common import DISCLAIMER, route_through_entrypoint, scorer
+
+
+def show_model(score, rgb, opacity: float, key: str) -> None:
+    st.subheader(score.name)
+    st.metric("Prediction", display_name(score.predicted), f"{score.confidence:.1%} confidence", delta_color="off")
+    if score.low_confidence:
+        st.warning(f"Low confidence (under {score.warn_below:.0%}, the level chosen on validation tiles): treat as uncertain.")
+    st.write(f"Cancer vs benign: **{'cancer' if score.cancer_probability >= 0.5 else 'benign'}** "
+             f"(cancer probability {score.cancer_probability:.1%})")
+    st.plotly_chart(probability_chart(score), key=f"probabilities_{key}")
+    if score.heatmap is not None:
+        st.image(overlay(rgb, score.heatmap, opacity), caption=f"Grad-CAM: {display_name(score.predicted)}", width="stretch")
 
 
 def show_results(report, opacity: float) -> None:
-    predictions = {arch: r.prediction for arch, r in report.results.items()}
+    ensemble = report.ensemble
     if report.models_agree:
-        st.success(f"Both models agree: **{display_name(next(iter(predictions.values())).predicted)}**.")
+        st.success(f"All {len(report.models)} models agree: **{display_name(next(iter(report.models.values())).predicted)}**.")
     else:
         st.error("The models **disagree**: " + "; ".join(
-            f"{r.model_name} says {display_name(r.prediction.predicted)}" for r in report.results.values()) + ".")
-
-    for column, (arch, result) in zip(st.columns(len(report.results)), report.results.items()):
-        p = result.prediction
+            f"{m.name} says {display_name(m.predicted)}" for m in report.models.values()) + ".")
+    left, right = st.columns([1, 2])
+    left.image(report.rgb, caption="Uploaded tile", width="stretch")
+    if ensemble is not None:
+        with right:
+            show_model(ensemble, report.rgb, opacity, "ensemble")
+            st.caption("The ensemble averages the models' calibrated probabilities.")
+    for column, (arch, score) in zip(st.columns(len(report.models)), report.models.items()):
         with column:
-            st.subheader(result.model_name)
-            st.metric("Prediction", display_name(p.predicted), f"{p.confidence:.1%} confidence", delta_color="off")
-            if p.low_confidence:
-                st.warning(f"Low confidence (top class under {LOW_CONFIDENCE:.0%}): treat this result as uncertain.")
-            st.write(f"Cancer vs benign: **{'cancer' if p.cancer_probability >= 0.5 else 'benign'}** "
-                     f"(cancer probability {p.cancer_probability:.1%})")
-            st.plotly_chart(probability_chart(p), key=f"probabilities_{arch}")
-            left, right = st.columns(2)
-            left.image(report.rgb, caption="Uploaded tile", width="stretch")
-            right.image(overlay(report.rgb, result.heatmap, opacity), caption=f"Grad-CAM: {display_name(p.predicted)}",
-                        width="stretch")
+            show_model(score, report.rgb, opacity, arch)
 
 
 route_through_entrypoint()
@@ -40,15 +46,16 @@ st.title("Score a lung H&E tile")
 st.warning(DISCLAIMER)
 upload = st.file_uploader("Upload an H&E tile (JPEG, PNG or TIFF)", type=["jpg", "jpeg", "png", "tif", "tiff"])
 opacity = st.slider("Grad-CAM overlay opacity", 0.0, 1.0, 0.45, 0.05)
+tta = st.toggle("Test-time augmentation (average over the tile's 8 rotations and mirror images; slower)")
 if upload is None:
-    st.info("Upload a tile to see what ResNet50 and MobileNetV2 make of it, with Grad-CAM showing where they looked.")
+    st.info("Upload a tile to see what each model makes of it, with Grad-CAM showing where it looked.")
     st.stop()
 
 data = upload.getvalue()
-key = hashlib.sha256(data).hexdigest()
+key = (hashlib.sha256(data).hexdigest(), tta)
 if st.session_state.get("report_key") != key:
     try:
-        st.session_state.report = score_tile(data, upload.name, served_models(), ood_screen())
+        st.session_state.report = scorer().score([decode_image(data, upload.name)], [upload.name], explain=True, tta=tta)[0]
         st.session_state.report_key = key
     except LungfakeError as exc:
         st.session_state.pop("report_key", None)
@@ -67,7 +74,7 @@ with st.expander("Show the models' output anyway", expanded=False) if report.ood
 
 stem = upload.name.rsplit(".", 1)[0]
 left, right = st.columns(2)
-left.download_button("Download result (JSON)", report.to_json(), f"{stem}_lungfake.json", "application/json",
+left.download_button("Download result (JSON)", json_text([report]), f"{stem}_lungfake.json", "application/json",
                      on_click="ignore")  # a download changes nothing on the page, so it need not rerun it
-right.download_button("Download result (CSV)", report.to_csv(), f"{stem}_lungfake.csv", "text/csv", on_click="ignore")
+right.download_button("Download result (CSV)", csv_text([report]), f"{stem}_lungfake.csv", "text/csv", on_click="ignore")
 st.text(f"Scored: {upload.name}")

@@ -1,29 +1,47 @@
-"""Print the README's results table from the committed metrics, registry and audit files."""
+"""Print the README's results tables from the committed metrics, registry and audit files."""
 import json
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from lungfake.evaluation import load_all_metrics  # noqa: E402
-from lungfake.registry import load_registry, weights_dir  # noqa: E402
+from lungfake.baselines import BASELINES
+from lungfake.evaluation import load_all_metrics, split_warning
+from lungfake.registry import load_registry
+from lungfake.store import WeightsStore
+
+
+def _interval(m: dict) -> str:
+    return f"{m['accuracy']:.1%} ({m['accuracy_ci95'][0]:.1%}-{m['accuracy_ci95'][1]:.1%})"
 
 
 def main() -> None:
-    registry = load_registry()
-    print("| model | split | input | epochs | train CPU-min | accuracy (95% CI) | macro-F1 | cancer vs benign | sens / spec | ECE | file |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for (arch, protocol), m in sorted(load_all_metrics().items()):
-        size = (weights_dir() / registry[arch].file).stat().st_size / 1e6 if protocol == "grouped" else None
+    store = WeightsStore.resolve()
+    registry = load_registry(store.root)
+    metrics = load_all_metrics(store)
+    print("| model | split | input | epochs | train CPU-min | accuracy (95% CI) | macro-F1 | cancer vs benign | sens / spec "
+          "| colour-neutral | ECE before / after | file | on the committed split |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (arch, protocol), m in sorted(metrics.items(), key=lambda item: (item[0][0] in BASELINES, item[0])):
+        entry = registry.get(arch)
+        size = store.file(entry.file).stat().st_size / 1e6 if entry and protocol == entry.split else None
+        history = m.get("history")
+        neutral = m.get("colour_neutral_accuracy")
+        ece_before = m.get("expected_calibration_error_uncalibrated")
+        size_px = f"{m['input_size']} px" if "input_size" in m else "-"
+        neutral_text = f"{neutral['value']:.1%}" if neutral else "-"
         print(
-            f"| {m['display_name']} | {protocol} | {m['input_size']} px | {len(m['history']['loss'])} | {m['train_minutes']} "
-            f"| {m['accuracy']:.1%} ({m['accuracy_ci95'][0]:.1%}-{m['accuracy_ci95'][1]:.1%}) | {m['macro_f1']:.3f} "
+            f"| {m['display_name']} | {protocol} | {size_px} "
+            f"| {len(history['loss']) if history else '-'} | {m.get('train_minutes') or '-'} | {_interval(m)} | {m['macro_f1']:.3f} "
             f"| {m['binary_accuracy']:.1%} | {m['binary_sensitivity']:.1%} / {m['binary_specificity']:.1%} "
-            f"| {m['expected_calibration_error']:.3f} | {f'{size:.1f} MB' if size else '-'} |"
+            f"| {neutral_text} "
+            f"| {f'{ece_before:.3f} / ' if ece_before is not None else ''}{m['expected_calibration_error']:.3f} "
+            f"| {f'{size:.1f} MB' if size else '-'} | {'no' if split_warning(m, store) else 'yes'} |"
         )
-    audit = json.loads((weights_dir() / "splits" / "grouped_audit.json").read_text())
-    print(f"\nGrouped split audit: {audit['test_tiles_with_duplicate_in_train']} of {audit['test_tiles']} test tiles "
-          f"have a near-duplicate in train (match score >= {audit['threshold']}).")
+    for protocol in ("grouped", "random"):
+        path = store.audit_json(protocol)
+        if path.exists():
+            audit = json.loads(path.read_text())
+            sides = [s for s in ("test", "val") if s in audit]
+            print(f"\n{protocol.capitalize()} split audit ({audit['candidates_searched']} candidates per tile, score >= "
+                  f"{audit['threshold']} keypoints): " + "; ".join(
+                      f"{audit[s]['with_copy_in_train']} of {audit[s]['tiles']} {s} tiles have a copy in train" for s in sides) + ".")
 
 
 if __name__ == "__main__":

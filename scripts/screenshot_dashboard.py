@@ -2,15 +2,14 @@
 
 Usage: .venv/bin/python scripts/screenshot_dashboard.py  (needs Debian's chromium at /usr/bin/chromium)
 """
-import sys
 import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from tests.serving import CHROMIUM, CHROMIUM_ARGS, running_app
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from tests.serving import CHROMIUM, CHROMIUM_ARGS, running_app  # noqa: E402
 
 
 def main() -> None:

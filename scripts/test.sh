@@ -11,6 +11,7 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements-dev.txt
+.venv/bin/python -m pip install -q --no-deps -e .
 
 export LC25000_DIR="${LC25000_DIR:-$(cd .. && pwd)/shared/data/lc25000_lung}"
 export TF_CPP_MIN_LOG_LEVEL=2

@@ -4,7 +4,8 @@ from streamlit.testing.v1 import AppTest
 
 from lungfake.charts import PROTOCOL_LABELS
 from lungfake.evaluation import load_all_metrics
-from tests.conftest import DATA_DIR, REPO, needs_data
+from lungfake.registry import load_registry
+from tests.helpers import DATA_DIR, REPO, needs_data
 
 APP = str(REPO / "streamlit_app.py")
 MODEL_LOAD_TIMEOUT = 180  # the first run loads both models and builds Grad-CAM
@@ -46,25 +47,28 @@ def test_dashboard_switches_model_and_protocol():
         for protocol in [p for a, p in evaluated if a == arch]:
             at.radio[0].set_value(PROTOCOL_LABELS[protocol]).run()
             assert not at.exception
-            accuracy = next(m for m in at.metric if m.label == "Accuracy (3-class)")
+            accuracy = next(m for m in at.metric if m.label == "Accuracy")
             assert accuracy.value == f"{evaluated[(arch, protocol)]['accuracy']:.1%}"
     at.toggle[0].set_value(True).run()
     assert not at.exception
 
 
 @needs_data
-def test_upload_real_tile_shows_both_predictions_and_overlays():
+def test_upload_real_tile_shows_every_model_the_ensemble_and_overlays():
+    served = len(load_registry())
     at = _app()
     tile = DATA_DIR / "lung_scc" / "lungscc1.jpeg"
     at.file_uploader[0].upload(tile.name, tile.read_bytes(), "image/jpeg").run()
     assert not at.exception and not at.error
     predictions = [m for m in at.metric if m.label == "Prediction"]
-    assert len(predictions) == 2
+    assert len(predictions) == served + (served > 1)  # each model, and the ensemble
     assert all(p.value in {"Benign lung tissue", "Lung adenocarcinoma", "Lung squamous cell carcinoma"} for p in predictions)
     captions = [caption for image in at.image for caption in image.captions]
-    assert sum(c.startswith("Grad-CAM") for c in captions) == 2
-    assert captions.count("Uploaded tile") == 2
+    assert sum(c.startswith("Grad-CAM") for c in captions) == served
+    assert captions.count("Uploaded tile") == 1
     assert len(at.get("download_button")) == 2
+    at.toggle[0].set_value(True).run()  # test-time augmentation rescored the tile
+    assert not at.exception and len([m for m in at.metric if m.label == "Prediction"]) == len(predictions)
 
 
 def test_corrupt_upload_shows_error_then_next_upload_works():
@@ -90,7 +94,8 @@ def test_a_photograph_is_flagged_as_not_a_tile_and_its_output_is_tucked_away():
     assert not at.exception
     assert at.error and "does not look like a lung H&E tile" in at.error[0].value
     assert at.expander and at.expander[0].label == "Show the models' output anyway"
-    assert len([m for m in at.expander[0].metric if m.label == "Prediction"]) == 2
+    served = len(load_registry())
+    assert len([m for m in at.expander[0].metric if m.label == "Prediction"]) == served + (served > 1)
 
 
 def test_reruns_keep_tensorflows_optimised_kernels(monkeypatch):
@@ -112,13 +117,13 @@ def test_loaded_models_are_kept_out_of_the_garbage_collectors_scans():
     """Streamlit collects garbage after every run; scanning the models' objects each time cost 0.5 s."""
     import gc
 
-    from pages.common import served_models
+    from pages.common import scorer
 
     at = _app()
     at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
     assert not at.exception
     tracked = {id(o) for o in gc.get_objects()}
-    assert all(id(served.loaded.model) not in tracked for served in served_models())
+    assert all(id(served.loaded.model) not in tracked for served in scorer().served)
 
 
 def _copy_weights(tmp_path, tamper: str | None = None):
@@ -162,7 +167,7 @@ def _a_tile_png() -> bytes:
 
     from PIL import Image
 
-    from tests.conftest import texture
+    from tests.helpers import texture
 
     buffer = io.BytesIO()
     Image.fromarray(texture(1, 224)).save(buffer, "PNG")

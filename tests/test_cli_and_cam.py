@@ -7,18 +7,8 @@ from PIL import Image
 
 from lungfake import cli
 from lungfake.cam import GradcamExplainer, overlay
-from lungfake.models import build_model
 from lungfake.registry import load_registry
-from lungfake.training import Recipe, export_trained
-from tests.conftest import texture
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    model = build_model("tiny", 32)
-    export_trained(model, Recipe("tiny", input_size=32, epochs=1), "grouped", {"loss": [1.0]}, 1.0, folder=folder)
-    return folder
+from tests.helpers import texture
 
 
 def test_predict_json_lines_and_errors(tiny_weights, tmp_path, monkeypatch, capsys):
@@ -46,9 +36,27 @@ def test_predict_batches_and_unknown_model(tiny_weights, tmp_path, monkeypatch, 
         Image.fromarray(texture(i, 40)).save(files[-1])
     assert cli.main(["predict", *map(str, files), "--batch-size", "2", "--model", "tiny"]) == 0
     captured = capsys.readouterr()
-    assert len(captured.out.splitlines()) == 5 and "scored 4/5 files" in captured.err
+    assert sum(": tiny:" in line for line in captured.out.splitlines()) == 5 and "scored 4/5 files" in captured.err
     assert cli.main(["predict", str(files[0]), "--model", "resnet50"]) == 2
     assert "No model 'resnet50'" in capsys.readouterr().err
+
+
+def test_tta_averages_the_eight_views_and_keeps_the_json_shape(tiny_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
+    tile = tmp_path / "tile.png"
+    Image.fromarray(texture(11, 64)).save(tile)
+    assert cli.main(["predict", str(tile), "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert cli.main(["predict", str(tile), "--json", "--tta"]) == 0
+    averaged = json.loads(capsys.readouterr().out)
+    assert set(averaged) == set(plain)
+    assert averaged["models"]["tiny"]["probabilities"] != plain["models"]["tiny"]["probabilities"]
+
+
+def test_cli_errors_end_in_a_message_not_a_traceback(tmp_path, capsys):
+    assert cli.main(["audit", "--split", str(tmp_path / "missing.csv"), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
 
 
 def test_gradcam_heatmap_and_overlay(tiny_weights):
@@ -62,7 +70,7 @@ def test_gradcam_heatmap_and_overlay(tiny_weights):
     heat = explainer.heatmap(tile, "lung_aca")
     assert heat.shape == (32, 32) and 0.0 <= heat.min() and heat.max() <= 1.0
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    assert model.get_layer("probabilities").activation.__name__ == "softmax"  # the clone, not the model, went linear
+    assert model.get_layer("probabilities").activation.__name__ == "softmax"  # the model keeps its softmax
     blended = overlay(tile, heat, 0.5)
     assert blended.shape == tile.shape and blended.dtype == np.uint8
     assert np.array_equal(overlay(tile, heat, 0.0), tile)

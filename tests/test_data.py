@@ -55,3 +55,18 @@ def test_unreadable_and_truncated_files_are_skipped_with_a_warning(tiny_dataset)
     messages = " ".join(str(w.message) for w in caught)
     assert "lungaca900.jpeg" in messages and "lungaca901.jpeg" in messages
     assert len(tiles) == 36 and pixels.shape == (36, 32, 32, 3)
+
+
+def test_split_rows_read_in_order_or_fail_naming_the_unreadable_tile(tiny_dataset):
+    """One unreadable tile in the middle of a split must not shift every row after it (which once
+    misaligned the families of the bootstrap): reading the split fails and names the tile."""
+    from lungfake.data import read_split_pixels
+    from lungfake.splits import SplitRow
+
+    tiles = list_tiles(tiny_dataset)
+    rows = [SplitRow(t.path, t.label, f"f{i}", "test") for i, t in enumerate(tiles[:5])]
+    pixels = read_split_pixels(tiny_dataset, rows, 32)
+    assert pixels.shape == (5, 32, 32, 3)
+    (tiny_dataset / rows[2].path).write_bytes(b"broken")
+    with pytest.raises(DatasetError, match=rows[2].path.rsplit("/", 1)[-1]):
+        read_split_pixels(tiny_dataset, rows, 32)

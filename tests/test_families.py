@@ -1,27 +1,63 @@
+"""The family detector on synthetic tiles: every kind of copy is found, different tissue is kept apart."""
 import numpy as np
 import pytest
 
-from lungfake.families import best_match_scores, detect_families
-from tests.conftest import augmentor_copy, texture
+from lungfake.families import MATCH_THRESHOLD, best_matches, detect_families, keypoints_of, keypoints_of_all, match_pair
+from lungfake.synthetic import CopyTransform, effective_magnification, make_copy
+from tests.helpers import cells
+
+COPIES = {
+    "turned 37 degrees": CopyTransform(37, False, 1.0, False, 90),
+    "turned 200 degrees": CopyTransform(200, False, 1.0, False, 90),
+    "mirrored": CopyTransform(0, True, 1.0, False, 90),
+    "mirrored and turned": CopyTransform(123, True, 1.0, False, 85),
+    "magnified 1.5x, centred": CopyTransform(0, False, 1.5, False, 90),
+    "magnified 2.5x, off centre": CopyTransform(15, False, 2.5, True, 90),
+    "magnified 2x, turned, mirrored": CopyTransform(250, True, 2.0, True, 80),
+    "JPEG quality 60, recoloured": CopyTransform(10, False, 1.2, False, 60, brightness=1.06, hue_shift=3),
+}
 
 
-@pytest.mark.parametrize("degrees,flip_lr,flip_ud", [(0, True, False), (25, False, False), (-25, False, True), (17, True, True)])
-def test_rotated_and_flipped_copy_share_a_family(degrees, flip_lr, flip_ud):
-    original = texture(1)
-    copy = augmentor_copy(original, degrees, flip_lr, flip_ud)
-    report = detect_families(np.stack([original, copy, texture(2), texture(3)]))
-    assert report.labels[0] == report.labels[1]
+@pytest.mark.parametrize("name", list(COPIES))
+def test_each_kind_of_copy_matches_its_original(name):
+    original = cells(1)
+    copy = make_copy(original, COPIES[name], np.random.default_rng(0))
+    match = match_pair(keypoints_of(copy), keypoints_of(original))
+    assert match.score >= MATCH_THRESHOLD, match
+    assert match.mirrored == COPIES[name].mirrored
 
 
-def test_different_tiles_are_different_families():
-    tiles = np.stack([texture(seed) for seed in range(6)])
-    report = detect_families(tiles)
-    assert report.n_families == 6
+def test_the_fit_recovers_the_magnification():
+    transform = COPIES["magnified 2x, turned, mirrored"]
+    original = cells(2)
+    match = match_pair(keypoints_of(make_copy(original, transform, np.random.default_rng(1))), keypoints_of(original))
+    assert match.scale == pytest.approx(1 / effective_magnification(original.shape[0], transform), rel=0.1)
 
 
-def test_two_copies_rotated_opposite_ways_match():
-    original = texture(7)
-    a, b = augmentor_copy(original, -25), augmentor_copy(original, 24, flip_lr=True)
-    scores = best_match_scores(np.stack([a, texture(8)]), np.stack([b, texture(9), texture(10)]))
-    assert scores[0] > 0.8
-    assert scores[1] < 0.45
+def test_different_tissue_never_matches():
+    keys = keypoints_of_all(np.stack([cells(seed) for seed in range(10, 18)]), workers=1)
+    scores = [match_pair(a, b).score for i, a in enumerate(keys) for b in keys[i + 1 :]]
+    assert max(scores) < MATCH_THRESHOLD
+
+
+def test_families_gather_copies_and_keep_originals_apart():
+    rng = np.random.default_rng(3)
+    originals = [cells(seed) for seed in (20, 21, 22)]
+    tiles, truth = [], []
+    for k, original in enumerate(originals):
+        for _ in range(4):
+            tiles.append(make_copy(original, CopyTransform.random(rng, (1.0, 2.0)), rng))
+            truth.append(k)
+    report = detect_families(np.stack(tiles))
+    assert report.n_families == 3
+    for k in range(3):
+        assert len({report.family_ids[i] for i, t in enumerate(truth) if t == k}) == 1
+
+
+def test_best_matches_finds_the_copy_among_references():
+    rng = np.random.default_rng(4)
+    references = [cells(seed) for seed in (30, 31, 32, 33)]
+    query = make_copy(references[2], CopyTransform(77, True, 1.8, True, 75), rng)
+    scores, index = best_matches(keypoints_of_all([query, cells(34)], workers=1), keypoints_of_all(references, workers=1))
+    assert index[0] == 2 and scores[0] >= MATCH_THRESHOLD
+    assert scores[1] < MATCH_THRESHOLD

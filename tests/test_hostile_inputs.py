@@ -170,7 +170,7 @@ def test_worst_case_images_stay_under_five_seconds_and_one_gigabyte(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     measured = {}
     for name in _worst_cases(tmp_path):

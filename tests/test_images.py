@@ -6,7 +6,7 @@ from PIL import Image
 
 from lungfake.errors import ImageDecodeError
 from lungfake.images import decode_image, to_model_input
-from tests.conftest import texture
+from tests.helpers import texture
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

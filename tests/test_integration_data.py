@@ -1,19 +1,24 @@
-"""Integration tests on the real LC25000 lung tiles in ../shared (skipped where absent)."""
+"""Integration tests on the real LC25000 lung tiles in ../shared (skipped where absent), and the committed splits."""
 import collections
-import csv
-
-import numpy as np
+import json
 
 from lungfake.data import list_tiles, read_rgb
-from lungfake.families import detect_families
-from tests.conftest import DATA_DIR, REPO, needs_data
+from lungfake.families import MATCH_THRESHOLD, keypoints_of, match_pair
+from lungfake.splits import load_split
+from lungfake.store import WeightsStore
+from tests.helpers import DATA_DIR, needs_data
 
-SPLITS = REPO / "weights" / "splits"
+STORE = WeightsStore.resolve()
+# Copies the first split missed (issue "leak-free split, part 2"): the same field, one of them turned,
+# mirrored or 1.5x as magnified.
+KNOWN_COPIES = (("lung_n/lungn2285.jpeg", "lung_n/lungn2591.jpeg"), ("lung_n/lungn2601.jpeg", "lung_n/lungn4756.jpeg"))
 
 
-def _rows(protocol):
-    with open(SPLITS / f"{protocol}.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
+def _sides(rows):
+    found = collections.defaultdict(set)
+    for r in rows:
+        found[r.family].add(r.side)
+    return found
 
 
 @needs_data
@@ -26,35 +31,30 @@ def test_real_dataset_layout():
 def test_committed_splits_cover_every_tile_once_in_70_20_10():
     paths = {t.path for t in list_tiles(DATA_DIR)}
     for protocol in ("grouped", "random"):
-        rows = _rows(protocol)
-        assert {r["path"] for r in rows} == paths and len(rows) == len(paths)
+        rows = load_split(STORE.split_csv(protocol))
+        assert {r.path for r in rows} == paths and len(rows) == len(paths)
         for label in ("lung_n", "lung_aca", "lung_scc"):
-            counts = collections.Counter(r["split"] for r in rows if r["label"] == label)
-            assert abs(counts["train"] - 3500) <= 150 and abs(counts["test"] - 500) <= 50, (protocol, label, counts)
+            counts = collections.Counter(r.side for r in rows if r.label == label)
+            # 70/20/10 of tiles, before the audit folds val/test families with a copy in train into train
+            assert 3300 <= counts["train"] <= 3900 and 420 <= counts["test"] <= 560, (protocol, label, counts)
 
 
 def test_grouped_split_never_splits_a_family_and_random_does():
-    def sides(rows):
-        found = collections.defaultdict(set)
-        for r in rows:
-            found[r["family"]].add(r["split"])
-        return found
+    assert all(len(s) == 1 for s in _sides(load_split(STORE.split_csv("grouped"))).values())
+    assert sum(len(s) > 1 for s in _sides(load_split(STORE.split_csv("random"))).values()) > 200
 
-    assert all(len(s) == 1 for s in sides(_rows("grouped")).values())
-    assert sum(len(s) > 1 for s in sides(_rows("random")).values()) > 200
+
+def test_known_copies_share_a_family_and_the_audit_is_clean():
+    family = {r.path: r.family for r in load_split(STORE.split_csv("grouped"))}
+    for a, b in KNOWN_COPIES:
+        assert family[a] == family[b], (a, b)
+    report = json.loads(STORE.audit_json("grouped").read_text())
+    assert report["test"]["with_copy_in_train"] == 0 and report["val"]["with_copy_in_train"] == 0
+    assert report["threshold"] == MATCH_THRESHOLD
 
 
 @needs_data
-def test_detection_regroups_real_families():
-    rows = [r for r in _rows("grouped") if r["label"] == "lung_scc"]
-    by_family = collections.defaultdict(list)
-    for r in rows:
-        by_family[r["family"]].append(r["path"])
-    chosen = [f for f, members in sorted(by_family.items()) if 10 <= len(members) <= 30][:4]
-    paths = [p for f in chosen for p in by_family[f]]
-    truth = [f for f in chosen for _ in by_family[f]]
-    labels = detect_families(np.stack([read_rgb(DATA_DIR / p, 128) for p in paths])).labels
-    for family in chosen:
-        found = {labels[i] for i, t in enumerate(truth) if t == family}
-        assert len(found) == 1, family
-    assert len(set(labels)) == len(chosen)
+def test_the_matcher_sees_the_known_copies():
+    for a, b in KNOWN_COPIES:
+        match = match_pair(keypoints_of(read_rgb(DATA_DIR / a)), keypoints_of(read_rgb(DATA_DIR / b)))
+        assert match.score >= MATCH_THRESHOLD, (a, b, match)

@@ -9,7 +9,7 @@ from lungfake import cli
 from lungfake.evaluation import evaluate_on_split, load_all_metrics
 from lungfake.registry import load_model, load_registry, sha256_of, weights_dir
 from lungfake.splits import load_split, rows_in
-from tests.conftest import DATA_DIR, needs_data
+from tests.helpers import DATA_DIR, needs_data
 
 SERVED = ("resnet50", "mobilenetv2")
 REQUIRED_METRICS = {

@@ -8,20 +8,9 @@ from PIL import Image
 from lungfake import cli
 from lungfake.errors import ModelIntegrityError
 from lungfake.inference import LoadedModel, OodScreen
-from lungfake.models import build_model
 from lungfake.ood import STAIN_STATISTICS, GaussianReference, OodReference, fit_reference, stain_statistics
-from lungfake.registry import OodEntry, load_ood_entry, load_registry, register_ood, sha256_of, verified_file
-from lungfake.training import Recipe, export_trained
-from tests.conftest import DATA_DIR, needs_data, texture
-
-
-def he_like(seed: int, size: int = 96) -> np.ndarray:
-    """Pink-and-purple blobs on a pale background: a crude stand-in for an H&E tile."""
-    rng = np.random.default_rng(seed)
-    mix = np.asarray(Image.fromarray((rng.random((size // 8, size // 8)) * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)) / 255.0
-    purple, pink = np.array([120, 70, 160]), np.array([235, 150, 200])
-    pixels = purple * mix[..., None] + pink * (1 - mix[..., None]) + rng.normal(0, 8, (size, size, 3))
-    return np.clip(pixels, 0, 255).astype(np.uint8)
+from lungfake.registry import load_ood_entry, load_registry, verified_file
+from tests.helpers import DATA_DIR, he_like, needs_data, texture
 
 
 def test_stain_statistics_tell_blank_green_and_stained_apart():
@@ -45,25 +34,12 @@ def test_gaussian_reference_limit_is_the_held_out_quantile():
     assert projected.projection.shape == (5, 20) and projected.mean.shape == (5,)
 
 
-@pytest.fixture(scope="module")
-def screened_weights(tmp_path_factory):
-    """A tiny model and an out-of-distribution reference fitted on H&E-like images, registered together."""
-    folder = tmp_path_factory.mktemp("weights")
-    export_trained(build_model("tiny", 32), Recipe("tiny", input_size=32, epochs=1), "grouped", {"loss": [1.0]}, 1.0, folder=folder)
-    model = LoadedModel.load(load_registry(folder)["tiny"], folder)
-    train, val = [he_like(s) for s in range(200)], [he_like(s) for s in range(200, 300)]
-    reference = fit_reference(train, model.predict_with_features(train)[1], val, model.predict_with_features(val)[1], "tiny", 0.99)
-    (folder / "ood.npz").write_bytes(reference.to_bytes())
-    register_ood(OodEntry("ood.npz", sha256_of(folder / "ood.npz"), "tiny", 0.99), folder)
-    return folder
-
-
-def test_reference_round_trips_and_flags_what_is_not_tissue(screened_weights):
-    model = LoadedModel.load(load_registry(screened_weights)["tiny"], screened_weights)
-    screen = OodScreen.load([model], screened_weights)
-    assert screen.feature_model is model and load_ood_entry(screened_weights).feature_model == "tiny"
+def test_reference_round_trips_and_flags_what_is_not_tissue(tiny_weights):
+    model = LoadedModel.load(load_registry(tiny_weights)["tiny"], tiny_weights)
+    screen = OodScreen.load([model], tiny_weights)
+    assert screen.feature_model is model and load_ood_entry(tiny_weights).feature_model == "tiny"
     images = [he_like(s) for s in range(1000, 1040)]
-    assert sum(v.ood for v in screen.assess(images, {})) <= 2
+    assert sum(v.ood for v in screen.assess(images, {})) <= 4  # two checks, each limited at the 99th percentile of 100 val images
     others = [np.full((80, 80, 3), 255, np.uint8), np.tile(np.array([40, 200, 60], np.uint8), (80, 80, 1)),
               np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8), texture(3, 96)]
     verdicts = screen.assess(others, {})
@@ -71,22 +47,22 @@ def test_reference_round_trips_and_flags_what_is_not_tissue(screened_weights):
     assert all("distance" in v.reason and v.to_json()["ood"] is True for v in verdicts)
 
 
-def test_a_damaged_or_tampered_reference_is_refused(screened_weights, tmp_path):
+def test_a_damaged_or_tampered_reference_is_refused(tiny_weights, tmp_path):
     with pytest.raises(ModelIntegrityError, match="unreadable"):
         (tmp_path / "bad.npz").write_bytes(b"not a numpy archive")
         OodReference.from_file(tmp_path / "bad.npz")
     copy = tmp_path / "w"
     copy.mkdir()
     for name in ("registry.json", "tiny.keras"):
-        (copy / name).write_bytes((screened_weights / name).read_bytes())
-    (copy / "ood.npz").write_bytes((screened_weights / "ood.npz").read_bytes() + b"x")
+        (copy / name).write_bytes((tiny_weights / name).read_bytes())
+    (copy / "ood.npz").write_bytes((tiny_weights / "ood.npz").read_bytes() + b"x")
     model = LoadedModel.load(load_registry(copy)["tiny"], copy)
     with pytest.raises(ModelIntegrityError, match="out-of-distribution reference.*does not match"):
         OodScreen.load([model], copy)
 
 
-def test_predict_json_reports_ood_per_file(screened_weights, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(screened_weights))
+def test_predict_json_reports_ood_per_file(tiny_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
     tile, blank = tmp_path / "tile.png", tmp_path / "blank.jpg"
     Image.fromarray(he_like(2000)).save(tile)
     Image.new("RGB", (300, 200), (255, 255, 255)).save(blank)

@@ -7,19 +7,20 @@ import pytest
 from lungfake.classes import CLASS_NAMES
 from lungfake.data import list_tiles
 from lungfake.errors import ModelIntegrityError, RegistryError
-from lungfake.evaluation import evaluate_on_split
+from lungfake.evaluation import Evaluator
 from lungfake.images import read_image_file
-from lungfake.inference import LoadedModel, OodScreen, score_batch, select_entries
+from lungfake.inference import select_entries
 from lungfake.registry import load_registry, load_model
-from lungfake.splits import make_split, save_split
-from lungfake.training import Recipe, export_trained, train
+from lungfake.scoring import Scorer
+from lungfake.splits import make_split, save_split, split_sha256
+from lungfake.training import Recipe, export_trained, family_sample, train
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, request):
 
     base = tmp_path_factory.mktemp("trained")
-    data = request.getfixturevalue("module_dataset")
+    data = request.getfixturevalue("shared_tiny_dataset")
     tiles = list_tiles(data)
     families = [t.path.rsplit("/", 1)[-1] for t in tiles]  # each tile its own family: fine for mechanics
     rows = make_split(tiles, families, "random", seed=0)
@@ -32,22 +33,6 @@ def trained(tmp_path_factory, request):
             "model": model, "history": history, "finished": finished, "split_csv": split_csv}
 
 
-@pytest.fixture(scope="module")
-def module_dataset(tmp_path_factory):
-    from PIL import Image
-
-    from tests.conftest import texture
-
-    root = tmp_path_factory.mktemp("data")
-    for k, label in enumerate(CLASS_NAMES):
-        (root / label).mkdir()
-        for i in range(12):
-            tile = texture(1000 * k + i, size=64)
-            tile[..., k] = np.clip(tile[..., k].astype(int) + 60, 0, 255)  # a learnable colour cue
-            Image.fromarray(tile).save(root / label / f"{label.replace('_', '')}{i}.png")
-    return root
-
-
 def test_training_checkpoints_and_records_history(trained):
     assert trained["finished"]
     assert set(trained["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"}
@@ -56,11 +41,26 @@ def test_training_checkpoints_and_records_history(trained):
     assert (trained["run_dir"] / "checkpoint.keras").exists()
 
 
-def test_training_resumes_from_the_checkpoint(trained):
+def test_training_resumes_from_the_checkpoint(trained, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained["run_dir"], run_dir)  # resume a copy: the module's run stays as trained
     longer = Recipe(**{**trained["recipe"].__dict__, "epochs": 2})
-    _, history, finished = train(trained["data"], trained["rows"], longer, trained["run_dir"])
+    _, history, finished = train(trained["data"], trained["rows"], longer, run_dir)
     assert finished and len(history["loss"]) == 2
-    assert json.loads((trained["run_dir"] / "state.json").read_text())["epochs_done"] == 2
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 2
+
+
+def test_each_epoch_samples_a_few_tiles_of_every_family():
+    from lungfake.splits import SplitRow
+
+    rows = [SplitRow(f"t{f}_{c}.png", "lung_n", f"fam{f}", "train") for f in range(10) for c in range(f + 1)]
+    picked = family_sample(rows, 3, seed=1)
+    families = [rows[i].family for i in picked]
+    assert len(set(picked)) == len(picked) == sum(min(3, f + 1) for f in range(10))
+    assert {families.count(f"fam{f}") for f in range(2, 10)} == {3}
+    assert list(picked) != list(family_sample(rows, 3, seed=2))
 
 
 def test_export_registers_a_verified_inference_model(trained):
@@ -99,18 +99,22 @@ def test_tampered_or_missing_weights_are_refused(trained, tmp_path):
 
 def test_evaluate_and_predict_with_the_exported_model(trained):
     weights = trained["base"] / "weights"
-    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights)
-    entry = load_registry(weights)["tiny"]
-    model = load_model(entry, weights)
-    metrics = evaluate_on_split(model, list(entry.class_names), entry.input_size, trained["data"], trained["split_csv"])
-    assert metrics["n_test"] == sum(r.split == "test" for r in trained["rows"])
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
+                   split_sha=split_sha256(trained["split_csv"]))
+    path, (_, _, metrics) = Evaluator(trained["data"], weights).evaluate_model("tiny", "grouped")
+    assert json.loads(path.read_text())["split_sha256"] == split_sha256(trained["split_csv"])
+    assert metrics["n_test"] == sum(r.side == "test" for r in trained["rows"])
     assert np.asarray(metrics["confusion_matrix"]).sum() == metrics["n_test"]
+    assert metrics["temperature"] > 0 and "expected_calibration_error_uncalibrated" in metrics
+    assert 0 <= metrics["colour_neutral_accuracy"]["value"] <= 1
+    assert {"clean", "JPEG q30", "magnification 0.6x"} <= set(metrics["robustness"]["accuracy"])
+    entry = load_registry(weights)["tiny"]
+    assert entry.temperature == pytest.approx(metrics["temperature"], rel=1e-4) and "threshold" in entry.low_confidence
 
-    loaded = [LoadedModel.load(e, weights) for e in select_entries("all", weights)]
-    some_tile = next(trained["data"].glob("lung_aca/*.png"))
-    scored = score_batch(loaded, OodScreen.load(loaded, weights), [read_image_file(some_tile)])[0]
+    some_tile = next(trained["data"].glob("nested/lung_aca/*.jpeg"))
+    scored = Scorer.load("all", weights).score([read_image_file(some_tile)], ["tile"])[0]
     assert scored.ood.ood is None and "not checked" in scored.to_json()["ood_reason"]
-    result = scored.predictions["tiny"]
+    result = scored.models["tiny"]
     assert set(result.probabilities) == set(CLASS_NAMES)
     assert result.predicted in CLASS_NAMES
     assert abs(sum(result.probabilities.values()) - 1) < 1e-4
@@ -118,11 +122,11 @@ def test_evaluate_and_predict_with_the_exported_model(trained):
         select_entries("vgg16", weights)
 
 
-def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(module_dataset, tmp_path):
-    tiles = list_tiles(module_dataset)
+def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(shared_tiny_dataset, tmp_path):
+    tiles = list_tiles(shared_tiny_dataset)
     rows = make_split(tiles, [t.path for t in tiles], "random", seed=1)
     recipe = Recipe("tiny", input_size=32, epochs=3, batch_size=8, max_rotation_degrees=0)
-    _, history, finished = train(module_dataset, rows, recipe, tmp_path / "run", max_minutes=0)
+    _, history, finished = train(shared_tiny_dataset, rows, recipe, tmp_path / "run", max_minutes=0)
     assert not finished and len(history["loss"]) == 1
-    _, history, finished = train(module_dataset, rows, recipe, tmp_path / "run")
+    _, history, finished = train(shared_tiny_dataset, rows, recipe, tmp_path / "run")
     assert finished and len(history["loss"]) == 3

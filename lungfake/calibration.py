@@ -1,0 +1,53 @@
+"""Calibration on validation tiles: a temperature per model, and the confidence below which to warn."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+TARGET_ACCURACY = 0.99  # the warning threshold keeps val predictions above it at least this accurate
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax of log-probabilities divided by the temperature (1: unchanged)."""
+    logits = np.log(np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=-1, keepdims=True)
+
+
+def fit_temperature(probabilities: np.ndarray, y_true: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of the true classes (Guo et al. 2017)."""
+    y_true = np.asarray(y_true)
+
+    def nll(log_t: float) -> float:
+        calibrated = apply_temperature(probabilities, float(np.exp(log_t)))
+        return float(-np.log(np.clip(calibrated[np.arange(len(y_true)), y_true], 1e-12, 1.0)).mean())
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+@dataclass(frozen=True)
+class ConfidenceThreshold:
+    threshold: float  # warn below this calibrated confidence
+    val_coverage: float  # share of val tiles at or above it
+    val_accuracy: float  # accuracy of those tiles
+
+    def to_json(self) -> dict:
+        return {"threshold": round(self.threshold, 4), "val_coverage": round(self.val_coverage, 4),
+                "val_accuracy": round(self.val_accuracy, 4), "target_accuracy": TARGET_ACCURACY}
+
+
+def choose_threshold(probabilities: np.ndarray, y_true: np.ndarray, target: float = TARGET_ACCURACY) -> ConfidenceThreshold:
+    """The lowest confidence threshold at which the val predictions at or above it are at least target accurate."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    order = np.argsort(-confidence)
+    running = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    meets = np.flatnonzero(running >= target)
+    if not len(meets):
+        return ConfidenceThreshold(1.0, 0.0, float("nan"))
+    last = meets[-1]
+    return ConfidenceThreshold(float(confidence[order][last]), float((last + 1) / len(order)), float(running[last]))

@@ -1,0 +1,92 @@
+"""Comparing models and baselines from their metrics files: what they learned, which differ, who beats colour."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from .baselines import BASELINES
+
+COLOUR_NEUTRAL_TARGET = 0.95
+
+
+def _accuracy(metrics: dict | None) -> dict | None:
+    return {"value": metrics["accuracy"], "ci95": metrics["accuracy_ci95"]} if metrics else None
+
+
+def learned_rows(metrics: dict[tuple[str, str], dict]) -> list[dict]:
+    """One row per model or baseline: accuracy on each protocol and colour-neutral, for the chart."""
+    names = sorted({a for a, _ in metrics}, key=lambda a: (a in BASELINES, a == "ensemble", a))
+    rows = []
+    for arch in names:
+        grouped, random = metrics.get((arch, "grouped")), metrics.get((arch, "random"))
+        shown = grouped or random
+        rows.append({"arch": arch, "name": shown["display_name"], "grouped": _accuracy(grouped), "random": _accuracy(random),
+                     "colour_neutral": grouped.get("colour_neutral_accuracy") if grouped else None})
+    return rows
+
+
+def colour_verdicts(metrics: dict[tuple[str, str], dict]) -> list[str]:
+    """Plain sentences: does each model beat the colour baseline, and keep its accuracy without colour?"""
+    colour = metrics.get(("baseline_colour", "grouped"))
+    sentences = []
+    for (arch, protocol), m in sorted(metrics.items()):
+        if protocol != "grouped" or arch in BASELINES:
+            continue
+        parts = []
+        if colour is not None:
+            low = m["accuracy_ci95"][0]
+            beats = low > colour["accuracy"]
+            parts.append(f"the lower end of its 95% interval ({low:.1%}) is {'above' if beats else 'NOT above'} "
+                         f"the colour baseline's {colour['accuracy']:.1%}")
+        neutral = m.get("colour_neutral_accuracy")
+        if neutral is not None:
+            kept = neutral["value"] >= COLOUR_NEUTRAL_TARGET
+            parts.append(f"on colour-neutral tiles it scores {neutral['value']:.1%} "
+                         f"({'meets' if kept else 'MISSES'} the {COLOUR_NEUTRAL_TARGET:.0%} target)")
+        else:
+            parts.append("its colour-neutral accuracy has not been measured")
+        sentences.append(f"**{m['display_name']}**: " + "; ".join(parts) + ".")
+    return sentences
+
+
+def mcnemar_table(metrics: dict[tuple[str, str], dict], protocol: str = "grouped") -> pd.DataFrame:
+    """Exact McNemar test between every pair of models (ensemble included) on the same test tiles: how often
+    each is right where the other is wrong, and the two-sided p-value (binomial test on those discordant tiles)."""
+    models = {m["display_name"]: m for (arch, p), m in sorted(metrics.items())
+              if p == protocol and arch not in BASELINES and "predictions" in m and "true_labels" in m}
+    rows = []
+    for a, b in itertools.combinations(models, 2):
+        truth = np.asarray(models[a]["true_labels"])
+        if not np.array_equal(truth, np.asarray(models[b]["true_labels"])):
+            continue  # evaluated on different tiles: not comparable
+        pred_a, pred_b = np.asarray(models[a]["predictions"]), np.asarray(models[b]["predictions"])
+        right_a, right_b = pred_a == truth, pred_b == truth
+        only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+        p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+        rows.append({"Model A": a, "Model B": b, "A right, B wrong": only_a, "B right, A wrong": only_b,
+                     "Predictions differ": int((pred_a != pred_b).sum()), "McNemar exact p": float(p)})
+    return pd.DataFrame(rows)
+
+
+def leak_sentence(metrics: dict[tuple[str, str], dict]) -> str:
+    """What the grouped-vs-random comparison shows, in numbers, from the memoriser and the models."""
+    memoriser = {p: metrics.get(("baseline_copy_lookup", p)) for p in ("grouped", "random")}
+    if not all(memoriser.values()):
+        return ("The copy-lookup memoriser has not been evaluated on both protocols yet "
+                "(python -m lungfake evaluate --arch baselines), so this page makes no claim about the leak.")
+    g, r = memoriser["grouped"]["accuracy"], memoriser["random"]["accuracy"]
+    text = (f"A memoriser that only looks up each test tile's closest training tile and copies its class scores "
+            f"**{r:.1%}** on the random split and **{g:.1%}** on the grouped split. ")
+    if r > g:
+        text += (f"That gap of {r - g:.1%} is what copies of training tiles in the test set are worth: a random split "
+                 "rewards memorising; the grouped split, which keeps every family on one side, does not. ")
+    else:
+        text += "On these splits the memoriser gains nothing from the random split. "
+    cnns = [(m["display_name"], m["accuracy"], metrics[(a, "random")]["accuracy"]) for (a, p), m in sorted(metrics.items())
+            if p == "grouped" and (a, "random") in metrics and a not in BASELINES]
+    for name, grouped_acc, random_acc in cnns:
+        text += f"{name}: {grouped_acc:.1%} grouped, {random_acc:.1%} random. "
+    return text

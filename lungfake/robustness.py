@@ -1,0 +1,85 @@
+"""Named shifts of a tile: what another lab, camera or microscope does to it, each applied alone.
+
+Used by ``python -m lungfake evaluate`` (the ``robustness`` table of each model's metrics) and by
+``benchmarks/robustness.py``. The external colour target is measured on ``external_dev`` tiles: they
+are used to measure here, never to train or choose anything.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from PIL import Image
+from skimage.color import hed2rgb, rgb2hed
+
+from .colour import ColourTarget, match_colour
+
+
+def _to_uint8(rgb_float: np.ndarray) -> np.ndarray:
+    return np.clip(rgb_float * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def hed_scaled(rgb: np.ndarray, haematoxylin: float = 1.0, eosin: float = 1.0) -> np.ndarray:
+    """More or less of each stain: its concentration in HED space scaled."""
+    hed = rgb2hed(rgb)
+    hed[..., 0] *= haematoxylin
+    hed[..., 1] *= eosin
+    return _to_uint8(hed2rgb(hed))
+
+
+def gamma(rgb: np.ndarray, value: float) -> np.ndarray:
+    return _to_uint8((rgb / 255.0) ** value)
+
+
+def blurred(rgb: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+    return cv2.GaussianBlur(rgb, (0, 0), sigma)
+
+
+def jpeg(rgb: np.ndarray, quality: int = 30) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def magnified(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """The same field at another magnification, at the tile's size. Above 1: the centre, enlarged.
+    Below 1: the tile shrunk, the field around it continued by mirroring (LC25000 has no wider field)."""
+    size = rgb.shape[0]
+    if factor >= 1:
+        side = int(round(size / factor))
+        start = (size - side) // 2
+        return cv2.resize(rgb[start : start + side, start : start + side], (size, size), interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(rgb, (int(round(size * factor)),) * 2, interpolation=cv2.INTER_AREA)
+    pad = size - small.shape[0]
+    return cv2.copyMakeBorder(small, pad // 2, pad - pad // 2, pad // 2, pad - pad // 2, cv2.BORDER_REFLECT_101)
+
+
+def external_colour_target(external_dir: Path) -> ColourTarget | None:
+    """The average colour statistics of the external development tiles, where present."""
+    files = sorted(Path(external_dir).rglob("*.png")) if external_dir and Path(external_dir).is_dir() else []
+    if not files:
+        return None
+    return ColourTarget.of_many([np.asarray(Image.open(f).convert("RGB")) for f in files])
+
+
+def named_shifts(external: ColourTarget | None, training: ColourTarget | None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    shifts: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "haematoxylin x0.7": lambda x: hed_scaled(x, haematoxylin=0.7),
+        "haematoxylin x1.3": lambda x: hed_scaled(x, haematoxylin=1.3),
+        "eosin x0.7": lambda x: hed_scaled(x, eosin=0.7),
+        "eosin x1.3": lambda x: hed_scaled(x, eosin=1.3),
+        "gamma 0.7": lambda x: gamma(x, 0.7),
+        "gamma 1.5": lambda x: gamma(x, 1.5),
+        "blur 1.5 px": blurred,
+        "JPEG q30": jpeg,
+        "magnification 0.6x": lambda x: magnified(x, 0.6),
+        "magnification 1.6x": lambda x: magnified(x, 1.6),
+    }
+    if external is not None:
+        shifts["restained to external colours"] = lambda x: match_colour(x, external)
+    if training is not None:
+        shifts["colour-neutral"] = lambda x: match_colour(x, training)
+    return shifts

@@ -1,0 +1,198 @@
+"""One scoring path for every caller (the CLI, the score, batch and region pages): a batch of images in,
+every served model's calibrated prediction, the ensemble, the out-of-distribution verdict and, when asked,
+Grad-CAM out. Each image is resized once per model input size.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .calibration import apply_temperature
+from .classes import display_name, is_cancer
+from .images import to_model_input
+from .inference import LoadedModel, OodScreen, select_entries
+from .ood import OodVerdict
+
+DEFAULT_WARNING_CONFIDENCE = 0.6  # for registry entries calibrated before thresholds were chosen on val
+BATCH = 32
+ENSEMBLE = "ensemble"
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    arch: str
+    name: str
+    probabilities: dict[str, float]  # calibrated, in the registry's class order
+    weights_sha256: str
+    warn_below: float
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)  # [0, 1], predicted class
+
+    @property
+    def predicted(self) -> str:
+        return max(self.probabilities, key=self.probabilities.get)
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.predicted]
+
+    @property
+    def cancer_probability(self) -> float:
+        return sum(p for name, p in self.probabilities.items() if is_cancer(name))
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.confidence < self.warn_below
+
+    def to_json(self) -> dict:
+        return {
+            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            "predicted": self.predicted,
+            "cancer_probability": round(self.cancer_probability, 6),
+            "low_confidence": self.low_confidence,
+            "weights_sha256": self.weights_sha256,
+        }
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    name: str
+    rgb: np.ndarray = field(repr=False, compare=False)
+    models: dict[str, ModelScore]  # keyed by architecture
+    ood: OodVerdict
+
+    @property
+    def ensemble(self) -> ModelScore | None:
+        """The mean of the models' calibrated probabilities (None with a single model)."""
+        if len(self.models) < 2:
+            return None
+        classes = list(next(iter(self.models.values())).probabilities)
+        mean = {c: float(np.mean([m.probabilities[c] for m in self.models.values()])) for c in classes}
+        sha = ",".join(m.weights_sha256[:12] for m in self.models.values())
+        return ModelScore(ENSEMBLE, "Ensemble", mean, sha, max(m.warn_below for m in self.models.values()))
+
+    @property
+    def models_agree(self) -> bool:
+        return len({m.predicted for m in self.models.values()}) <= 1
+
+    def to_json(self) -> dict:
+        payload = {"file": self.name, **self.ood.to_json(), "models": {a: m.to_json() for a, m in self.models.items()},
+                   "models_agree": self.models_agree}
+        if self.ensemble is not None:
+            payload["ensemble"] = self.ensemble.to_json()
+        return payload
+
+    def csv_rows(self) -> list[list]:
+        """One row per model (and the ensemble): file, model, weights, prediction, probabilities, warnings."""
+        rows = []
+        for arch, m in {**self.models, **({ENSEMBLE: self.ensemble} if self.ensemble else {})}.items():
+            rows.append([self.name, arch, m.weights_sha256, m.predicted, display_name(m.predicted),
+                         *[f"{p:.6f}" for p in m.probabilities.values()], m.low_confidence, self.ood.ood, self.ood.reason])
+        return rows
+
+
+def csv_text(scores: list[ImageScore]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    classes = list(next(iter(scores[0].models.values())).probabilities) if scores and scores[0].models else []
+    writer.writerow(["file", "model", "weights_sha256", "predicted", "predicted_name", *[f"p_{c}" for c in classes],
+                     "low_confidence", "ood", "ood_reason"])
+    for score in scores:
+        writer.writerows(score.csv_rows())
+    return out.getvalue()
+
+
+def json_text(scores: list[ImageScore]) -> str:
+    return json.dumps([s.to_json() for s in scores], indent=2) if len(scores) != 1 else json.dumps(scores[0].to_json(), indent=2)
+
+
+class ServedModel:
+    """A verified model, its calibration and (built on first use) its Grad-CAM explainer."""
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self._explainer = None
+        # One scoring at a time per model: the app serves many sessions from threads, and on two cores
+        # queuing them costs no throughput while keeping memory flat and every result identical.
+        self.lock = threading.Lock()
+
+    @classmethod
+    def load(cls, arch: str, folder: Path | None = None) -> "ServedModel":
+        entry = next(e for e in select_entries(arch, folder))
+        return cls(LoadedModel.load(entry, folder))
+
+    @property
+    def entry(self):
+        return self.loaded.entry
+
+    @property
+    def name(self) -> str:
+        return self.entry.display_name or self.entry.arch
+
+    @property
+    def explainer(self):
+        from .cam import GradcamExplainer
+
+        if self._explainer is None:
+            self._explainer = GradcamExplainer(self.loaded.model, self.entry)
+        return self._explainer
+
+    def warn_below(self) -> float:
+        return float(self.entry.low_confidence.get("threshold", DEFAULT_WARNING_CONFIDENCE))
+
+
+def dihedral_views(pixels: np.ndarray) -> list[np.ndarray]:
+    """The 8 rotations and mirror images of a batch (n, h, w, c): a tile has no up and no handedness."""
+    views = []
+    for mirrored in (pixels, pixels[:, :, ::-1]):
+        views.extend(np.rot90(mirrored, k, axes=(1, 2)) for k in range(4))
+    return [np.ascontiguousarray(v) for v in views]
+
+
+class Scorer:
+    """The served models and the out-of-distribution screen, scoring batches of RGB images."""
+
+    def __init__(self, served: list[ServedModel], screen: OodScreen):
+        self.served, self.screen = served, screen
+
+    @classmethod
+    def load(cls, which: str = "all", folder: Path | None = None) -> "Scorer":
+        served = [ServedModel(LoadedModel.load(entry, folder)) for entry in select_entries(which, folder)]
+        return cls(served, OodScreen.load([s.loaded for s in served], folder))
+
+    def score(self, images: list[np.ndarray], names: list[str] | None = None, explain: bool = False,
+              tta: bool = False) -> list[ImageScore]:
+        names = names or [f"image {i + 1}" for i in range(len(images))]
+        inputs: dict[int, np.ndarray] = {}
+        per_model, features = {}, {}
+        for model in self.served:
+            size = model.entry.input_size
+            if size not in inputs:
+                inputs[size] = np.stack([to_model_input(rgb, size) for rgb in images])
+            per_model[model.entry.arch], features[model.entry.arch] = self._score_model(model, inputs[size], explain, tta)
+        verdicts = self.screen.assess(images, features, {size: batch for size, batch in inputs.items()})
+        return [ImageScore(names[i], images[i], {arch: scores[i] for arch, scores in per_model.items()}, verdicts[i])
+                for i in range(len(images))]
+
+    def _score_model(self, model: ServedModel, pixels: np.ndarray, explain: bool, tta: bool) -> tuple[list[ModelScore], np.ndarray]:
+        entry, probabilities, features = model.entry, [], []
+        with model.lock:
+            for start in range(0, len(pixels), BATCH):
+                chunk = pixels[start : start + BATCH]
+                chunk_features, chunk_probabilities = model.loaded.forward(chunk)
+                if tta:
+                    chunk_probabilities = np.mean([model.loaded.forward(view)[1] for view in dihedral_views(chunk)], axis=0)
+                features.append(chunk_features)
+                probabilities.append(chunk_probabilities)
+            calibrated = apply_temperature(np.concatenate(probabilities), entry.temperature)
+            heatmaps = [None] * len(pixels)
+            if explain:
+                heatmaps = [model.explainer.heatmap_of_input(pixels[i], int(np.argmax(calibrated[i]))) for i in range(len(pixels))]
+        scores = [ModelScore(entry.arch, model.name, dict(zip(entry.class_names, map(float, row))), entry.sha256,
+                             model.warn_below(), heatmap) for row, heatmap in zip(calibrated, heatmaps)]
+        return scores, np.concatenate(features)

@@ -1,0 +1,70 @@
+"""What several test modules share: where the real data is, and synthetic tiles."""
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("LC25000_DIR", REPO.parent / "shared" / "data" / "lc25000_lung"))
+EXTERNAL_DIR = REPO.parent / "shared" / "data" / "external_dev"
+HAS_DATA = (DATA_DIR / "lung_n").is_dir()
+needs_data = pytest.mark.skipif(not HAS_DATA, reason=f"LC25000 lung data not found at {DATA_DIR} (set LC25000_DIR)")
+
+
+def texture(seed: int, size: int = 224) -> np.ndarray:
+    """A smooth random colour texture, standing in for an H&E tile."""
+    rng = np.random.default_rng(seed)
+    noise = rng.random((size // 8, size // 8, 3)).astype(np.float32)
+    big = np.asarray(Image.fromarray((noise * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC))
+    fine = rng.integers(0, 40, (size, size, 3))
+    return np.clip(big.astype(int) + fine - 20, 0, 255).astype(np.uint8)
+
+
+def cells(seed: int, size: int = 224) -> np.ndarray:
+    """An H&E-like tile: pink stroma with fibres, purple nuclei of many sizes and red blood cells,
+    each seed its own arrangement (enough distinct keypoints for the family detector)."""
+    rng = np.random.default_rng(seed)
+    tile = np.full((size, size, 3), (232, 190, 215), np.uint8)
+    for _ in range(12):
+        start, end = rng.integers(0, size, 2), rng.integers(0, size, 2)
+        cv2.line(tile, tuple(map(int, start)), tuple(map(int, end)), (215, 150, 190), int(rng.integers(2, 6)))
+    for _ in range(int(rng.integers(40, 70))):
+        centre = tuple(map(int, rng.integers(0, size, 2)))
+        axes = (int(rng.integers(3, 10)), int(rng.integers(3, 8)))
+        colour = tuple(int(c) for c in rng.integers((60, 30, 110), (110, 70, 170)))
+        cv2.ellipse(tile, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    for _ in range(int(rng.integers(10, 25))):
+        centre = tuple(map(int, rng.integers(0, size, 2)))
+        cv2.circle(tile, centre, int(rng.integers(3, 5)), (200, 40, 70), -1)
+    noise = rng.normal(0, 6, tile.shape)
+    return np.clip(cv2.GaussianBlur(tile, (0, 0), 0.8) + noise, 0, 255).astype(np.uint8)
+
+
+def he_like(seed: int, size: int = 96) -> np.ndarray:
+    """Pink-and-purple blobs on a pale background: a crude stand-in for an H&E tile."""
+    rng = np.random.default_rng(seed)
+    mix = np.asarray(Image.fromarray((rng.random((size // 8, size // 8)) * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)) / 255.0
+    purple, pink = np.array([120, 70, 160]), np.array([235, 150, 200])
+    pixels = purple * mix[..., None] + pink * (1 - mix[..., None]) + rng.normal(0, 8, (size, size, 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def register_tiny_model(folder: Path) -> Path:
+    """A weights store holding an (untrained) tiny model and an out-of-distribution reference fitted on
+    H&E-like images, registered with their sha256s."""
+    from lungfake.inference import LoadedModel
+    from lungfake.models import build_model
+    from lungfake.ood import fit_reference
+    from lungfake.registry import OodEntry, load_registry, register_ood, sha256_of
+    from lungfake.training import Recipe, export_trained
+
+    export_trained(build_model("tiny", 32), Recipe("tiny", input_size=32, epochs=1), "grouped", {"loss": [1.0]}, 1.0, folder=folder)
+    model = LoadedModel.load(load_registry(folder)["tiny"], folder)
+    train, val = [he_like(s) for s in range(200)], [he_like(s) for s in range(200, 300)]
+    reference = fit_reference(train, model.features_of(train), val, model.features_of(val), "tiny", 0.99)
+    (folder / "ood.npz").write_bytes(reference.to_bytes())
+    register_ood(OodEntry("ood.npz", sha256_of(folder / "ood.npz"), "tiny", 0.99), folder)
+    return folder

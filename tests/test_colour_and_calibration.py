@@ -1,0 +1,71 @@
+"""Colour statistics, colour matching, the colour baseline, temperature scaling and the warning threshold."""
+import numpy as np
+import pytest
+
+from lungfake.calibration import apply_temperature, choose_threshold, fit_temperature
+from lungfake.colour import ColourTarget, colour_baseline, lab_statistics, match_colour
+from lungfake.evaluation import expected_calibration_error
+from tests.helpers import cells
+
+
+def test_lab_statistics_of_a_flat_tile():
+    grey = np.full((16, 16, 3), 128, np.uint8)
+    stats = lab_statistics(grey)[0]
+    assert stats[0] == pytest.approx(53.6, abs=0.2)  # L* of sRGB 128
+    assert np.allclose(stats[1:3], 0, atol=0.01) and np.allclose(stats[3:], 0, atol=1e-4)
+
+
+def test_a_matched_tile_has_the_targets_statistics():
+    target = ColourTarget((62.0, 18.0, -12.0), (14.0, 9.0, 7.0))
+    matched = match_colour(cells(5), target)
+    stats = lab_statistics(matched)[0]
+    assert np.allclose(stats[:3], target.mean, atol=1.0)
+    assert np.allclose(stats[3:], target.std, rtol=0.08)
+    assert ColourTarget.from_json(target.to_json()) == target
+
+
+def test_matching_keeps_the_tissue_and_changes_only_colour():
+    tile = cells(6)
+    matched = match_colour(tile, ColourTarget((55.0, 30.0, -20.0), (16.0, 12.0, 10.0)))
+    grey_before, grey_after = tile.mean(axis=2).ravel(), matched.mean(axis=2).ravel()
+    assert np.corrcoef(grey_before, grey_after)[0, 1] > 0.9
+
+
+def test_the_colour_baseline_beats_chance_on_coloured_classes():
+    rng = np.random.default_rng(0)
+    tints = np.array([[20, -10, 0], [-15, 5, 10], [0, 15, -20]])
+    tiles, labels = [], []
+    for k, tint in enumerate(tints):
+        for seed in range(12):
+            tile = cells(100 * k + seed, size=48).astype(int) + tint + rng.integers(-8, 8, 3)
+            tiles.append(np.clip(tile, 0, 255).astype(np.uint8))
+            labels.append(k)
+    features, labels = lab_statistics(np.stack(tiles)), np.array(labels)
+    train, test = np.arange(len(labels)) % 3 != 0, np.arange(len(labels)) % 3 == 0
+    accuracy = (colour_baseline().fit(features[train], labels[train]).predict(features[test]) == labels[test]).mean()
+    assert accuracy > 0.8
+
+
+def test_temperature_scaling_repairs_under_confidence():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 3000)
+    logits = rng.normal(0, 1, (3000, 3))
+    logits[np.arange(3000), y] += 2.5
+    true_probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(3, p=p) for p in true_probabilities])  # labels drawn from the true probabilities
+    under_confident = apply_temperature(true_probabilities, 2.5)  # what label smoothing does to a model
+    temperature = fit_temperature(under_confident, y)
+    assert temperature == pytest.approx(1 / 2.5, rel=0.15)
+    repaired = apply_temperature(under_confident, temperature)
+    assert expected_calibration_error(y, repaired) < expected_calibration_error(y, under_confident) / 2
+    assert np.array_equal(repaired.argmax(axis=1), under_confident.argmax(axis=1))
+
+
+def test_threshold_keeps_accurate_predictions_above_it():
+    confidence = np.linspace(0.5, 1.0, 200)
+    correct = confidence > 0.6  # everything above 0.6 is right, everything below wrong
+    probabilities = np.stack([confidence, 1 - confidence, np.zeros(200)], axis=1)
+    y = np.where(correct, 0, 1)
+    chosen = choose_threshold(probabilities, y, target=0.99)
+    assert 0.58 < chosen.threshold <= 0.61
+    assert chosen.val_accuracy >= 0.99 and 0.78 < chosen.val_coverage < 0.83
