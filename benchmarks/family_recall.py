@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import logging
 import time
 
 import numpy as np
@@ -106,6 +107,7 @@ def measure_class(root, rows, class_name: str, args, rng, foreign_keys=None) -> 
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir")
     parser.add_argument("--split", help="split CSV whose families the originals come from (default: the committed grouped split)")

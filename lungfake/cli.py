@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="write weights/metrics/<arch>_<protocol>.json")
     _add_data_dir(evaluate)
-    evaluate.add_argument("--arch", choices=(*ARCHITECTURES, "baselines", "all"), default="all")
+    evaluate.add_argument("--arch", choices=(*ARCHITECTURES, "models", "baselines", "all"), default="all",
+                          help="one model, every served model (with their ensemble), the baselines only, or all")
     evaluate.add_argument("--external-dir", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "external_dev"),
                           help="another lab's tiles whose colour statistics the robustness table restains to (measuring only)")
     evaluate.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all")

@@ -226,7 +226,7 @@ class Evaluator:
 
         written, ensemble_parts = [], []
         for p in PROTOCOLS if protocol == "all" else [protocol]:
-            for a in {"all": ARCHITECTURES, "baselines": ()}.get(arch, [arch]):
+            for a in {"all": ARCHITECTURES, "models": ARCHITECTURES, "baselines": ()}.get(arch, [arch]):
                 result = self.evaluate_model(a, p)
                 if result is not None:
                     written.append(result[0])

@@ -33,6 +33,10 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import MiniBatchKMeans
 
 log = logging.getLogger(__name__)
+# Matching runs in forked worker processes, one per core. OpenCV's own thread pool, once started in the
+# parent, is copied into each child in whatever locked state it was in, and the child hangs: keep OpenCV
+# single-threaded in any process that matches tiles.
+cv2.setNumThreads(1)
 
 WORK_SIZE = 224  # tiles are matched at LC25000's own size here
 SIFT_FEATURES = 600
