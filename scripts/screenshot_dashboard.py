@@ -18,7 +18,7 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)  # through the entry point, so st.navigation (not the pages/ folder) builds the menu
         page.get_by_text("Evaluation dashboard").first.click()
-        page.get_by_text("The leakage gap").wait_for(timeout=120_000)
+        page.get_by_text("Do the models differ?").wait_for(timeout=120_000)
         page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
         time.sleep(3)  # let plotly finish drawing
         page.screenshot(path=str(REPO / "docs" / "dashboard.png"), full_page=True)
