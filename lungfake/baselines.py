@@ -46,7 +46,7 @@ def copy_lookup_probabilities(root: Path, rows: list[SplitRow], keys: dict | Non
     """One-hot probabilities: the class of each test tile's best-matching train tile (any class).
     A tile with no verified match at all takes the class of its most similar train tile by visual words.
     keys: keypoints by tile path, filled in here for tiles it lacks (so both protocols share them)."""
-    from .families import VisualWords, best_matches, keypoints_of_all, top_candidates
+    from .families import best_matches, keypoints_of_all
 
     keys = {} if keys is None else keys
     train, test = rows_on(rows, "train"), rows_on(rows, "test")
@@ -55,9 +55,8 @@ def copy_lookup_probabilities(root: Path, rows: list[SplitRow], keys: dict | Non
         found = keypoints_of_all(read_split_pixels(root, missing), lambda d, t: log.info("keypoints %d/%d", d, t))
         keys.update({r.path: k for r, k in zip(missing, found)})
     keys_train, keys_test = [keys[r.path] for r in train], [keys[r.path] for r in test]
+    # best_matches names each query's nearest candidate by visual words where nothing verified.
     scores, best = best_matches(keys_test, keys_train)
-    nearest = top_candidates(VisualWords(keys_train).similarity(keys_test), 1)[:, 0]
-    chosen = np.where(scores > 0, best, nearest)
-    predicted = _labels(train)[chosen]
+    predicted = _labels(train)[best]
     log.info("copy lookup: %d of %d test tiles have a verified match in train", int((scores > 0).sum()), len(test))
     return np.eye(len(CLASS_NAMES))[predicted], _labels(test)

@@ -253,8 +253,9 @@ class Evaluator:
         history_file = self.store.history_json(arch, protocol)
         trained_on = json.loads(history_file.read_text()).get("split_sha256") if history_file.exists() else None
         if trained_on != self.split_sha(protocol):
-            log.warning("skipping %s/%s: it was trained on another %s split than the committed one; retrain it "
-                        "(python -m lungfake train --arch %s --split %s) before evaluating", arch, protocol, protocol, arch, protocol)
+            why = "has no training history" if not history_file.exists() else f"was trained on another {protocol} split than the committed one"
+            log.warning("skipping %s/%s: it %s; train it (python -m lungfake train --arch %s --split %s) before evaluating",
+                        arch, protocol, why, arch, protocol)
             return None
         if protocol == entry.split:
             return load_model(entry, self.store.root), entry.file, entry.sha256, entry

@@ -358,8 +358,8 @@ def best_matches(
     rounds: tuple[int, ...] = (0, 10, 40, AUDIT_CANDIDATES),
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each query tile, a verified match among its retrieved reference tiles (the best of the nearest
-    candidates that hold one; 0 where none does), and which reference it is. Candidates are verified
-    nearest first, and a query stops once it has a match."""
+    candidates that hold one; 0 where none does), and which reference it is (where none verified, the
+    nearest by visual words). Candidates are verified nearest first, and a query stops once it has a match."""
     if not queries or not references:
         return np.zeros(len(queries), np.int32), np.zeros(len(queries), int)
     similarity, view = VisualWords(references).similarity_and_view(queries)
