@@ -13,12 +13,13 @@ class TissueClass:
     name: str  # the LC25000 folder name, also the label stored in splits and metrics
     display_name: str
     is_cancer: bool
+    colour: str  # on probability maps and charts
 
 
 CLASSES: tuple[TissueClass, ...] = (
-    TissueClass("lung_n", "Benign lung tissue", is_cancer=False),
-    TissueClass("lung_aca", "Lung adenocarcinoma", is_cancer=True),
-    TissueClass("lung_scc", "Lung squamous cell carcinoma", is_cancer=True),
+    TissueClass("lung_n", "Benign lung tissue", is_cancer=False, colour="#2ca02c"),
+    TissueClass("lung_aca", "Lung adenocarcinoma", is_cancer=True, colour="#d62728"),
+    TissueClass("lung_scc", "Lung squamous cell carcinoma", is_cancer=True, colour="#7b3fb5"),
 )
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 _BY_NAME = {c.name: c for c in CLASSES}
@@ -34,3 +35,7 @@ def is_cancer(name: str) -> bool:
 
 def class_index(name: str) -> int:
     return CLASS_NAMES.index(name)
+
+
+def colour_of(name: str) -> str:
+    return _BY_NAME[name].colour

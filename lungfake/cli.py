@@ -133,12 +133,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sprite(args: argparse.Namespace) -> int:
+    from .data import resolve_data_root
+    from .evaluation import write_error_sprite
+
+    print(write_error_sprite(resolve_data_root(args.data_dir), _store(args)))
+    return 0
+
+
 def cmd_ood_fit(args: argparse.Namespace) -> int:
     from .data import resolve_data_root
     from .ood_fitting import fit_and_register
 
-    reference = fit_and_register(resolve_data_root(args.data_dir), args.feature_model, args.train_sample, args.quantile)
-    print(json.dumps({"stain_limit": reference.stain.limit, "feature_limit": reference.features.limit}))
+    reference = fit_and_register(resolve_data_root(args.data_dir), args.feature_model, args.train_sample, args.quantile,
+                                 folder=_store(args).root)
+    print(json.dumps({"tissue_limit": reference.tissue.limit, "stain_limit": reference.stain.limit,
+                      "feature_limit": reference.features.limit}))
     return 0
 
 
@@ -154,6 +164,9 @@ def _print_result(file: str, outcome, as_json: bool) -> None:
         return
     if outcome.ood.ood:
         print(f"{file}: WARNING: not like a lung H&E tile ({outcome.ood.reason}); the predictions mean nothing", flush=True)
+    elif outcome.ood.domain_shift:
+        print(f"{file}: CAUTION: H&E tissue unlike LC25000's ({outcome.ood.domain_shift_reason}); trust the predictions less",
+              flush=True)
     shown = {**outcome.models, **({"ensemble": outcome.ensemble} if outcome.ensemble else {})}
     for arch, p in shown.items():
         flag = " (low confidence)" if p.low_confidence else ""
@@ -225,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="another lab's tiles whose colour statistics the robustness table restains to (measuring only)")
     evaluate.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    sprite = commands.add_parser("sprite", help="rebuild the committed sprite of misclassified test tiles (evaluate does this too)")
+    _add_data_dir(sprite)
+    sprite.set_defaults(run=cmd_sprite)
 
     ood = commands.add_parser("ood-fit", help="fit the out-of-distribution check on grouped train tiles, limits from val")
     _add_data_dir(ood)

@@ -90,3 +90,20 @@ def leak_sentence(metrics: dict[tuple[str, str], dict]) -> str:
     for name, grouped_acc, random_acc in cnns:
         text += f"{name}: {grouped_acc:.1%} grouped, {random_acc:.1%} random. "
     return text
+
+
+def domain_shift_caution(metrics: dict[tuple[str, str], dict]) -> str:
+    """What the robustness table says about tissue unlike LC25000's: the largest accuracy drop any served
+    model (or the ensemble) shows under one simulated change, on the grouped test tiles."""
+    drops = []
+    for (arch, protocol), m in metrics.items():
+        table = m.get("robustness", {}).get("accuracy") if protocol == "grouped" else None
+        if table:
+            worst = min((name for name in table if name != "clean"), key=table.get)
+            drops.append((table["clean"] - table[worst], m["display_name"], worst))
+    if not drops:
+        return "No robustness figures are committed, so how much accuracy such a change costs is not known."
+    drop, name, shift = max(drops)
+    return (f"On LC25000 test tiles changed one way at a time (stain amounts, another lab's colours, gamma, blur, JPEG, "
+            f"magnification 0.6x/1.6x), the largest loss was {drop:.1%} ({name}, {shift}); real tissue from another lab "
+            "combines several changes and may cost more. See the dashboard's robustness section.")

@@ -22,6 +22,18 @@ class Tile:
     label: str
 
 
+SHARED_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lc25000_lung"
+
+
+def optional_data_root() -> Path | None:
+    """The tiles when this machine has them ($LC25000_DIR, else ../shared/data/lc25000_lung beside the
+    checkout); None where it does not (e.g. on Community Cloud)."""
+    for candidate in (os.environ.get(DATA_DIR_ENV), SHARED_DATA_DIR):
+        if candidate and (Path(candidate) / CLASS_NAMES[0]).is_dir():
+            return Path(candidate)
+    return None
+
+
 def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The data root from the argument, else from $LC25000_DIR."""
     chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)

@@ -31,3 +31,7 @@ class MetricsError(LungfakeError):
 
 class SplitError(LungfakeError):
     """A split CSV is missing, malformed, or not the one a result was computed on."""
+
+
+class UploadLimitError(LungfakeError):
+    """An upload exceeds a stated limit (tiles in a batch, a zip's unpacked size) or a zip cannot be opened."""

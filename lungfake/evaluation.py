@@ -16,6 +16,7 @@ from sklearn.metrics import (
 )
 
 from .classes import is_cancer
+from .errors import MetricsError
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,6 @@ def load_all_metrics(store=None) -> dict[tuple[str, str], dict]:
     """Every committed metrics file, keyed by (arch, protocol)."""
     import json
 
-    from .errors import MetricsError
     from .store import WeightsStore
 
     found = {}
@@ -236,6 +236,8 @@ class Evaluator:
                 written.extend(self.evaluate_baselines(p))
         if len(ensemble_parts) > 1:
             written.append(self.evaluate_ensemble(ensemble_parts))
+        if ensemble_parts:
+            write_error_sprite(self.root, self.store)
         return written
 
     def _model_for(self, arch: str, protocol: str):
@@ -373,6 +375,19 @@ class Evaluator:
         accuracy = public["accuracy"]
         log.info("%s/%s: accuracy %.4f %s -> %s", name, protocol, accuracy, public["accuracy_ci95"], target)
         return target
+
+
+def write_error_sprite(root, store=None) -> Path:
+    """The committed sprite of every grouped test tile a served model or the ensemble gets wrong."""
+    from .misclassified import held_out_rows, misclassified_paths, write_sprite
+    from .store import WeightsStore
+
+    store = WeightsStore.resolve(store)
+    graded = [m for (arch, protocol), m in load_all_metrics(store).items()
+              if protocol == "grouped" and not m.get("baseline") and split_warning(m, store) is None]
+    if not graded:
+        raise MetricsError("no grouped metrics of the committed split to take misclassified tiles from; run evaluate first.")
+    return write_sprite(root, misclassified_paths(graded, held_out_rows(store, graded[0])), store)
 
 
 def split_warning(metrics: dict, store=None) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,26 @@ WORKING_SIDE = 1024  # larger images are reduced to this before anything else to
 SCALED_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
-def _scaled_to_8bit(image: Image.Image) -> Image.Image:
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one kind of upload may be: the file size, the side it is reduced to (None: kept at full
+    resolution), and the words the refusals use."""
+    max_file_bytes: int
+    max_side: int | None
+    noun: str
+    advice: str
+
+
+TILE = DecodeLimits(MAX_FILE_BYTES, WORKING_SIDE, "tile", "upload a single tile")
+# A region is tiled at its own resolution, so it is decoded in full (at most MAX_PIXELS, 120 MB as RGB).
+REGION = DecodeLimits(100 * 1024 * 1024, None, "region", "export a smaller region, or save it as JPEG")
+
+
+def _scaled_to_8bit(image: Image.Image, max_side: int | None = WORKING_SIDE) -> Image.Image:
     """16-bit, 32-bit and float images stretched to 8-bit grey, block-averaged down to the working size first
-    so that a large scan never exists as a full-size float array."""
+    (when there is one) so that a large scan never exists as a full-size float array."""
     values = np.asarray(image)
-    step = max(1, math.ceil(max(values.shape[:2]) / WORKING_SIDE))
+    step = max(1, math.ceil(max(values.shape[:2]) / max_side)) if max_side else 1
     if step > 1:
         height, width = (values.shape[0] // step) * step, (values.shape[1] // step) * step
         values = values[:height, :width].reshape(height // step, step, width // step, step).mean(axis=(1, 3), dtype=np.float32)
@@ -36,9 +52,9 @@ def _scaled_to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(scaled.astype(np.uint8), "L")
 
 
-def _to_8bit_rgb(image: Image.Image) -> Image.Image:
+def _to_8bit_rgb(image: Image.Image, max_side: int | None = WORKING_SIDE) -> Image.Image:
     if image.mode in SCALED_MODES:
-        image = _scaled_to_8bit(image)
+        image = _scaled_to_8bit(image, max_side)
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -48,12 +64,13 @@ def _to_8bit_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
-    """RGB uint8 pixels of an image file's bytes, EXIF-upright, first frame; or ImageDecodeError."""
+def decode_image(data: bytes, name: str = "upload", limits: DecodeLimits = TILE) -> np.ndarray:
+    """RGB uint8 pixels of an image file's bytes, EXIF-upright, first frame, reduced to the limits' side;
+    or ImageDecodeError."""
     if not data:
         raise ImageDecodeError(f"{name} is empty; choose an image file (JPEG, PNG or TIFF).")
-    if len(data) > MAX_FILE_BYTES:
-        raise ImageDecodeError(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MB; upload a single tile.")
+    if len(data) > limits.max_file_bytes:
+        raise ImageDecodeError(f"{name} is larger than {limits.max_file_bytes // 2**20} MB; {limits.advice}.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -61,33 +78,33 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise ImageDecodeError(
-                        f"{name} is {width}x{height} pixels, too large to be a tile; crop a region of interest "
+                        f"{name} is {width}x{height} pixels, too large to be a {limits.noun}; crop a region of interest "
                         f"(at most {MAX_PIXELS // 1_000_000} megapixels)."
                     )
-                if image.format == "JPEG":
-                    image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
+                if image.format == "JPEG" and limits.max_side:
+                    image.draft("RGB", (limits.max_side, limits.max_side))
                 image.seek(0)
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 if image.mode in SCALED_MODES:  # thumbnail cannot resample these; make them 8-bit first
-                    image = _to_8bit_rgb(image)
-                if max(image.size) > WORKING_SIDE:
-                    image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
-                rgb = _to_8bit_rgb(image)
+                    image = _to_8bit_rgb(image, limits.max_side)
+                if limits.max_side and max(image.size) > limits.max_side:
+                    image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
+                rgb = _to_8bit_rgb(image, limits.max_side)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageDecodeError(
-            f"{name} declares too many pixels to be a tile (a possible decompression bomb); "
+            f"{name} declares too many pixels to be a {limits.noun} (a possible decompression bomb); "
             f"upload a crop of at most {MAX_PIXELS // 1_000_000} megapixels."
         ) from None
     except UnidentifiedImageError:
-        raise ImageDecodeError(f"{name} is not an image lungfake can read; upload a JPEG, PNG or TIFF tile.") from None
+        raise ImageDecodeError(f"{name} is not an image lungfake can read; upload a JPEG, PNG or TIFF {limits.noun}.") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError, TypeError, IndexError, KeyError, ZeroDivisionError):
-        raise ImageDecodeError(f"{name} is damaged or truncated and cannot be read; export the tile again.") from None
+        raise ImageDecodeError(f"{name} is damaged or truncated and cannot be read; export the {limits.noun} again.") from None
     if min(rgb.size) < MIN_SIDE:
         raise ImageDecodeError(
-            f"{name} is only {rgb.size[0]}x{rgb.size[1]} pixels; a tile must be at least {MIN_SIDE} pixels on each side."
+            f"{name} is only {rgb.size[0]}x{rgb.size[1]} pixels; a {limits.noun} must be at least {MIN_SIDE} pixels on each side."
         )
     return np.asarray(rgb, dtype=np.uint8)
 

@@ -1,16 +1,20 @@
 """Does an input look like the lung H&E tiles the models were trained on?
 
-Two independent checks, both fitted on training tiles only and given limits from
-validation tiles, so nothing that is not histology ever shapes them:
+Three checks, all fitted on training tiles only and given limits from validation
+tiles, so nothing that is not histology (and no other lab's tile) ever shapes them:
 
-* stain: colour and texture statistics of the image (optical density along the
+* tissue: colour and texture statistics of the image (optical density along the
   haematoxylin/eosin plane, hue, flat areas, edges, how the haematoxylin and grey
   images spread their detail over spatial frequencies, nucleus-sized blobs) against
-  those of the tiles;
+  those of training tiles as other labs might show them (``robustness.another_lab``:
+  other stain amounts and colours, magnification 0.5-2x, blur, JPEG). Failing it means
+  *not lung H&E tissue*: ``ood`` is true and the app refuses the image.
+* stain: the same statistics against LC25000's own tiles;
 * features: where the feature-model's pooled features fall relative to the
   training tiles (Mahalanobis distance in a PCA space).
-
-An input that fails either is flagged out of distribution with the reason.
+  H&E tissue that fails either of these two differs from LC25000 (another lab's colours
+  or magnification): ``domain_shift`` is true, with the reason, and the app shows the
+  predictions with a caution instead of refusing.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from .images import to_model_input
 STATS_SIDE = 128
 FEATURE_COMPONENTS = 32
 DEFAULT_QUANTILE = 0.995  # per check, on validation tiles: about 1% of real tiles flagged in all
+TISSUE_QUANTILE = DEFAULT_QUANTILE  # 0.999 let 16 of 40 H&E-recoloured fakes through (benchmarks/ood_rates.py)
 # Ruifrok & Johnston optical-density stain vectors; their cross product is the direction H&E never reaches.
 _HAEMATOXYLIN = np.array([0.65, 0.70, 0.29])
 _EOSIN = np.array([0.07, 0.99, 0.11])
@@ -134,14 +139,18 @@ class GaussianReference:
 
 @dataclass(frozen=True)
 class OodVerdict:
-    ood: bool | None  # None: no reference registered, so nothing was checked
+    ood: bool | None  # not lung H&E tissue; None: no reference registered, so nothing was checked
     reason: str
+    domain_shift: bool | None = None  # H&E tissue, but unlike LC25000's (colours, magnification)
+    domain_shift_reason: str = ""
 
     def to_json(self) -> dict:
-        return {"ood": self.ood, "ood_reason": self.reason}
+        return {"ood": self.ood, "ood_reason": self.reason, "domain_shift": self.domain_shift,
+                "domain_shift_reason": self.domain_shift_reason}
 
 
 NOT_CHECKED = OodVerdict(None, "not checked: no out-of-distribution reference is registered for these weights")
+LIKE_LC25000 = "looks like the lung H&E tiles the models were trained on"
 
 
 @dataclass(frozen=True)
@@ -150,27 +159,47 @@ class OodReference:
     features: GaussianReference
     feature_model: str
     quantile: float
+    tissue: GaussianReference | None = None  # None in references fitted before domain shift was told apart
 
     def assess(self, rgb: np.ndarray, pooled_features: np.ndarray) -> OodVerdict:
-        stain = float(self.stain.distance(stain_statistics(rgb))[0])
+        statistics = stain_statistics(rgb)
+        stain = float(self.stain.distance(statistics)[0])
         feature = float(self.features.distance(pooled_features)[0])
+        if self.tissue is not None:
+            tissue = float(self.tissue.distance(statistics)[0])
+            if tissue > self.tissue.limit:
+                return OodVerdict(True, "its colours and texture are unlike H&E-stained lung tissue, even as other labs "
+                                        f"stain and photograph it (tissue distance {tissue:.1f}, limit {self.tissue.limit:.1f})")
+        elif stain > self.stain.limit:
+            return OodVerdict(True, "its colours and texture are unlike an H&E-stained lung tile "
+                                    f"(stain distance {stain:.1f}, limit {self.stain.limit:.1f})")
+        return self._domain_verdict(stain, feature)
+
+    def _domain_verdict(self, stain: float, feature: float) -> OodVerdict:
+        if self.tissue is None:
+            if feature > self.features.limit:
+                return OodVerdict(True, "the model's features are far from every training tile "
+                                        f"(feature distance {feature:.1f}, limit {self.features.limit:.1f})")
+            return OodVerdict(False, LIKE_LC25000, False, "")
         if stain > self.stain.limit:
-            reason = ("its colours and texture are unlike an H&E-stained lung tile "
-                      f"(stain distance {stain:.1f}, limit {self.stain.limit:.1f})")
+            why = ("its colours or texture differ from LC25000's (another lab's stain, scanner or magnification?): "
+                   f"stain distance {stain:.1f}, limit {self.stain.limit:.1f}")
         elif feature > self.features.limit:
-            reason = ("the model's features are far from every training tile "
-                      f"(feature distance {feature:.1f}, limit {self.features.limit:.1f})")
+            why = ("the models' features are far from every training tile (tissue or magnification unlike LC25000's?): "
+                   f"feature distance {feature:.1f}, limit {self.features.limit:.1f}")
         else:
-            return OodVerdict(False, "looks like the lung H&E tiles the models were trained on")
-        return OodVerdict(True, reason)
+            return OodVerdict(False, "lung H&E tissue", False, LIKE_LC25000)
+        return OodVerdict(False, "lung H&E tissue", True, why)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
+        tissue = {} if self.tissue is None else dict(tissue_mean=self.tissue.mean, tissue_precision=self.tissue.precision,
+                                                      tissue_limit=self.tissue.limit)
         np.savez(
             buffer, stain_mean=self.stain.mean, stain_precision=self.stain.precision, stain_limit=self.stain.limit,
             feature_mean=self.features.mean, feature_precision=self.features.precision,
             feature_limit=self.features.limit, feature_projection=self.features.projection,
-            feature_model=np.array(self.feature_model), quantile=self.quantile,
+            feature_model=np.array(self.feature_model), quantile=self.quantile, **tissue,
         )
         return buffer.getvalue()
 
@@ -181,11 +210,13 @@ class OodReference:
                 if saved["stain_mean"].shape != (len(STAIN_STATISTICS),):
                     raise ValueError(f"fitted on {saved['stain_mean'].shape[0]} image statistics, this version "
                                      f"computes {len(STAIN_STATISTICS)}")
+                tissue = (GaussianReference(saved["tissue_mean"], saved["tissue_precision"], float(saved["tissue_limit"]))
+                          if "tissue_mean" in saved.files else None)
                 return cls(
                     GaussianReference(saved["stain_mean"], saved["stain_precision"], float(saved["stain_limit"])),
                     GaussianReference(saved["feature_mean"], saved["feature_precision"], float(saved["feature_limit"]),
                                       saved["feature_projection"]),
-                    str(saved["feature_model"]), float(saved["quantile"]),
+                    str(saved["feature_model"]), float(saved["quantile"]), tissue,
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise ModelIntegrityError(f"The out-of-distribution reference {path.name} is unreadable ({exc}); refit it "
@@ -193,12 +224,20 @@ class OodReference:
 
 
 def fit_reference(train_rgb: list[np.ndarray], train_features: np.ndarray, val_rgb: list[np.ndarray], val_features: np.ndarray,
-                  feature_model: str, quantile: float = DEFAULT_QUANTILE) -> OodReference:
-    """Fit both checks on training tiles; their limits are the quantile of validation-tile distances."""
+                  feature_model: str, quantile: float = DEFAULT_QUANTILE, varied_train_rgb: list[np.ndarray] | None = None,
+                  varied_val_rgb: list[np.ndarray] | None = None, tissue_quantile: float = TISSUE_QUANTILE) -> OodReference:
+    """Fit the checks on training tiles; their limits are quantiles of validation-tile distances. The tissue
+    check is fitted on training tiles as other labs might show them (and its limit on such val tiles);
+    without those, stain differences count as out of distribution, as before domain shift was told apart."""
     train_stats = np.stack([stain_statistics(x) for x in train_rgb])
     val_stats = np.stack([stain_statistics(x) for x in val_rgb])
+    tissue = None
+    if varied_train_rgb is not None and varied_val_rgb is not None:
+        varied_train = np.concatenate([train_stats, np.stack([stain_statistics(x) for x in varied_train_rgb])])
+        varied_val = np.concatenate([val_stats, np.stack([stain_statistics(x) for x in varied_val_rgb])])
+        tissue = GaussianReference.fit(varied_train, varied_val, tissue_quantile)
     return OodReference(
         GaussianReference.fit(train_stats, val_stats, quantile),
         GaussianReference.fit(train_features, val_features, quantile, FEATURE_COMPONENTS),
-        feature_model, quantile,
+        feature_model, quantile, tissue,
     )

@@ -40,6 +40,18 @@ def tiles_and_features(root: Path, rows: list[SplitRow], model: LoadedModel) -> 
     return images, np.concatenate(features)
 
 
+def as_other_labs_show_them(images: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
+    """Each tile once more, as a random other lab might stain, scan and magnify it (robustness.another_lab),
+    restained around these tiles' own colour statistics."""
+    from .colour import ColourTarget
+    from .robustness import another_lab
+
+    rng = np.random.default_rng(seed)
+    own_colour = ColourTarget.of(np.stack(images[:: max(1, len(images) // 500)]))
+    log.info("drawing %d tiles as other labs might show them", len(images))
+    return [another_lab(rgb, rng, own_colour) for rgb in images]
+
+
 def fit_and_register(root: Path, feature_model: str = "mobilenetv2", train_sample: int = 3000,
                      quantile: float = DEFAULT_QUANTILE, folder: Path | None = None, split_name: str = "grouped") -> OodReference:
     entry = load_registry(folder).get(feature_model)
@@ -52,7 +64,9 @@ def fit_and_register(root: Path, feature_model: str = "mobilenetv2", train_sampl
     log.info("fitting on %d train tiles, limits from %d val tiles", len(train_rows), len(val_rows))
     train_images, train_features = tiles_and_features(root, train_rows, model)
     val_images, val_features = tiles_and_features(root, val_rows, model)
-    reference = fit_reference(train_images, train_features, val_images, val_features, feature_model, quantile)
+    varied_train, varied_val = as_other_labs_show_them(train_images), as_other_labs_show_them(val_images, seed=1)
+    reference = fit_reference(train_images, train_features, val_images, val_features, feature_model, quantile,
+                              varied_train, varied_val)
     target = store.file(REFERENCE_FILE)
     target.write_bytes(reference.to_bytes())
     register_ood(OodEntry(REFERENCE_FILE, sha256_of(target), feature_model, quantile), folder)

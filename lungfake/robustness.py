@@ -57,6 +57,23 @@ def magnified(rgb: np.ndarray, factor: float) -> np.ndarray:
     return cv2.copyMakeBorder(small, pad // 2, pad - pad // 2, pad // 2, pad - pad // 2, cv2.BORDER_REFLECT_101)
 
 
+def another_lab(rgb: np.ndarray, rng: np.random.Generator, training: ColourTarget) -> np.ndarray:
+    """A tile as another lab, scanner or microscope might show it, drawn at random: another magnification
+    (0.5-2x), other amounts of each stain, restained towards colour statistics varied around LC25000's own
+    (never another lab's), another gamma, focus blur and JPEG. Used to teach the out-of-distribution check
+    what H&E tissue that merely differs from LC25000 looks like."""
+    tile = magnified(rgb, float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))))
+    tile = hed_scaled(tile, *rng.uniform(0.6, 1.5, 2))
+    if rng.random() < 0.7:
+        mean = np.asarray(training.mean) + rng.normal(0.0, (8.0, 6.0, 6.0))
+        std = np.asarray(training.std) * rng.uniform(0.7, 1.4, 3)
+        tile = match_colour(tile, ColourTarget(tuple(mean), tuple(std)))
+    tile = gamma(tile, float(rng.uniform(0.7, 1.5)))
+    if rng.random() < 0.3:
+        tile = blurred(tile, float(rng.uniform(0.5, 2.0)))
+    return jpeg(tile, int(rng.integers(30, 96))) if rng.random() < 0.5 else tile
+
+
 def external_colour_target(external_dir: Path) -> ColourTarget | None:
     """The average colour statistics of the external development tiles, where present."""
     files = sorted(Path(external_dir).rglob("*.png")) if external_dir and Path(external_dir).is_dir() else []

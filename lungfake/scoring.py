@@ -25,6 +25,18 @@ ENSEMBLE = "ensemble"
 
 
 @dataclass(frozen=True)
+class Progress:
+    """How far a long scoring (a batch, a region) has gone, for a progress bar."""
+    done: int
+    total: int
+    elapsed_seconds: float
+
+    @property
+    def seconds_left(self) -> float | None:
+        return self.elapsed_seconds / self.done * (self.total - self.done) if self.done else None
+
+
+@dataclass(frozen=True)
 class ModelScore:
     arch: str
     name: str
@@ -92,23 +104,30 @@ class ImageScore:
         rows = []
         for arch, m in {**self.models, **({ENSEMBLE: self.ensemble} if self.ensemble else {})}.items():
             rows.append([self.name, arch, m.weights_sha256, m.predicted, display_name(m.predicted),
-                         *[f"{p:.6f}" for p in m.probabilities.values()], m.low_confidence, self.ood.ood, self.ood.reason])
+                         *[f"{p:.6f}" for p in m.probabilities.values()], m.low_confidence, self.ood.ood, self.ood.reason,
+                         self.ood.domain_shift, self.ood.domain_shift_reason])
         return rows
 
 
-def csv_text(scores: list[ImageScore]) -> str:
+def csv_text(scores: list[ImageScore], failures: dict[str, str] | None = None) -> str:
+    """One row per image and model (and the ensemble); a file that could not be scored gets one row with its error."""
     out = io.StringIO()
     writer = csv.writer(out)
     classes = list(next(iter(scores[0].models.values())).probabilities) if scores and scores[0].models else []
-    writer.writerow(["file", "model", "weights_sha256", "predicted", "predicted_name", *[f"p_{c}" for c in classes],
-                     "low_confidence", "ood", "ood_reason"])
+    header = ["file", "model", "weights_sha256", "predicted", "predicted_name", *[f"p_{c}" for c in classes],
+              "low_confidence", "ood", "ood_reason", "domain_shift", "domain_shift_reason", "error"]
+    writer.writerow(header)
     for score in scores:
-        writer.writerows(score.csv_rows())
+        writer.writerows(row + [""] for row in score.csv_rows())
+    for name, message in (failures or {}).items():
+        writer.writerow([name] + [""] * (len(header) - 2) + [message])
     return out.getvalue()
 
 
-def json_text(scores: list[ImageScore]) -> str:
-    return json.dumps([s.to_json() for s in scores], indent=2) if len(scores) != 1 else json.dumps(scores[0].to_json(), indent=2)
+def json_text(scores: list[ImageScore], failures: dict[str, str] | None = None) -> str:
+    """One image: its JSON object; several (or any failure): a list, failures as {"file", "error"}."""
+    payload = [s.to_json() for s in scores] + [{"file": name, "error": message} for name, message in (failures or {}).items()]
+    return json.dumps(payload[0] if len(payload) == 1 and scores else payload, indent=2)
 
 
 class ServedModel:

@@ -13,14 +13,14 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import script_runner
 
+from lungfake import report
+from lungfake.comparison import domain_shift_caution
+from lungfake.errors import LungfakeError
+from lungfake.evaluation import load_all_metrics
 from lungfake.scoring import Scorer
 from lungfake.store import WeightsStore
 
-DISCLAIMER = (
-    "**Research use only.** This demo is not a medical device and must not be used for diagnosis or "
-    "treatment decisions. Its models were trained on one public dataset (LC25000) and can be wrong "
-    "with high confidence on tissue, stains or scanners they have not seen."
-)
+DISCLAIMER = report.DISCLAIMER.replace("Research use only.", "**Research use only.**", 1)
 
 
 @st.cache_resource(show_spinner="Loading the models and their Grad-CAM explainers (first time only)...")
@@ -36,6 +36,48 @@ def scorer() -> Scorer:
     """Every served model, calibrated, with its Grad-CAM explainer and the out-of-distribution screen;
     keyed by the weights folder, so other weights are never served from the cache."""
     return _scorer(str(WeightsStore.resolve().root))
+
+
+@st.cache_data(show_spinner=False)
+def robustness_caution() -> str:
+    """The committed robustness figures, in one sentence, for the domain-shift caution."""
+    try:
+        return domain_shift_caution(load_all_metrics())
+    except LungfakeError:
+        return "The robustness figures could not be read."
+
+
+def case_report(title: str, source: str) -> report.CaseReport:
+    """A case report naming the served models (and their weights' sha256)."""
+    return report.CaseReport(title, source, [served.entry for served in scorer().served])
+
+
+def computed_once(name: str, key, compute):
+    """compute()'s result, kept in the session under name until key changes (a new upload or setting).
+    A lungfake error is shown with what to do and stops the page."""
+    if st.session_state.get(f"{name}_key") != key:
+        st.session_state.pop(name, None)
+        try:
+            st.session_state[name] = compute()
+            st.session_state[f"{name}_key"] = key
+        except LungfakeError as exc:
+            st.session_state.pop(f"{name}_key", None)
+            st.error(f"{exc}")
+            st.stop()
+    return st.session_state[name]
+
+
+def progress_bar(unit: str):
+    """A progress bar and the callback that moves it: done of total, time left. A rerun requested meanwhile
+    (e.g. a second upload) raises from the callback, which cancels the scoring under way."""
+    bar = st.progress(0.0, text=f"Scoring the {unit}...")
+
+    def show(progress) -> None:
+        left = progress.seconds_left
+        bar.progress(progress.done / progress.total, text=f"{progress.done} of {progress.total} {unit} scored"
+                     + (f", about {left:.0f} s left" if left is not None else ""))
+
+    return bar, show
 
 
 def _exempt_from_collection() -> None:

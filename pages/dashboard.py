@@ -64,6 +64,7 @@ left, right = st.columns(2)
 with left:
     st.subheader("Confusion matrix")
     st.plotly_chart(confusion_heatmap(m, st.toggle("Row-normalised (recall per true class)")), key="confusion")
+    st.page_link("pages/errors.py", label="See the tiles behind any cell in the error browser", icon=":material/image_search:")
 with right:
     st.subheader("ROC curves (one vs rest)")
     st.plotly_chart(roc_chart(m), key="roc")

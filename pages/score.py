@@ -5,10 +5,9 @@ import streamlit as st
 from lungfake.cam import overlay
 from lungfake.charts import probability_chart
 from lungfake.classes import display_name
-from lungfake.errors import LungfakeError
 from lungfake.images import decode_image
 from lungfake.scoring import csv_text, json_text
-from pages.common import DISCLAIMER, route_through_entrypoint, scorer
+from pages.common import DISCLAIMER, case_report, computed_once, robustness_caution, route_through_entrypoint, scorer
 
 
 def show_model(score, rgb, opacity: float, key: str) -> None:
@@ -53,15 +52,8 @@ if upload is None:
 
 data = upload.getvalue()
 key = (hashlib.sha256(data).hexdigest(), tta)
-if st.session_state.get("report_key") != key:
-    try:
-        st.session_state.report = scorer().score([decode_image(data, upload.name)], [upload.name], explain=True, tta=tta)[0]
-        st.session_state.report_key = key
-    except LungfakeError as exc:
-        st.session_state.pop("report_key", None)
-        st.error(f"{exc}")
-        st.stop()
-report = st.session_state.report
+report = computed_once("report", key, lambda: scorer().score([decode_image(data, upload.name)], [upload.name],
+                                                              explain=True, tta=tta)[0])
 
 if report.ood.ood:
     st.error(f"**This does not look like a lung H&E tile**: {report.ood.reason}. The models know only three kinds "
@@ -69,12 +61,18 @@ if report.ood.ood:
              "Upload an H&E-stained lung tile at a magnification like LC25000's.")
 elif report.ood.ood is None:
     st.info(f"Out-of-distribution check {report.ood.reason}.")
+elif report.ood.domain_shift:
+    st.warning(f"**H&E tissue, but unlike LC25000's tiles**: {report.ood.domain_shift_reason}. The predictions are "
+               f"shown; trust them less. {robustness_caution()}")
 with st.expander("Show the models' output anyway", expanded=False) if report.ood.ood else st.container():
     show_results(report, opacity)
 
 stem = upload.name.rsplit(".", 1)[0]
-left, right = st.columns(2)
+report_html = case_report("Tile report", upload.name)
+report_html.add_score(report, upload.name, opacity)
+left, middle, right = st.columns(3)
 left.download_button("Download result (JSON)", json_text([report]), f"{stem}_lungfake.json", "application/json",
                      on_click="ignore")  # a download changes nothing on the page, so it need not rerun it
-right.download_button("Download result (CSV)", csv_text([report]), f"{stem}_lungfake.csv", "text/csv", on_click="ignore")
+middle.download_button("Download result (CSV)", csv_text([report]), f"{stem}_lungfake.csv", "text/csv", on_click="ignore")
+right.download_button("Download case report (HTML)", report_html.html(), f"{stem}_report.html", "text/html", on_click="ignore")
 st.text(f"Scored: {upload.name}")

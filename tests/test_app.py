@@ -23,7 +23,10 @@ def _texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.parametrize("page", ["pages/score.py", "pages/dashboard.py", "pages/about.py"])
+PAGES = ["pages/score.py", "pages/batch.py", "pages/region.py", "pages/dashboard.py", "pages/errors.py", "pages/about.py"]
+
+
+@pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_exception(page):
     at = _app()
     at.switch_page(page).run()
@@ -66,7 +69,7 @@ def test_upload_real_tile_shows_every_model_the_ensemble_and_overlays():
     captions = [caption for image in at.image for caption in image.captions]
     assert sum(c.startswith("Grad-CAM") for c in captions) == served
     assert captions.count("Uploaded tile") == 1
-    assert len(at.get("download_button")) == 2
+    assert len(at.get("download_button")) == 3
     at.toggle[0].set_value(True).run()  # test-time augmentation rescored the tile
     assert not at.exception and len([m for m in at.metric if m.label == "Prediction"]) == len(predictions)
 
@@ -151,18 +154,18 @@ def test_tampered_weights_are_refused_with_a_clear_message(tmp_path, monkeypatch
 
 def test_a_missing_registry_is_explained_without_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tmp_path / "nowhere"))
-    for page in ("pages/score.py", "pages/dashboard.py", "pages/about.py"):
+    for page in PAGES:
         at = AppTest.from_file(APP, default_timeout=MODEL_LOAD_TIMEOUT)
         at.run()
         at.switch_page(page).run()
-        if page == "pages/score.py":
+        if page in ("pages/score.py", "pages/batch.py", "pages/region.py"):
             at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
         assert not at.exception
         assert at.error, page
         assert all("Traceback" not in e.value and str(tmp_path) not in e.value for e in at.error)
 
 
-def _a_tile_png() -> bytes:
+def _a_tile_png(seed: int = 1) -> bytes:
     import io
 
     from PIL import Image
@@ -170,5 +173,83 @@ def _a_tile_png() -> bytes:
     from tests.helpers import texture
 
     buffer = io.BytesIO()
-    Image.fromarray(texture(1, 224)).save(buffer, "PNG")
+    Image.fromarray(texture(seed, 224)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_batch_page_scores_readable_files_and_keeps_a_row_for_the_unreadable_one():
+    at = _app()
+    at.switch_page("pages/batch.py").run()
+    uploader = at.file_uploader[0]
+    uploader.upload("a.png", _a_tile_png(1), "image/png")
+    uploader.upload("b.png", _a_tile_png(2), "image/png")
+    uploader.upload("broken.jpg", b"\xff\xd8 not a jpeg", "image/jpeg").run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Files"] == "3" and metrics["Unreadable"] == "1"
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["a.png", "b.png", "broken.jpg"] and table["error"].iloc[2]
+    assert len(at.get("download_button")) == 3
+    at.selectbox[0].set_value("Unreadable only").run()
+    assert list(at.dataframe[0].value["file"]) == ["broken.jpg"]
+
+
+@needs_data
+def test_region_page_maps_a_region_built_from_real_tiles():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from lungfake.region import LC25000_TILE_MICRONS
+
+    tiles = [np.asarray(Image.open(DATA_DIR / folder / f"{folder.replace('_', '')}{n}.jpeg").convert("RGB"))
+             for folder in ("lung_aca", "lung_n") for n in (1, 2)]
+    tissue = np.concatenate([np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0)
+    canvas = np.full((448 + 200, 448 + 200, 3), 245, np.uint8)
+    canvas[:448, :448] = tissue
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, "PNG")
+    at = _app()
+    at.switch_page("pages/region.py").run()
+    at.radio[0].set_value("Microns per pixel").run()
+    at.number_input[0].set_value(round(LC25000_TILE_MICRONS / 224, 3)).run()
+    assert any("a tile is 224 pixels" in c.value for c in at.caption)
+    at.file_uploader[0].upload("region.png", buffer.getvalue(), "image/png").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    # 4x4 positions at half-tile overlap, less the corner one that is three quarters glass
+    assert "15 tissue tiles of 224 px" in at.success[0].value
+    shares = [int(m.value.rstrip("%")) for m in at.metric if m.value.endswith("%")]
+    assert len(shares) == 3 and 98 <= sum(shares) <= 102
+    captions = [c for image in at.image for c in image.captions]
+    assert any("class probabilities over the tissue" in c for c in captions)
+    assert sum("Grad-CAM" in c or "%" in c for c in captions) >= len(load_registry())
+    assert len(at.get("download_button")) == 3
+    at.selectbox[0].set_value(next(iter(load_registry()))).run()  # one model's map instead of the ensemble's
+    assert not at.exception
+
+
+@pytest.mark.parametrize("with_data", [True, False])
+def test_error_browser_shows_a_cells_tiles_and_one_tile_with_every_model(monkeypatch, with_data):
+    """With the LC25000 folder, and without it (as on Community Cloud), from the committed sprite."""
+    from lungfake import data
+
+    if with_data and not (DATA_DIR / "lung_n").is_dir():
+        pytest.skip(f"LC25000 lung data not found at {DATA_DIR}")
+    if not with_data:
+        monkeypatch.setenv("LC25000_DIR", "/nonexistent")
+        monkeypatch.setattr(data, "SHARED_DATA_DIR", data.Path("/nonexistent"))
+    at = _app()
+    at.switch_page("pages/errors.py").run()
+    assert not at.exception and not at.error
+    true_box, predicted_box = at.selectbox[1], at.selectbox[2]
+    assert true_box.value != predicted_box.value  # opens on the busiest error cell
+    heading = at.subheader[0].value
+    assert int(heading.split()[0]) > 0
+    assert bool(at.info) == (not with_data)
+    at.selectbox[3].set_value(at.selectbox[3].options[-1]).run()
+    assert not at.exception
+    captions = [c for image in at.image for c in image.captions]
+    assert sum("Grad-CAM" in c for c in captions) == len(load_registry())
+    predicted_box.set_value(true_box.value).run()  # a correct cell: the sprite has only tiles some model got wrong
+    assert not at.exception and (at.image or not with_data)

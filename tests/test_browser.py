@@ -87,3 +87,33 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app
     written = [path for path in _files_changed_since(started) if marker in path.read_bytes()]
     assert written == []
     assert tile.name not in log_path.read_text(errors="ignore")
+
+
+@needs_data
+def test_region_page_in_a_real_browser_maps_a_microscope_sized_photograph(served_app, tmp_path):
+    """A 2048x1536 'photograph' made of real tiles, at the page's default scale (40x): tissue found, tiles
+    scored with a progress bar, the map, the suspicious tiles' Grad-CAM and three downloads shown."""
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    tiles = [np.asarray(Image.open(path).convert("RGB")) for path in sorted((DATA_DIR / "lung_scc").glob("*.jpeg"))[:12]]
+    mosaic = np.concatenate([np.concatenate(tiles[r * 4 : r * 4 + 4], axis=1) for r in range(3)], axis=0)
+    photograph = tmp_path / "field.jpg"
+    Image.fromarray(mosaic).resize((2048, 1536), Image.Resampling.BICUBIC).save(photograph, quality=92)
+    app_url, _log = served_app
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{app_url}/region")
+            expect(page.get_by_role("heading", name="Map a whole region")).to_be_visible(timeout=60_000)
+            page.locator("input[type=file]").set_input_files(str(photograph))
+            expect(page.get_by_text("tissue tiles of 736 px")).to_be_visible(timeout=300_000)
+            expect(page.get_by_text("class probabilities over the tissue")).to_be_visible()
+            expect(page.get_by_text("Download case report (HTML)")).to_be_visible(timeout=60_000)
+            assert page.get_by_text("Traceback").count() == 0
+            if os.environ.get("LUNGFAKE_REGION_SCREENSHOT"):
+                page.screenshot(path=os.environ["LUNGFAKE_REGION_SCREENSHOT"], full_page=True)
+        finally:
+            browser.close()

@@ -58,3 +58,19 @@ def test_the_matcher_sees_the_known_copies():
     for a, b in KNOWN_COPIES:
         match = match_pair(keypoints_of(read_rgb(DATA_DIR / a)), keypoints_of(read_rgb(DATA_DIR / b)))
         assert match.score >= MATCH_THRESHOLD, (a, b, match)
+
+
+@needs_data
+def test_the_region_tissue_mask_keeps_real_benign_tiles_despite_their_air_spaces():
+    """Benign lung is mostly alveolar air; a mask that counted it as glass would skip benign tissue
+    and bias a region's map towards cancer."""
+    import random
+
+    from lungfake.region import MIN_TISSUE_FRACTION, TileGrid, tissue_mask
+
+    kept = {}
+    for label in ("lung_n", "lung_aca", "lung_scc"):
+        paths = random.Random(1).sample(sorted((DATA_DIR / label).glob("*.jpeg")), 100)
+        rgbs = [read_rgb(path) for path in paths]
+        kept[label] = sum(len(TileGrid.over(rgb.shape[:2], rgb.shape[0], *tissue_mask(rgb, rgb.shape[0]))) == 1 for rgb in rgbs)
+    assert kept["lung_n"] >= 98 and kept["lung_aca"] == kept["lung_scc"] == 100, (kept, MIN_TISSUE_FRACTION)

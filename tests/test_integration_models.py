@@ -64,8 +64,8 @@ def test_baselines_are_evaluated_on_both_committed_splits():
 
 @needs_data
 def test_predict_cli_on_real_test_tiles(capsys):
-    test_rows = rows_on(load_split(STORE.split_csv("grouped")), "test")
-    chosen = [next(r for r in test_rows if r.label == label) for label in ("lung_n", "lung_aca", "lung_scc")]
+    held_out_rows = rows_on(load_split(STORE.split_csv("grouped")), "test")
+    chosen = [next(r for r in held_out_rows if r.label == label) for label in ("lung_n", "lung_aca", "lung_scc")]
     files = [str(DATA_DIR / r.path) for r in chosen]
     assert cli.main(["predict", *files, "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

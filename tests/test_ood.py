@@ -115,3 +115,31 @@ def test_the_committed_reference_passes_real_tiles():
              (("lung_n", "lungn"), ("lung_aca", "lungaca"), ("lung_scc", "lungscc")) for i in range(1, 6)]
     distances = reference.stain.distance(np.stack([stain_statistics(t) for t in tiles]))
     assert (distances <= reference.stain.limit).all()
+
+
+def test_tissue_from_another_lab_is_a_domain_shift_and_a_photograph_is_refused(tmp_path):
+    """The tissue check learns H&E as other labs show it; the stain check still knows LC25000's own look."""
+    from sklearn.datasets import load_sample_image
+
+    from lungfake.colour import ColourTarget
+    from lungfake.robustness import another_lab
+
+    rng = np.random.default_rng(0)
+    train, val = [he_like(s, 128) for s in range(200)], [he_like(s, 128) for s in range(300, 380)]
+    own = ColourTarget.of(np.stack(train[:100]))
+    varied_train = [another_lab(t, rng, own) for t in train]
+    varied_val = [another_lab(t, rng, own) for t in val]
+    features = lambda images: np.stack([stain_statistics(x)[:6] for x in images])  # noqa: E731  stand-in features
+    reference = fit_reference(train, features(train), val, features(val), "stand-in", 0.99, varied_train, varied_val, 0.999)
+    (tmp_path / "reference.npz").write_bytes(reference.to_bytes())
+    assert OodReference.from_file(tmp_path / "reference.npz").tissue.limit == reference.tissue.limit
+
+    plain = reference.assess(he_like(999, 128), features([he_like(999, 128)])[0])
+    assert plain.ood is False and plain.domain_shift is False
+    restained = another_lab(he_like(998, 128), np.random.default_rng(5), ColourTarget((55.0, 30.0, -5.0), (12.0, 8.0, 6.0)))
+    shifted = reference.assess(restained, features([restained])[0])
+    assert shifted.ood is False and shifted.domain_shift is True and "distance" in shifted.domain_shift_reason
+    photo = np.asarray(Image.fromarray(load_sample_image("china.jpg")).resize((128, 128)))
+    refused = reference.assess(photo, features([photo])[0])
+    assert refused.ood is True and "tissue distance" in refused.reason
+    assert set(refused.to_json()) == {"ood", "ood_reason", "domain_shift", "domain_shift_reason"}

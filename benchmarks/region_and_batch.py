@@ -1,0 +1,113 @@
+"""Time and memory of the region and batch pages' work, with every served model, on real LC25000 tiles.
+
+Usage: python benchmarks/region_and_batch.py [--skip-large]
+Prints, in this order (each figure from this process, models loaded once and warmed up first):
+  * region 2048x1536 at LC25000's own pixel scale (a tile = 224 px: ~220 tiles) and at 40x (a tile = 736 px):
+    tiles, seconds for tiling + scoring + Grad-CAM of the 4 most suspicious tiles;
+  * batch of 100 tiles (encoded JPEG bytes in, no Grad-CAM): seconds;
+  * a 40-megapixel region (7300x5470 JPEG) decoded and scored at 40x in a fresh process: seconds and the
+    process's peak resident memory (VmHWM), models included: the server-side cost of the largest upload.
+"""
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+DATA = Path(os.environ.get("LC25000_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lc25000_lung"))
+
+
+def mosaic(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A region of that size tiled with real 224-px tiles of all three classes, in random order."""
+    paths = sorted(p for label in ("lung_n", "lung_aca", "lung_scc") for p in (DATA / label).glob("*.jpeg"))
+    rng = np.random.default_rng(seed)
+    rows, cols = -(-height // 224), -(-width // 224)
+    picks = rng.choice(len(paths), rows * cols, replace=False)
+    tiles = [np.asarray(Image.open(paths[i]).convert("RGB")) for i in picks]
+    grid = np.concatenate([np.concatenate(tiles[r * cols : (r + 1) * cols], axis=1) for r in range(rows)], axis=0)
+    return np.ascontiguousarray(grid[:height, :width])
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def large_region_child(path: str) -> None:
+    """Run in a fresh process: load the models, decode and score a 40 MP JPEG at 40x; print JSON."""
+    from lungfake.images import REGION, decode_image
+    from lungfake.region import RegionScale, explain_tiles, score_region
+    from lungfake.scoring import Scorer
+
+    data = Path(path).read_bytes()
+    scorer = Scorer.load()
+    loaded_mb = peak_rss_mb()
+    started = time.perf_counter()
+    rgb = decode_image(data, "large.jpg", REGION)
+    del data
+    result = score_region(scorer, rgb, RegionScale.from_magnification(40))
+    explain_tiles(scorer, rgb, result, result.most_suspicious(4))
+    print(json.dumps({"tiles": len(result.grid), "seconds": round(time.perf_counter() - started, 1),
+                      "models_loaded_mb": round(loaded_mb), "peak_mb": round(peak_rss_mb())}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return large_region_child(args.child)
+
+    from lungfake.batch import score_batch
+    from lungfake.images import REGION, decode_image
+    from lungfake.region import RegionScale, explain_tiles, score_region
+    from lungfake.scoring import Scorer
+
+    scorer = Scorer.load()
+    print(f"models: {', '.join(s.name for s in scorer.served)}")
+    field = jpeg_bytes(mosaic(2048, 1536))
+    score_region(scorer, decode_image(field, "warm-up", REGION), RegionScale.from_magnification(40))
+    for label, scale in (("LC25000 pixel scale", RegionScale.like_lc25000_tiles()), ("40x", RegionScale.from_magnification(40))):
+        started = time.perf_counter()
+        rgb = decode_image(field, "field.jpg", REGION)
+        result = score_region(scorer, rgb, scale)
+        explain_tiles(scorer, rgb, result, result.most_suspicious(4))
+        print(f"region 2048x1536 at {label}: {len(result.grid)} tiles of {result.grid.tile} px, "
+              f"{time.perf_counter() - started:.1f} s (decode, tiling, scoring, Grad-CAM of 4 tiles)")
+
+    paths = sorted((DATA / "lung_aca").glob("*.jpeg"))[:50] + sorted((DATA / "lung_n").glob("*.jpeg"))[:50]
+    files = [(p.name, p.read_bytes()) for p in paths]
+    started = time.perf_counter()
+    rows = score_batch(scorer, files)
+    print(f"batch of {len(rows)} tiles, no Grad-CAM: {time.perf_counter() - started:.1f} s")
+    print(f"this process's peak RSS: {peak_rss_mb():.0f} MB")
+
+    if not args.skip_large:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "large.jpg"
+            path.write_bytes(jpeg_bytes(mosaic(7300, 5470, seed=1)))
+            child = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True, check=True)
+        large = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"region 7300x5470 (40 MP) at 40x in a fresh process: {large['tiles']} tiles, {large['seconds']} s; "
+              f"peak RSS {large['peak_mb']} MB (models loaded: {large['models_loaded_mb']} MB)")
+
+
+if __name__ == "__main__":
+    main()

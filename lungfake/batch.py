@@ -1,0 +1,134 @@
+"""A batch of tiles (several files, or .zip archives of them) scored through the one scoring path: one row per
+file, a file that cannot be read keeps its own row with the error, and the rest are still scored."""
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Callable
+
+from .classes import display_name
+from .errors import ImageDecodeError, UploadLimitError
+from .images import decode_image
+from .scoring import BATCH, ImageScore, Progress, Scorer, csv_text, json_text
+
+MAX_TILES = 300
+MAX_UNPACKED_BYTES = 200 * 1024 * 1024  # a zip's members together; a zip bomb is refused before unpacking
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    name: str
+    score: ImageScore | None = None
+    error: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        """Needs a person's look: unreadable, not H&E, unlike LC25000's tissue, or the models disagree.
+        (Low confidence is its own column: at the threshold chosen on val it covers most tiles.)"""
+        if self.score is None:
+            return True
+        unusual = bool(self.score.ood.ood) or bool(self.score.ood.domain_shift)
+        return unusual or not self.score.models_agree
+
+    @property
+    def low_confidence(self) -> bool:
+        if self.score is None:
+            return False
+        return (self.score.ensemble or next(iter(self.score.models.values()))).low_confidence
+
+
+def expand_uploads(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Files as given, with every .zip replaced by its image members (named archive/member); at most MAX_TILES."""
+    expanded: list[tuple[str, bytes]] = []
+    for name, data in files:
+        expanded.extend(_zip_members(name, data) if name.lower().endswith(".zip") else [(name, data)])
+        if len(expanded) > MAX_TILES:
+            raise UploadLimitError(f"this batch holds more than {MAX_TILES} tiles; split it into batches of "
+                                   f"at most {MAX_TILES}.")
+    return expanded
+
+
+def _zip_members(name: str, data: bytes) -> list[tuple[str, bytes]]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = [m for m in archive.infolist() if _is_image_member(m)]
+            if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+                raise UploadLimitError(f"{name} unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MB; "
+                                       "zip fewer or smaller tiles.")
+            if len(members) > MAX_TILES:
+                raise UploadLimitError(f"{name} holds {len(members)} images (at most {MAX_TILES}); split it.")
+            return [(f"{name}/{m.filename}", archive.read(m)) for m in members]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError, NotImplementedError):
+        # RuntimeError: an encrypted member; NotImplementedError: an unsupported compression method
+        raise UploadLimitError(f"{name} is not a zip archive lungfake can open (damaged, encrypted or an "
+                               "unusual compression); zip the tiles again.") from None
+
+
+def _is_image_member(member: zipfile.ZipInfo) -> bool:
+    path = PurePosixPath(member.filename)
+    hidden = any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
+    return not member.is_dir() and not hidden and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def score_batch(scorer: Scorer, files: list[tuple[str, bytes]],
+                on_progress: Callable[[Progress], None] | None = None) -> list[BatchRow]:
+    """Every file decoded and scored (no Grad-CAM), in upload order; unreadable files keep a row with the error."""
+    started, rows = time.perf_counter(), [None] * len(files)
+    for start in range(0, len(files), BATCH):
+        readable = {}
+        for i in range(start, min(start + BATCH, len(files))):
+            name, data = files[i]
+            try:
+                readable[i] = decode_image(data, name)
+            except ImageDecodeError as exc:
+                rows[i] = BatchRow(name, error=str(exc))
+        if readable:
+            scored = scorer.score(list(readable.values()), [files[i][0] for i in readable])
+            for i, score in zip(readable, scored):
+                rows[i] = BatchRow(score.name, score)
+        if on_progress:
+            on_progress(Progress(min(start + BATCH, len(files)), len(files), time.perf_counter() - started))
+    return rows
+
+
+def summary(rows: list[BatchRow]) -> dict:
+    """Counts per predicted class (the ensemble's, or the single model's), flagged and unreadable files."""
+    predicted = Counter()
+    for row in rows:
+        if row.score is not None:
+            verdict = row.score.ensemble or next(iter(row.score.models.values()))
+            predicted[display_name(verdict.predicted)] += 1
+    return {"files": len(rows), "predicted": dict(predicted), "flagged": sum(r.flagged for r in rows),
+            "unreadable": sum(r.score is None for r in rows),
+            "domain_shift": sum(bool(r.score and r.score.ood.domain_shift) for r in rows),
+            "low_confidence": sum(r.low_confidence for r in rows)}
+
+
+def table_rows(rows: list[BatchRow], thumbnail: Callable | None = None) -> list[dict]:
+    """One flat record per file for a table: each model's prediction and confidence, the ensemble, flags."""
+    records = []
+    for row in rows:
+        record = {"thumbnail": thumbnail(row.score.rgb) if thumbnail and row.score else None, "file": row.name}
+        if row.score is not None:
+            everyone = {**row.score.models, **({"ensemble": row.score.ensemble} if row.score.ensemble else {})}
+            for model in everyone.values():
+                record[model.name] = f"{display_name(model.predicted)} ({model.confidence:.0%})"
+            record |= {"agree": row.score.models_agree, "not H&E": bool(row.score.ood.ood),
+                       "unlike LC25000": bool(row.score.ood.domain_shift), "low confidence": row.low_confidence,
+                       "flagged": row.flagged}
+        record["error"] = row.error or ""
+        records.append(record)
+    columns = list(dict.fromkeys(key for record in records for key in record))  # unreadable rows lack model columns
+    return [{key: record.get(key) for key in columns} for record in records]
+
+
+def downloads(rows: list[BatchRow]) -> tuple[str, str]:
+    """(CSV, JSON) of every row, unreadable files included with their errors."""
+    scored = [r.score for r in rows if r.score is not None]
+    failures = {r.name: r.error for r in rows if r.score is None}
+    return csv_text(scored, failures), json_text(scored, failures)

@@ -1,0 +1,68 @@
+import hashlib
+
+import streamlit as st
+
+from lungfake.batch import MAX_TILES, downloads, expand_uploads, score_batch, summary, table_rows
+from lungfake.report import image_uri
+from pages.common import DISCLAIMER, case_report, computed_once, progress_bar, route_through_entrypoint, scorer
+
+FILTERS = {
+    "All files": lambda row: True,
+    "Flagged only (unreadable, not H&E, unlike LC25000's tissue, or the models disagree)": lambda row: row.flagged,
+    "Disagreements only": lambda row: row.score is not None and not row.score.models_agree,
+    "Unreadable only": lambda row: row.score is None,
+}
+
+
+def score_uploads(uploads) -> list:
+    files = expand_uploads([(u.name, u.getvalue()) for u in uploads])
+    bar, show = progress_bar("files")
+    rows = score_batch(scorer(), files, show)
+    bar.empty()
+    return rows
+
+
+route_through_entrypoint()
+st.title("Score a batch of tiles")
+st.warning(DISCLAIMER)
+uploads = st.file_uploader(f"Tiles, or .zip archives of tiles (at most {MAX_TILES} tiles in all)", accept_multiple_files=True,
+                           type=["jpg", "jpeg", "png", "tif", "tiff", "zip"])
+if not uploads:
+    st.info("Upload several tiles (or a zip of them): each is scored by every model, without Grad-CAM.")
+    st.stop()
+
+key = hashlib.sha256(b"".join(hashlib.sha256(u.getvalue()).digest() + u.name.encode() for u in uploads)).hexdigest()
+rows = computed_once("batch", key, lambda: score_uploads(uploads))
+
+counts = summary(rows)
+columns = st.columns(4 + len(counts["predicted"]))
+columns[0].metric("Files", counts["files"])
+columns[1].metric("Flagged", f"{counts['flagged'] / counts['files']:.0%}", help=f"{counts['flagged']} files: unreadable, "
+                  "not H&E, unlike LC25000's tissue, or the models disagree")
+columns[2].metric("Unreadable", counts["unreadable"])
+columns[3].metric("Low confidence", counts["low_confidence"], help="Ensemble confidence under the threshold chosen on val")
+for column, (name, count) in zip(columns[4:], sorted(counts["predicted"].items())):
+    column.metric(name, count)
+st.caption("Per predicted class: the ensemble's prediction (the single model's where only one is served).")
+
+keep = FILTERS[st.selectbox("Show", list(FILTERS))]
+shown = [row for row in rows if keep(row)]
+records = table_rows(shown, lambda rgb: image_uri(rgb, 64))
+st.dataframe(records, width="stretch", hide_index=True,
+             column_config={"thumbnail": st.column_config.ImageColumn("tile", width="small")})
+st.caption(f"{len(shown)} of {len(rows)} files shown; click a column header to sort.")
+
+csv_data, json_data = downloads(rows)
+report = case_report("Batch report", ", ".join(u.name for u in uploads))
+everything = table_rows(rows)
+headers = [key for key in everything[0] if key != "thumbnail"]
+report.add_table(headers, [["" if r[k] is None else r[k] for k in headers] for r in everything])
+for row in rows:
+    if row.error:
+        report.add_warning(f"{row.name}: {row.error}")
+report.add_text("Predicted (ensemble): " + ", ".join(f"{n} {c}" for n, c in sorted(counts["predicted"].items())))
+left, middle, right = st.columns(3)
+left.download_button("Download results (CSV)", csv_data, "batch_lungfake.csv", "text/csv", on_click="ignore")
+middle.download_button("Download results (JSON)", json_data, "batch_lungfake.json", "application/json", on_click="ignore")
+right.download_button("Download case report (HTML)", report.html(), "batch_report.html", "text/html", on_click="ignore")
+st.text(f"Scored: {len(rows)} files")

@@ -1,0 +1,154 @@
+"""Regions (tissue mask, tiling, batched scoring, merged maps), batches (zips, unreadable files) and case reports,
+on a tiny model and synthetic tiles."""
+import io
+import zipfile
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lungfake import region
+from lungfake.batch import MAX_TILES, downloads, expand_uploads, score_batch, summary, table_rows
+from lungfake.errors import ImageDecodeError, UploadLimitError
+from lungfake.region import RegionResult, RegionScale, TileGrid, score_region, tissue_mask
+from lungfake.report import CaseReport
+from lungfake.scoring import Scorer
+from tests.helpers import he_like
+
+WHITE = 245
+
+
+def _region(tile_rows: int, tile_cols: int, tile: int = 224, margin: int = 300) -> np.ndarray:
+    """H&E-like tissue in the top-left block of tiles, glass-white everywhere else (right and bottom margins)."""
+    tissue = np.concatenate([np.concatenate([he_like(r * 10 + c, tile) for c in range(tile_cols)], axis=1)
+                             for r in range(tile_rows)], axis=0)
+    canvas = np.full((tissue.shape[0] + margin, tissue.shape[1] + margin, 3), WHITE, np.uint8)
+    canvas[: tissue.shape[0], : tissue.shape[1]] = tissue
+    return canvas
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_scales_convert_to_tile_pixels():
+    assert RegionScale.like_lc25000_tiles().tile_pixels == 224
+    assert RegionScale.from_magnification(40).microns_per_pixel == pytest.approx(0.25)
+    assert RegionScale.from_magnification(20).tile_pixels == pytest.approx(region.LC25000_TILE_MICRONS / 0.5, abs=1)
+
+
+def test_tissue_mask_keeps_tissue_and_drops_glass():
+    rgb = _region(2, 2)
+    mask, scale = tissue_mask(rgb, 224)
+    assert scale == 1.0 and mask.shape == rgb.shape[:2]
+    assert mask[:448, :448].mean() > 0.9 and mask[500:, 500:].mean() < 0.05
+
+
+def test_an_all_tissue_region_is_not_split_in_half_by_otsu():
+    rgb = np.concatenate([he_like(s, 224) for s in range(4)], axis=1)
+    assert tissue_mask(rgb, 224)[0].mean() > 0.9
+
+
+def test_grid_overlaps_by_half_a_tile_and_skips_glass():
+    rgb = _region(2, 3)
+    mask, scale = tissue_mask(rgb, 224)
+    grid = TileGrid.over(rgb.shape[:2], 224, mask, scale)
+    assert grid.stride == 112
+    # tissue 448x672 in a 748x972 image: tiles at stride 112 whose footprint is at least 30% tissue,
+    # i.e. 4 rows x 6 columns but the corner one (a quarter tissue); none wholly on glass
+    assert len(grid) == 4 * 6 - 1
+    assert (grid.positions[:, 0] < 448).all() and (grid.positions[:, 1] < 672).all()
+    assert (grid.tissue >= region.MIN_TISSUE_FRACTION).all()
+
+
+@pytest.mark.parametrize("tile, message", [(20, "only 20 pixels"), (4000, "smaller than one tile")])
+def test_impossible_scales_are_explained(tile, message):
+    rgb = _region(1, 1)
+    with pytest.raises(ImageDecodeError, match=message):
+        TileGrid.over(rgb.shape[:2], tile, *tissue_mask(rgb, 224))
+
+
+def test_region_is_scored_in_batches_with_progress_and_merged(tiny_weights, monkeypatch):
+    scorer = Scorer.load("all", tiny_weights)
+    batch_sizes, progress = [], []
+    score = scorer.score
+    monkeypatch.setattr(scorer, "score", lambda images, names, **kw: batch_sizes.append(len(images)) or score(images, names, **kw))
+    monkeypatch.setattr(region, "BATCH_TILES", 4)
+    result = score_region(scorer, _region(2, 3), RegionScale.like_lc25000_tiles(), progress.append)
+    assert max(batch_sizes) <= 4 and sum(batch_sizes) == len(result.grid) == 23
+    assert [p.done for p in progress][-1] == 23 and progress[-1].seconds_left == 0
+    probabilities = result.probabilities["tiny"]
+    assert probabilities.shape == (23, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert sum(result.tissue_share_by_class().values()) == pytest.approx(1.0)
+    assert result.csv_text().count("\n") == 24
+    thumb = region.thumbnail(_region(2, 3))
+    assert result.map_image(thumb, "tiny", 0.5).shape == thumb.shape
+    assert len(result.most_suspicious(4)) <= 4
+
+
+def test_probability_map_averages_the_tiles_covering_each_cell():
+    grid = TileGrid(224, 112, 1, 2, np.array([[0, 0], [0, 112]]), np.array([[0, 0], [0, 1]]), np.ones(2))
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]])
+    result = RegionResult((224, 336), grid, ("lung_n", "lung_aca", "lung_scc"), {"m": "M"}, {"m": probabilities},
+                          np.zeros(2, bool), Counter())
+    merged = result.probability_map("m")
+    assert merged.shape == (2, 3, 3)
+    assert np.allclose(merged[0, 0], [0.9, 0.1, 0]) and np.allclose(merged[0, 1], [0.55, 0.45, 0])
+    assert np.allclose(merged[1, 2], [0.2, 0.8, 0])
+    assert result.tissue_share_by_class("m") == pytest.approx({"lung_n": 4 / 6, "lung_aca": 2 / 6, "lung_scc": 0.0})
+    painted = result.map_image(np.full((224, 336, 3), 255, np.uint8), "m", 1.0)
+    green, red = np.array([0x2C, 0xA0, 0x2C]), np.array([0xD6, 0x27, 0x28])
+    assert np.allclose(painted[10, 10], 0.9 * green + 0.1 * red, atol=1)
+    assert np.allclose(painted[10, 330], 0.2 * green + 0.8 * red, atol=1)
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_zips_are_expanded_to_their_images_only():
+    tile = _png(he_like(1))
+    archive = _zip({"case/a.png": tile, "case/b.png": tile, "notes.txt": b"x", "__MACOSX/case/._a.png": b"junk"})
+    names = [name for name, _ in expand_uploads([("one.png", tile), ("case.zip", archive)])]
+    assert names == ["one.png", "case.zip/case/a.png", "case.zip/case/b.png"]
+
+
+def test_batch_limits_and_broken_zips_are_refused_with_a_message():
+    with pytest.raises(UploadLimitError, match=f"more than {MAX_TILES}"):
+        expand_uploads([(f"{i}.png", b"x") for i in range(MAX_TILES + 1)])
+    with pytest.raises(UploadLimitError, match="not a zip archive"):
+        expand_uploads([("broken.zip", b"PK\x03\x04 not really")])
+
+
+def test_an_unreadable_file_keeps_its_row_and_the_rest_are_scored(tiny_weights):
+    scorer = Scorer.load("all", tiny_weights)
+    files = [("a.png", _png(he_like(1))), ("broken.jpg", b"\xff\xd8 nope"), ("a.png", _png(he_like(2)))]
+    rows = score_batch(scorer, files)
+    assert [r.name for r in rows] == ["a.png", "broken.jpg", "a.png"]  # upload order, duplicate names kept apart
+    assert rows[1].score is None and rows[1].error.startswith("broken.jpg ") and rows[1].flagged
+    assert rows[0].score is not None and rows[2].score is not None
+    assert summary(rows)["unreadable"] == 1 and summary(rows)["files"] == 3
+    records = table_rows(rows)
+    assert len({tuple(r) for r in records}) == 1 and records[1]["error"]
+    csv_data, json_data = downloads(rows)
+    assert csv_data.count("\n") == 1 + 2 + 1 and csv_data.splitlines()[-1].startswith("broken.jpg,")
+    assert '"error"' in json_data
+
+
+def test_case_report_is_self_contained_and_names_the_weights(tiny_weights):
+    scorer = Scorer.load("all", tiny_weights)
+    score = scorer.score([he_like(3, 64)], ["<script>alert(1)</script>.png"], explain=True)[0]
+    report = CaseReport("Tile report", score.name, [s.entry for s in scorer.served])
+    report.add_score(score)
+    page = report.html()
+    assert "Research use only" in page and scorer.served[0].entry.sha256 in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count("data:image/jpeg;base64,") == 2  # the tile and its Grad-CAM overlay
+    assert "http://" not in page and "https://" not in page
