@@ -51,17 +51,16 @@ def peak_rss_mb() -> float:
 
 def large_region_child(path: str) -> None:
     """Run in a fresh process: load the models, decode and score a 40 MP JPEG at 40x; print JSON."""
-    from lungfake.images import REGION, decode_image
-    from lungfake.region import RegionScale, explain_tiles, score_region
+    from lungfake.region import RegionScale, decode_region, explain_tiles, score_region
     from lungfake.scoring import Scorer
 
     data = Path(path).read_bytes()
     scorer = Scorer.load()
     loaded_mb = peak_rss_mb()
     started = time.perf_counter()
-    rgb = decode_image(data, "large.jpg", REGION)
+    rgb, scale, factor = decode_region(data, "large.jpg", RegionScale.from_magnification(40))
     del data
-    result = score_region(scorer, rgb, RegionScale.from_magnification(40))
+    result = score_region(scorer, rgb, scale, pixel_factor=factor)
     explain_tiles(scorer, rgb, result, result.most_suspicious(4))
     print(json.dumps({"tiles": len(result.grid), "seconds": round(time.perf_counter() - started, 1),
                       "models_loaded_mb": round(loaded_mb), "peak_mb": round(peak_rss_mb())}))
@@ -76,20 +75,19 @@ def main() -> None:
         return large_region_child(args.child)
 
     from lungfake.batch import score_batch
-    from lungfake.images import REGION, decode_image
-    from lungfake.region import RegionScale, explain_tiles, score_region
+    from lungfake.region import RegionScale, decode_region, explain_tiles, score_region
     from lungfake.scoring import Scorer
 
     scorer = Scorer.load()
     print(f"models: {', '.join(s.name for s in scorer.served)}")
     field = jpeg_bytes(mosaic(2048, 1536))
-    score_region(scorer, decode_image(field, "warm-up", REGION), RegionScale.from_magnification(40))
+    score_region(scorer, *decode_region(field, "warm-up", RegionScale.from_magnification(40))[:2])
     for label, scale in (("LC25000 pixel scale", RegionScale.like_lc25000_tiles()), ("40x", RegionScale.from_magnification(40))):
         started = time.perf_counter()
-        rgb = decode_image(field, "field.jpg", REGION)
-        result = score_region(scorer, rgb, scale)
+        rgb, working, factor = decode_region(field, "field.jpg", scale)
+        result = score_region(scorer, rgb, working, pixel_factor=factor)
         explain_tiles(scorer, rgb, result, result.most_suspicious(4))
-        print(f"region 2048x1536 at {label}: {len(result.grid)} tiles of {result.grid.tile} px, "
+        print(f"region 2048x1536 at {label}: {len(result.grid)} tiles of {result.in_file_pixels(result.grid.tile)} px, "
               f"{time.perf_counter() - started:.1f} s (decode, tiling, scoring, Grad-CAM of 4 tiles)")
 
     paths = sorted((DATA / "lung_aca").glob("*.jpeg"))[:50] + sorted((DATA / "lung_n").glob("*.jpeg"))[:50]

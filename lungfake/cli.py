@@ -1,4 +1,4 @@
-"""`python -m lungfake <command>`: split, audit, train, evaluate, ood-fit, predict."""
+"""`python -m lungfake <command>`: split, audit, train, evaluate, sprite, ood-fit, predict."""
 from __future__ import annotations
 
 import argparse

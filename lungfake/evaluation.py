@@ -286,7 +286,7 @@ class Evaluator:
             temperature = fit_temperature(val_raw, y_val)
             threshold = choose_threshold(apply_temperature(val_raw, temperature), y_val)
             update_calibration(arch, temperature, threshold.to_json(), self.store.root)
-            extra["low_confidence"] = threshold.to_json()
+            extra.update(low_confidence=threshold.to_json(), _val=apply_temperature(val_raw, temperature), _y_val=y_val)
         else:
             temperature = 1.0
         calibrated = apply_temperature(raw, temperature)
@@ -340,6 +340,13 @@ class Evaluator:
         table = {"clean": float((clean.argmax(1) == y_true[::every]).mean()),
                  **{n: float((v.argmax(1) == y_true[::every]).mean()) for n, v in shifted.items()}}
         members = [p[2]["arch"] for p in parts]
+        if all("_val" in p[2] for p in parts):
+            from .calibration import choose_threshold
+            from .registry import update_ensemble_calibration
+
+            threshold = choose_threshold(np.mean([p[2]["_val"] for p in parts], axis=0), parts[0][2]["_y_val"])
+            update_ensemble_calibration(threshold.to_json(), self.store.root)
+            metrics["low_confidence"] = threshold.to_json()
         agree = np.all([np.asarray(p[2]["predictions"]) == np.asarray(parts[0][2]["predictions"]) for p in parts], axis=0)
         metrics.update(arch="ensemble", protocol="grouped", display_name="Ensemble (mean of calibrated models)", members=members,
                        split_sha256=self.split_sha("grouped"), predictions=probabilities.argmax(1).tolist(), true_labels=y_true.tolist(),

@@ -31,6 +31,13 @@ class DecodeLimits:
     max_side: int | None
     noun: str
     advice: str
+    shrink: float = 1.0  # without a max_side: keep this share of the image's size (a region at a coarser scale)
+
+    def target_side(self, width: int, height: int) -> int | None:
+        """The longest side the decoded image is reduced to (None: kept whole)."""
+        if self.max_side:
+            return self.max_side
+        return max(MIN_SIDE, int(round(max(width, height) * self.shrink))) if self.shrink < 1 else None
 
 
 TILE = DecodeLimits(MAX_FILE_BYTES, WORKING_SIDE, "tile", "upload a single tile")
@@ -81,16 +88,17 @@ def decode_image(data: bytes, name: str = "upload", limits: DecodeLimits = TILE)
                         f"{name} is {width}x{height} pixels, too large to be a {limits.noun}; crop a region of interest "
                         f"(at most {MAX_PIXELS // 1_000_000} megapixels)."
                     )
-                if image.format == "JPEG" and limits.max_side:
-                    image.draft("RGB", (limits.max_side, limits.max_side))
+                side = limits.target_side(width, height)
+                if image.format == "JPEG" and side:  # decodes at 1/2, 1/4 or 1/8 scale when that suffices
+                    image.draft("RGB", (side, side))
                 image.seek(0)
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 if image.mode in SCALED_MODES:  # thumbnail cannot resample these; make them 8-bit first
-                    image = _to_8bit_rgb(image, limits.max_side)
-                if limits.max_side and max(image.size) > limits.max_side:
-                    image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
-                rgb = _to_8bit_rgb(image, limits.max_side)
+                    image = _to_8bit_rgb(image, side)
+                if side and max(image.size) > side:
+                    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+                rgb = _to_8bit_rgb(image, side)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -16,7 +16,7 @@ import io
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import cv2
@@ -26,6 +26,7 @@ from skimage.filters import threshold_otsu
 
 from .classes import colour_of, display_name, is_cancer
 from .errors import ImageDecodeError
+from .images import REGION, decode_image
 from .scoring import ENSEMBLE, ImageScore, Progress, Scorer
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,25 @@ class RegionScale:
     @property
     def tile_pixels(self) -> int:
         return int(round(LC25000_TILE_MICRONS / self.microns_per_pixel))
+
+
+def decode_region(data: bytes, name: str, scale: RegionScale) -> tuple[np.ndarray, RegionScale, float]:
+    """The region's pixels at no more resolution than the models use (a tile of at least 224 px; a JPEG is
+    decoded at 1/2-1/8 scale where that suffices), the scale of those pixels, and how many of the file's pixels
+    each one stands for. A 40-megapixel photograph at 40x becomes about 4 megapixels."""
+    shrink = min(1.0, LC25000_TILE_PIXELS / scale.tile_pixels)
+    rgb = decode_image(data, name, replace(REGION, shrink=shrink))
+    original_side = max(_declared_size(data)) or max(rgb.shape[:2])
+    factor = original_side / max(rgb.shape[:2])
+    return rgb, RegionScale(scale.microns_per_pixel * factor), factor
+
+
+def _declared_size(data: bytes) -> tuple[int, int]:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return (0, 0)
 
 
 def tissue_mask(rgb: np.ndarray, tile_pixels: int) -> tuple[np.ndarray, float]:
@@ -142,10 +162,14 @@ class RegionResult:
     ood_reasons: Counter = field(default_factory=Counter)
     domain_shift: np.ndarray | None = None  # (n,) bool: H&E, but unlike LC25000's tiles
     seconds: float = 0.0
+    pixel_factor: float = 1.0  # pixels of the uploaded file per pixel scored (decode_region)
+
+    def in_file_pixels(self, value: float) -> int:
+        return int(round(value * self.pixel_factor))
 
     def tile_name(self, i: int) -> str:
         y, x = self.grid.positions[i]
-        return f"tile at x={x}, y={y}"
+        return f"tile at x={self.in_file_pixels(x)}, y={self.in_file_pixels(y)}"
 
     def cancer_probability(self, which: str = ENSEMBLE) -> np.ndarray:
         cancer = [i for i, name in enumerate(self.class_names) if is_cancer(name)]
@@ -219,13 +243,15 @@ class RegionResult:
             for values in self.probabilities.values():
                 cells += [self.class_names[int(np.argmax(values[i]))], *[f"{p:.6f}" for p in values[i]]]
             shifted = self.domain_shift is not None and bool(self.domain_shift[i])
-            writer.writerow([x, y, self.grid.tile, f"{self.grid.tissue[i]:.3f}", bool(self.ood[i]), shifted, *cells])
+            writer.writerow([self.in_file_pixels(x), self.in_file_pixels(y), self.in_file_pixels(self.grid.tile),
+                             f"{self.grid.tissue[i]:.3f}", bool(self.ood[i]), shifted, *cells])
         return out.getvalue()
 
     def summary(self) -> str:
         shares = self.tissue_share_by_class()
         parts = ", ".join(f"{display_name(name)} {share:.0%}" for name, share in shares.items())
-        return f"{len(self.grid)} tissue tiles of {self.grid.tile} px scored in {self.seconds:.1f} s; tissue area: {parts}"
+        return (f"{len(self.grid)} tissue tiles of {self.in_file_pixels(self.grid.tile)} px scored in {self.seconds:.1f} s; "
+                f"tissue area: {parts}")
 
 
 def _hex_rgb(colour: str) -> tuple[int, int, int]:
@@ -249,9 +275,10 @@ def _batches(rgb: np.ndarray, grid: TileGrid) -> Iterator[tuple[int, list[np.nda
 
 
 def score_region(scorer: Scorer, rgb: np.ndarray, scale: RegionScale,
-                 on_progress: Callable[[Progress], None] | None = None) -> RegionResult:
+                 on_progress: Callable[[Progress], None] | None = None, pixel_factor: float = 1.0) -> RegionResult:
     """Tile the region's tissue at the scale, score every tile with every served model, batch by batch.
-    on_progress is called after each batch (the app's progress bar; raising from it cancels the run)."""
+    on_progress is called after each batch (the app's progress bar; raising from it cancels the run);
+    pixel_factor (from decode_region) turns positions back into the uploaded file's pixels."""
     started = time.perf_counter()
     mask, mask_scale = tissue_mask(rgb, scale.tile_pixels)
     grid = TileGrid.over(rgb.shape[:2], scale.tile_pixels, mask, mask_scale)
@@ -273,7 +300,7 @@ def score_region(scorer: Scorer, rgb: np.ndarray, scale: RegionScale,
     names = {s.entry.arch: s.name for s in scorer.served} | ({ENSEMBLE: "Ensemble"} if len(scorer.served) > 1 else {})
     return RegionResult(rgb.shape[:2], grid, tuple(first.class_names), names,
                         {arch: np.asarray(rows) for arch, rows in collected.items()}, ood, reasons, shifted,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, pixel_factor)
 
 
 def _collect(score: ImageScore, collected: dict[str, list[np.ndarray]]) -> None:

@@ -102,6 +102,21 @@ def update_calibration(arch: str, temperature: float, low_confidence: dict, fold
     _write_registry_file(path, payload)
 
 
+def update_ensemble_calibration(low_confidence: dict, folder: Path | None = None) -> None:
+    """Record the ensemble's warning threshold, chosen on val like each model's."""
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    payload["ensemble"] = {"low_confidence": low_confidence}
+    _write_registry_file(path, payload)
+
+
+def load_ensemble_threshold(folder: Path | None = None) -> float | None:
+    """The ensemble's warning threshold, or None where evaluate has not chosen one."""
+    path = WeightsStore.resolve(folder).registry
+    threshold = _read_registry_file(path).get("ensemble", {}).get("low_confidence", {}).get("threshold")
+    return float(threshold) if threshold is not None else None
+
+
 def register_ood(entry: OodEntry, folder: Path | None = None) -> None:
     path = WeightsStore.resolve(folder).registry
     payload = _read_registry_file(path)

@@ -32,7 +32,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#222;m
 h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:22px;border-bottom:1px solid #ddd}
 .disclaimer{border:2px solid #b00;padding:8px 12px;background:#fff4f4;font-weight:600}
 .warning{border-left:4px solid #e69500;padding:4px 10px;background:#fff8e6;margin:6px 0}
-table{border-collapse:collapse;font-size:13px;margin:8px 0} td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+table{border-collapse:collapse;font-size:13px;margin:8px 0;max-width:100%} td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;overflow-wrap:anywhere}
+figure{max-width:300px}
 .images{display:flex;flex-wrap:wrap;gap:10px} figure{margin:0;break-inside:avoid} figcaption{font-size:12px;color:#555}
 .block{break-inside:avoid;page-break-inside:avoid} .meta{font-size:12px;color:#555}
 @media print{body{margin:0;max-width:none} h2{break-after:avoid}}

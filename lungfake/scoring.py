@@ -77,6 +77,7 @@ class ImageScore:
     rgb: np.ndarray = field(repr=False, compare=False)
     models: dict[str, ModelScore]  # keyed by architecture
     ood: OodVerdict
+    ensemble_warn_below: float | None = None  # chosen on val by evaluate; else the strictest model's
 
     @property
     def ensemble(self) -> ModelScore | None:
@@ -86,7 +87,10 @@ class ImageScore:
         classes = list(next(iter(self.models.values())).probabilities)
         mean = {c: float(np.mean([m.probabilities[c] for m in self.models.values()])) for c in classes}
         sha = ",".join(m.weights_sha256[:12] for m in self.models.values())
-        return ModelScore(ENSEMBLE, "Ensemble", mean, sha, max(m.warn_below for m in self.models.values()))
+        warn_below = self.ensemble_warn_below
+        if warn_below is None:
+            warn_below = max(m.warn_below for m in self.models.values())
+        return ModelScore(ENSEMBLE, "Ensemble", mean, sha, warn_below)
 
     @property
     def models_agree(self) -> bool:
@@ -176,13 +180,15 @@ def dihedral_views(pixels: np.ndarray) -> list[np.ndarray]:
 class Scorer:
     """The served models and the out-of-distribution screen, scoring batches of RGB images."""
 
-    def __init__(self, served: list[ServedModel], screen: OodScreen):
-        self.served, self.screen = served, screen
+    def __init__(self, served: list[ServedModel], screen: OodScreen, ensemble_warn_below: float | None = None):
+        self.served, self.screen, self.ensemble_warn_below = served, screen, ensemble_warn_below
 
     @classmethod
     def load(cls, which: str = "all", folder: Path | None = None) -> "Scorer":
+        from .registry import load_ensemble_threshold
+
         served = [ServedModel(LoadedModel.load(entry, folder)) for entry in select_entries(which, folder)]
-        return cls(served, OodScreen.load([s.loaded for s in served], folder))
+        return cls(served, OodScreen.load([s.loaded for s in served], folder), load_ensemble_threshold(folder))
 
     def score(self, images: list[np.ndarray], names: list[str] | None = None, explain: bool = False,
               tta: bool = False) -> list[ImageScore]:
@@ -195,8 +201,8 @@ class Scorer:
                 inputs[size] = np.stack([to_model_input(rgb, size) for rgb in images])
             per_model[model.entry.arch], features[model.entry.arch] = self._score_model(model, inputs[size], explain, tta)
         verdicts = self.screen.assess(images, features, {size: batch for size, batch in inputs.items()})
-        return [ImageScore(names[i], images[i], {arch: scores[i] for arch, scores in per_model.items()}, verdicts[i])
-                for i in range(len(images))]
+        return [ImageScore(names[i], images[i], {arch: scores[i] for arch, scores in per_model.items()}, verdicts[i],
+                           self.ensemble_warn_below) for i in range(len(images))]
 
     def _score_model(self, model: ServedModel, pixels: np.ndarray, explain: bool, tta: bool) -> tuple[list[ModelScore], np.ndarray]:
         entry, probabilities, features = model.entry, [], []

@@ -4,8 +4,9 @@ import streamlit as st
 
 from lungfake.cam import overlay
 from lungfake.classes import colour_of, display_name
-from lungfake.images import REGION, decode_image
-from lungfake.region import LC25000_TILE_MICRONS, RegionScale, explain_tiles, png_bytes, score_region, thumbnail
+from lungfake.region import (
+    LC25000_TILE_MICRONS, RegionScale, decode_region, explain_tiles, png_bytes, score_region, thumbnail,
+)
 from lungfake.scoring import ENSEMBLE
 from pages.common import (
     DISCLAIMER, case_report, computed_once, progress_bar, robustness_caution, route_through_entrypoint, scorer,
@@ -25,9 +26,9 @@ def chosen_scale() -> RegionScale:
 
 
 def analyse(data: bytes, name: str, scale: RegionScale) -> dict:
-    rgb = decode_image(data, name, REGION)
+    rgb, working_scale, pixel_factor = decode_region(data, name, scale)
     bar, show = progress_bar("tiles")
-    result = score_region(scorer(), rgb, scale, show)
+    result = score_region(scorer(), rgb, working_scale, show, pixel_factor)
     bar.progress(1.0, text="Explaining the most suspicious tiles...")
     suspicious = explain_tiles(scorer(), rgb, result, result.most_suspicious(4))
     bar.empty()

@@ -15,9 +15,9 @@ def main() -> None:
     store = WeightsStore.resolve()
     registry = load_registry(store.root)
     metrics = load_all_metrics(store)
-    print("| model | split | input | epochs | train CPU-min | accuracy (95% CI) | macro-F1 | cancer vs benign | sens / spec "
-          "| colour-neutral | ECE before / after | file | on the committed split |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | split | input | epochs | train img/s | train CPU-min | accuracy (95% CI) | macro-F1 | cancer vs benign "
+          "| sens / spec | colour-neutral | ECE before / after | file | on the committed split |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (arch, protocol), m in sorted(metrics.items(), key=lambda item: (item[0][0] in BASELINES, item[0])):
         entry = registry.get(arch)
         size = store.file(entry.file).stat().st_size / 1e6 if entry and protocol == entry.split else None
@@ -25,10 +25,12 @@ def main() -> None:
         neutral = m.get("colour_neutral_accuracy")
         ece_before = m.get("expected_calibration_error_uncalibrated")
         size_px = f"{m['input_size']} px" if "input_size" in m else "-"
+        rates = history.get("images_per_second") if history else None
+        rate = f"{sorted(rates)[len(rates) // 2]:.0f}" if rates else "-"
         neutral_text = f"{neutral['value']:.1%}" if neutral else "-"
         print(
             f"| {m['display_name']} | {protocol} | {size_px} "
-            f"| {len(history['loss']) if history else '-'} | {m.get('train_minutes') or '-'} | {_interval(m)} | {m['macro_f1']:.3f} "
+            f"| {len(history['loss']) if history else '-'} | {rate} | {m.get('train_minutes') or '-'} | {_interval(m)} | {m['macro_f1']:.3f} "
             f"| {m['binary_accuracy']:.1%} | {m['binary_sensitivity']:.1%} / {m['binary_specificity']:.1%} "
             f"| {neutral_text} "
             f"| {f'{ece_before:.3f} / ' if ece_before is not None else ''}{m['expected_calibration_error']:.3f} "

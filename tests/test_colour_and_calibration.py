@@ -69,3 +69,18 @@ def test_threshold_keeps_accurate_predictions_above_it():
     chosen = choose_threshold(probabilities, y, target=0.99)
     assert 0.58 < chosen.threshold <= 0.61
     assert chosen.val_accuracy >= 0.99 and 0.78 < chosen.val_coverage < 0.83
+
+
+def test_the_ensemble_warns_at_its_own_val_threshold_not_the_strictest_models(tmp_path):
+    from lungfake.ood import NOT_CHECKED
+    from lungfake.registry import load_ensemble_threshold, update_ensemble_calibration
+    from lungfake.scoring import ImageScore, ModelScore
+
+    (tmp_path / "registry.json").write_text('{"models": {}}')
+    assert load_ensemble_threshold(tmp_path) is None
+    update_ensemble_calibration({"threshold": 0.8, "val_coverage": 0.7, "val_accuracy": 0.99}, tmp_path)
+    assert load_ensemble_threshold(tmp_path) == 0.8
+    models = {a: ModelScore(a, a, {"lung_n": 0.9, "lung_aca": 0.05, "lung_scc": 0.05}, "0" * 64, warn) for a, warn in (("a", 0.999), ("b", 0.7))}
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    assert ImageScore("t", rgb, models, NOT_CHECKED).ensemble.low_confidence  # the strictest model's 0.999
+    assert not ImageScore("t", rgb, models, NOT_CHECKED, load_ensemble_threshold(tmp_path)).ensemble.low_confidence

@@ -136,7 +136,10 @@ def test_tissue_from_another_lab_is_a_domain_shift_and_a_photograph_is_refused(t
 
     plain = reference.assess(he_like(999, 128), features([he_like(999, 128)])[0])
     assert plain.ood is False and plain.domain_shift is False
-    restained = another_lab(he_like(998, 128), np.random.default_rng(5), ColourTarget((55.0, 30.0, -5.0), (12.0, 8.0, 6.0)))
+    from lungfake.colour import match_colour
+
+    mean, std = np.asarray(own.mean), np.asarray(own.std)
+    restained = match_colour(he_like(998, 128), ColourTarget(tuple(mean + (10.0, -8.0, 8.0)), tuple(std * 1.2)))
     shifted = reference.assess(restained, features([restained])[0])
     assert shifted.ood is False and shifted.domain_shift is True and "distance" in shifted.domain_shift_reason
     photo = np.asarray(Image.fromarray(load_sample_image("china.jpg")).resize((128, 128)))

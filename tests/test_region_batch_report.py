@@ -152,3 +152,18 @@ def test_case_report_is_self_contained_and_names_the_weights(tiny_weights):
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert page.count("data:image/jpeg;base64,") == 2  # the tile and its Grad-CAM overlay
     assert "http://" not in page and "https://" not in page
+
+
+def test_a_region_is_decoded_at_no_more_resolution_than_the_models_use():
+    """At 40x a tile is 736 file pixels; the region is decoded about 3.3x smaller (a JPEG at 1/2 scale by
+    its decoder, then resized), and tile positions are reported back in file pixels."""
+    from lungfake.region import decode_region
+
+    canvas = np.concatenate([np.concatenate([he_like(r * 4 + c, 512) for c in range(4)], axis=1) for r in range(3)], axis=0)
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, "JPEG", quality=90)  # 2048 x 1536
+    rgb, scale, factor = decode_region(buffer.getvalue(), "field.jpg", RegionScale.from_magnification(40))
+    assert max(rgb.shape[:2]) == pytest.approx(2048 * 224 / 736, abs=2)
+    assert scale.tile_pixels == pytest.approx(224, abs=1) and factor == pytest.approx(736 / 224, rel=0.01)
+    same, kept, one = decode_region(_png(_region(1, 1)), "small.png", RegionScale.like_lc25000_tiles())
+    assert one == 1.0 and same.shape == _region(1, 1).shape and kept.tile_pixels == 224
