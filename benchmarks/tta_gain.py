@@ -47,7 +47,7 @@ def main() -> None:
         scores = [s for start in range(0, len(tiles), 64) for s in scorer.score(tiles[start : start + 64], tta=tta)]
         timings[tta] = (time.perf_counter() - started) / len(tiles) * 1000
         results[tta] = accuracies(scores, truth)
-    print(f"{len(tiles)} grouped test tiles (every {args.every}th), {len(scorer.served)} models")
+    print(f"{len(tiles)} grouped test tiles (1 in {args.every}), {len(scorer.served)} models")
     print("| model | plain | with TTA | gain |\n|---|---|---|---|")
     for name in results[False]:
         plain, tta = results[False][name], results[True][name]

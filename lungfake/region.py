@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 LC25000_TILE_MICRONS = 184.0
 LC25000_TILE_PIXELS = 224  # the side of the tiles the models were trained from (before their input resize)
 SCANNER_MICRONS_AT_1X = 10.0  # the slide-scanner convention: 40x is about 0.25 um per pixel, 20x about 0.5
-BATCH_TILES = 48
+BATCH_TILES = 64  # two of the scoring path's batches of 32: one traced input shape until the last batch
 MASK_SIDE = 1024
 # Benign lung is mostly air spaces: on LC25000's benign tiles the raw mask covers under 60% of the tile for
 # 55% of them. Closing the mask with a disc a quarter of a tile wide fills the alveoli; then a tile needs

@@ -51,7 +51,7 @@ class Recipe:
 
 # The committed models' recipes (each fits a 2.5-hour session on one core of two; see weights/history/).
 DEFAULT_RECIPES = {
-    "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=12),
+    "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=24),
     "resnet50": Recipe("resnet50", input_size=112, epochs=10),
     "densenet121": Recipe("densenet121", input_size=112, epochs=12),
 }

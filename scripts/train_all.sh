@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Train the three served models on the grouped split, side by side (each checkpoints every epoch and
 # resumes when this script is run again), then evaluate, calibrate and refit the out-of-distribution check.
-# Logs go beside the checkpoints. One TensorFlow thread per run by default (THREADS=...): on 2 cores the three
-# runs take about 35 (MobileNetV2), 40 (ResNet50) and 45 (DenseNet121) minutes side by side, then evaluation
-# and the OOD refit about half an hour. Usage: nohup bash scripts/train_all.sh &
+# Logs go beside the checkpoints. One TensorFlow thread per run by default (THREADS=...). Measured on 2 cores:
+# DenseNet121 and ResNet50 side by side about 45 minutes of wall time, MobileNetV2 alone about 25 (all three at
+# once will take longer: three runs share two cores); evaluation and the OOD refit then about 20 minutes.
+# Usage: nohup bash scripts/train_all.sh &
 # Random-split models (for the leakage comparison only): ARCHS="mobilenetv2" PROTOCOL=random bash scripts/train_all.sh
 set -u
 cd "$(dirname "$0")/.."
