@@ -1,4 +1,4 @@
-"""`python -m lungfake <command>`: split, audit, train, evaluate, sprite, ood-fit, predict."""
+"""`python -m lungfake <command>`: split, audit, train, evaluate, sprite, ood-fit, predict, region."""
 from __future__ import annotations
 
 import argparse
@@ -198,6 +198,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_region(args: argparse.Namespace) -> int:
+    from .region import RegionScale, decode_region, explain_tiles, png_bytes, region_report, score_region, thumbnail
+    from .scoring import ENSEMBLE, Scorer
+
+    scale = RegionScale(args.microns_per_pixel) if args.microns_per_pixel else RegionScale.from_magnification(args.magnification)
+    scorer = Scorer.load("all", _store(args).root)
+    rgb, working, pixel_factor = decode_region(Path(args.image).read_bytes(), args.image, scale)
+    result = score_region(scorer, rgb, working, lambda p: print(f"{p.done}/{p.total} tiles", file=sys.stderr, flush=True),
+                          pixel_factor)
+    print(result.summary())
+    print(f"refused as not H&E: {int(result.ood.sum())} tiles; cautioned as unlike LC25000: "
+          f"{int(result.domain_shift.sum()) if result.domain_shift is not None else 0} tiles")
+    which = ENSEMBLE if ENSEMBLE in result.model_names else next(iter(result.model_names))
+    map_rgb = result.map_image(thumbnail(rgb), which, 0.5)
+    if args.map:
+        Path(args.map).write_bytes(png_bytes(map_rgb))
+    if args.csv:
+        Path(args.csv).write_text(result.csv_text())
+    if args.report:
+        suspicious = explain_tiles(scorer, rgb, result, result.most_suspicious(4))
+        report = region_report(result, map_rgb, which, suspicious, Path(args.image).name, [s.entry for s in scorer.served])
+        Path(args.report).write_text(report.html())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lungfake", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tta", action="store_true", help="average each model over the tile's 8 rotations and mirror images")
     predict.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
     predict.set_defaults(run=cmd_predict)
+
+    region = commands.add_parser("region", help="map a large H&E image: its tissue tiles scored by every model")
+    region.add_argument("image")
+    scale = region.add_mutually_exclusive_group()
+    scale.add_argument("--magnification", type=float, default=40.0, help="objective (scanner convention: 40x = 0.25 um/px)")
+    scale.add_argument("--microns-per-pixel", type=float)
+    region.add_argument("--map", help="write the ensemble's class map over the image here (PNG)")
+    region.add_argument("--csv", help="write one row per tissue tile here")
+    region.add_argument("--report", help="write a case report here (HTML)")
+    region.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
+    region.set_defaults(run=cmd_region)
     return parser
 
 

@@ -27,6 +27,7 @@ from skimage.filters import threshold_otsu
 from .classes import colour_of, display_name, is_cancer
 from .errors import ImageDecodeError
 from .images import REGION, decode_image
+from .report import CaseReport
 from .scoring import ENSEMBLE, ImageScore, Progress, Scorer
 
 log = logging.getLogger(__name__)
@@ -313,3 +314,20 @@ def explain_tiles(scorer: Scorer, rgb: np.ndarray, result: RegionResult, indices
     """Every model's score and Grad-CAM for chosen tiles of a scored region."""
     tiles = [cut_tile(rgb, *result.grid.positions[i], result.grid.tile) for i in indices]
     return scorer.score(tiles, [result.tile_name(i) for i in indices], explain=True) if tiles else []
+
+
+def region_report(result: RegionResult, map_rgb: np.ndarray, map_of: str, suspicious: list[ImageScore], source: str,
+                  models: list) -> CaseReport:
+    """The case report of a scored region: its class map, summary, warnings and the suspicious tiles' Grad-CAM."""
+    report = CaseReport("Region report", source, models)
+    report.add_images([(map_rgb, f"{result.model_names.get(map_of, map_of)} class map")], width=640)
+    report.add_text(result.summary())
+    if result.ood.any():
+        report.add_warning(f"{result.ood_share:.0%} of the tissue tiles do not look like lung H&E tiles; the map means "
+                           "little there.")
+    if result.domain_shift_share:
+        report.add_warning(f"{result.domain_shift_share:.0%} of the tissue tiles are H&E but unlike LC25000's; trust "
+                           "the map less there.")
+    for score in suspicious:
+        report.add_score(score)
+    return report

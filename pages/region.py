@@ -5,11 +5,12 @@ import streamlit as st
 from lungfake.cam import overlay
 from lungfake.classes import colour_of, display_name
 from lungfake.region import (
-    LC25000_TILE_MICRONS, RegionScale, decode_region, explain_tiles, png_bytes, score_region, thumbnail,
+    LC25000_TILE_MICRONS, RegionScale, decode_region, explain_tiles, png_bytes, region_report, score_region,
+    thumbnail,
 )
 from lungfake.scoring import ENSEMBLE
 from pages.common import (
-    DISCLAIMER, case_report, computed_once, progress_bar, robustness_caution, route_through_entrypoint, scorer,
+    DISCLAIMER, computed_once, progress_bar, robustness_caution, route_through_entrypoint, scorer,
 )
 
 SCALES = {
@@ -84,11 +85,7 @@ for score in state["suspicious"]:
                      caption=f"{model.name}: {display_name(model.predicted)} {model.confidence:.0%}")
 
 stem = upload.name.rsplit(".", 1)[0]
-report = case_report("Region report", upload.name)
-report.add_images([(map_rgb, f"{result.model_names[which]} class map")], width=640)
-report.add_text(result.summary())
-for score in state["suspicious"]:
-    report.add_score(score)
+report = region_report(result, map_rgb, which, state["suspicious"], upload.name, [s.entry for s in scorer().served])
 left, middle, right = st.columns(3)
 left.download_button("Download map (PNG)", png_bytes(map_rgb), f"{stem}_map.png", "image/png", on_click="ignore")
 middle.download_button("Download tiles (CSV)", result.csv_text(), f"{stem}_tiles.csv", "text/csv", on_click="ignore")

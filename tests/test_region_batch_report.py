@@ -167,3 +167,21 @@ def test_a_region_is_decoded_at_no_more_resolution_than_the_models_use():
     assert scale.tile_pixels == pytest.approx(224, abs=1) and factor == pytest.approx(736 / 224, rel=0.01)
     same, kept, one = decode_region(_png(_region(1, 1)), "small.png", RegionScale.like_lc25000_tiles())
     assert one == 1.0 and same.shape == _region(1, 1).shape and kept.tile_pixels == 224
+
+
+def test_the_cli_maps_a_region_and_writes_its_map_table_and_report(tiny_weights, tmp_path, monkeypatch, capsys):
+    from lungfake import cli
+
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
+    image = tmp_path / "field.png"
+    image.write_bytes(_png(_region(2, 3)))
+    outputs = {name: tmp_path / name for name in ("map.png", "tiles.csv", "report.html")}
+    code = cli.main(["region", str(image), "--microns-per-pixel", str(region.LC25000_TILE_MICRONS / 224),
+                     "--map", str(outputs["map.png"]), "--csv", str(outputs["tiles.csv"]), "--report", str(outputs["report.html"])])
+    assert code == 0
+    printed = capsys.readouterr()
+    assert "23 tissue tiles of 224 px" in printed.out and "23/23 tiles" in printed.err
+    assert Image.open(outputs["map.png"]).size[0] > 0
+    assert outputs["tiles.csv"].read_text().count("\n") == 24
+    assert "Region report" in outputs["report.html"].read_text()
+    assert cli.main(["region", str(tmp_path / "absent.png")]) == 2
