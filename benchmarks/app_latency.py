@@ -1,6 +1,6 @@
 """Cold start and warm time-to-result of the scoring page's work, and memory with every served model loaded.
 
-Usage: python benchmarks/app_latency.py [TILE] [--repeats N]
+Usage: python benchmarks/app_latency.py [TILE] [--repeats N] [--compare REV]
 Prints: cold start (verify + load every model + build Grad-CAM + first score), warm scoring (every model's
 prediction and Grad-CAM heatmap, overlays rendered), the same with test-time augmentation, the same upload
 through Streamlit's AppTest, and peak RSS.
@@ -9,6 +9,9 @@ import argparse
 import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,12 +19,31 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def run_at_revision(revision: str, tile: str, repeats: int) -> None:
+    """The same benchmark at another revision, in a detached worktree that is removed afterwards."""
+    with tempfile.TemporaryDirectory() as folder:
+        tree = Path(folder) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=REPO, check=True, capture_output=True)
+        try:
+            print(f"=== revision {revision}", flush=True)
+            env = {**os.environ, "PYTHONPATH": str(tree), "LUNGFAKE_WEIGHTS_DIR": str(tree / "weights")}
+            subprocess.run([sys.executable, str(tree / "benchmarks" / "app_latency.py"), tile, "--repeats", str(repeats)],
+                           cwd=tree, env=env, check=False)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False, capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     default_tile = REPO.parent / "shared" / "data" / "lc25000_lung" / "lung_aca" / "lungaca1.jpeg"
     parser.add_argument("tile", nargs="?", default=str(default_tile))
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--compare", metavar="REV", help="first run this benchmark as it was at a git revision, with that "
+                        "revision's code and weights (a temporary worktree), for a side-by-side comparison")
     args = parser.parse_args()
+    if args.compare:
+        run_at_revision(args.compare, args.tile, args.repeats)
+        print(f"=== this checkout ({subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout.strip()})", flush=True)
     data = Path(args.tile).read_bytes()
 
     started = time.perf_counter()
