@@ -46,6 +46,7 @@ CLOSING_SHARE_OF_TILE = 0.25
 # tissue (no background to split from) is not cut in half at the pale-pink/purple boundary.
 MAX_TISSUE_THRESHOLD, MIN_TISSUE_THRESHOLD = 0.15, 0.04
 MIN_TILE_PIXELS, MAX_TILES = 32, 20_000
+GLASS = 245  # what a tile's part beyond the image's edge is filled with: unstained glass
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,9 @@ class TileGrid:
             raise ImageDecodeError(f"the image ({width}x{height} pixels) is smaller than one tile at this scale "
                                    f"({tile} pixels); check the scale, or use the single-tile page.")
         stride = max(1, tile // 2)
-        rows, cols = (height - tile) // stride + 1, (width - tile) // stride + 1
+        # Enough rows and columns to reach the right and bottom edges; the last ones hang over the edge and
+        # are filled with glass white (cut_tile), so every pixel of tissue is covered.
+        rows, cols = -(-(height - tile) // stride) + 1, -(-(width - tile) // stride) + 1
         if rows * cols > MAX_TILES:
             raise ImageDecodeError(f"at this scale the image makes {rows * cols:,} tiles (at most {MAX_TILES:,}); "
                                    "check the scale, or export a smaller region.")
@@ -139,14 +142,19 @@ class TileGrid:
 
 
 def _tissue_share(mask: np.ndarray, scale: float, y: int, x: int, tile: int) -> float:
+    """Share of the whole tile (the part over the image's edge counts as glass) that is tissue."""
     top, left = int(y * scale), int(x * scale)
-    window = mask[top : max(top + 1, int((y + tile) * scale)), left : max(left + 1, int((x + tile) * scale))]
-    return float(window.mean()) if window.size else 0.0
+    side = max(1, int((y + tile) * scale) - top), max(1, int((x + tile) * scale) - left)
+    window = mask[top : top + side[0], left : left + side[1]]
+    return float(window.sum()) / (side[0] * side[1])
 
 
 def cut_tile(rgb: np.ndarray, y: int, x: int, tile: int) -> np.ndarray:
     """One tile at the side the models were trained from (their own input resize follows in scoring)."""
     crop = rgb[y : y + tile, x : x + tile]
+    if crop.shape[:2] != (tile, tile):  # over the right or bottom edge: the rest is glass
+        crop = cv2.copyMakeBorder(crop, 0, tile - crop.shape[0], 0, tile - crop.shape[1], cv2.BORDER_CONSTANT,
+                                  value=(GLASS,) * 3)
     interpolation = cv2.INTER_AREA if tile > LC25000_TILE_PIXELS else cv2.INTER_LINEAR
     return np.ascontiguousarray(cv2.resize(crop, (LC25000_TILE_PIXELS, LC25000_TILE_PIXELS), interpolation=interpolation))
 

@@ -185,3 +185,13 @@ def test_the_cli_maps_a_region_and_writes_its_map_table_and_report(tiny_weights,
     assert outputs["tiles.csv"].read_text().count("\n") == 24
     assert "Region report" in outputs["report.html"].read_text()
     assert cli.main(["region", str(tmp_path / "absent.png")]) == 2
+
+
+def test_tiles_reach_the_right_and_bottom_edges_with_glass_beyond_them():
+    rgb = np.concatenate([np.concatenate([he_like(r * 2 + c, 200) for c in range(2)], axis=1) for r in range(2)], axis=0)
+    grid = TileGrid.over(rgb.shape[:2], 224, *tissue_mask(rgb, 224))  # 400x400 tissue, tiles of 224 at stride 112
+    assert grid.rows == grid.cols == 3 and len(grid) == 9
+    assert (grid.positions + 224 >= 400).any(axis=0).all()  # some tile reaches each far edge
+    last = region.cut_tile(rgb, 224, 224, 224)
+    assert last.shape == (224, 224, 3) and (last[-20:, -20:] == region.GLASS).all()
+    assert not (last[:100, :100] == region.GLASS).all()
