@@ -130,5 +130,5 @@ def table_rows(rows: list[BatchRow], thumbnail: Callable | None = None) -> list[
 def downloads(rows: list[BatchRow]) -> tuple[str, str]:
     """(CSV, JSON) of every row, unreadable files included with their errors."""
     scored = [r.score for r in rows if r.score is not None]
-    failures = {r.name: r.error for r in rows if r.score is None}
+    failures = [(r.name, r.error) for r in rows if r.score is None]
     return csv_text(scored, failures), json_text(scored, failures)

@@ -384,14 +384,19 @@ class Evaluator:
         return target
 
 
+def served_grouped_metrics(store=None) -> dict[str, dict]:
+    """The served models' and the ensemble's grouped metrics computed on the committed split, by display name."""
+    return {m["display_name"]: m for (_, protocol), m in sorted(load_all_metrics(store).items())
+            if protocol == "grouped" and not m.get("baseline") and split_warning(m, store) is None}
+
+
 def write_error_sprite(root, store=None) -> Path:
     """The committed sprite of every grouped test tile a served model or the ensemble gets wrong."""
     from .misclassified import held_out_rows, misclassified_paths, write_sprite
     from .store import WeightsStore
 
     store = WeightsStore.resolve(store)
-    graded = [m for (arch, protocol), m in load_all_metrics(store).items()
-              if protocol == "grouped" and not m.get("baseline") and split_warning(m, store) is None]
+    graded = list(served_grouped_metrics(store).values())
     if not graded:
         raise MetricsError("no grouped metrics of the committed split to take misclassified tiles from; run evaluate first.")
     return write_sprite(root, misclassified_paths(graded, held_out_rows(store, graded[0])), store)

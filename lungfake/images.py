@@ -41,7 +41,7 @@ class DecodeLimits:
 
 
 TILE = DecodeLimits(MAX_FILE_BYTES, WORKING_SIDE, "tile", "upload a single tile")
-# A region is tiled at its own resolution, so it is decoded in full (at most MAX_PIXELS, 120 MB as RGB).
+# A region is kept at the resolution its tiles need (region.decode_region sets shrink), at most MAX_PIXELS.
 REGION = DecodeLimits(100 * 1024 * 1024, None, "region", "export a smaller region, or save it as JPEG")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import html
 import io
 import subprocess
@@ -40,6 +41,7 @@ figure{max-width:300px}
 """
 
 
+@functools.lru_cache(maxsize=1)
 def app_version() -> str:
     """The git commit the app runs from, where the checkout has one; else the package version."""
     try:

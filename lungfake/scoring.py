@@ -113,7 +113,7 @@ class ImageScore:
         return rows
 
 
-def csv_text(scores: list[ImageScore], failures: dict[str, str] | None = None) -> str:
+def csv_text(scores: list[ImageScore], failures: list[tuple[str, str]] | None = None) -> str:
     """One row per image and model (and the ensemble); a file that could not be scored gets one row with its error."""
     out = io.StringIO()
     writer = csv.writer(out)
@@ -123,14 +123,14 @@ def csv_text(scores: list[ImageScore], failures: dict[str, str] | None = None) -
     writer.writerow(header)
     for score in scores:
         writer.writerows(row + [""] for row in score.csv_rows())
-    for name, message in (failures or {}).items():
+    for name, message in failures or ():  # (file, error): two files of one name both keep their rows
         writer.writerow([name] + [""] * (len(header) - 2) + [message])
     return out.getvalue()
 
 
-def json_text(scores: list[ImageScore], failures: dict[str, str] | None = None) -> str:
+def json_text(scores: list[ImageScore], failures: list[tuple[str, str]] | None = None) -> str:
     """One image: its JSON object; several (or any failure): a list, failures as {"file", "error"}."""
-    payload = [s.to_json() for s in scores] + [{"file": name, "error": message} for name, message in (failures or {}).items()]
+    payload = [s.to_json() for s in scores] + [{"file": name, "error": message} for name, message in failures or ()]
     return json.dumps(payload[0] if len(payload) == 1 and scores else payload, indent=2)
 
 

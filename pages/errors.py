@@ -4,7 +4,7 @@ from lungfake.cam import overlay
 from lungfake.classes import display_name
 from lungfake.data import optional_data_root
 from lungfake.errors import LungfakeError, MetricsError
-from lungfake.evaluation import load_all_metrics, split_warning
+from lungfake.evaluation import served_grouped_metrics
 from lungfake.misclassified import TileSource, cell_rows, held_out_rows
 from lungfake.store import WeightsStore
 from pages.common import route_through_entrypoint, scorer
@@ -14,8 +14,7 @@ SHOWN = 48
 
 def graded_metrics() -> dict[str, dict]:
     """Every served model's and the ensemble's grouped metrics on the committed split, by display name."""
-    found = {m["display_name"]: m for (_, protocol), m in sorted(load_all_metrics().items())
-             if protocol == "grouped" and not m.get("baseline") and split_warning(m) is None}
+    found = served_grouped_metrics()
     if not found:
         raise MetricsError("No metrics of the served models on the committed split; run python -m lungfake evaluate.")
     return found

@@ -85,9 +85,11 @@ for score in state["suspicious"]:
                      caption=f"{model.name}: {display_name(model.predicted)} {model.confidence:.0%}")
 
 stem = upload.name.rsplit(".", 1)[0]
-report = region_report(result, map_rgb, which, state["suspicious"], upload.name, [s.entry for s in scorer().served])
+models = [s.entry for s in scorer().served]
 left, middle, right = st.columns(3)
 left.download_button("Download map (PNG)", png_bytes(map_rgb), f"{stem}_map.png", "image/png", on_click="ignore")
 middle.download_button("Download tiles (CSV)", result.csv_text(), f"{stem}_tiles.csv", "text/csv", on_click="ignore")
-right.download_button("Download case report (HTML)", report.html(), f"{stem}_report.html", "text/html", on_click="ignore")
+report_html = lambda: region_report(result, map_rgb, which, state["suspicious"], upload.name, models).html()  # noqa: E731
+right.download_button("Download case report (HTML)", report_html, f"{stem}_report.html", "text/html",
+                      on_click="ignore")  # built on download: it encodes every image, which no rerun needs
 st.text(f"Scored: {upload.name}")

@@ -6,8 +6,9 @@ from lungfake.cam import overlay
 from lungfake.charts import probability_chart
 from lungfake.classes import display_name
 from lungfake.images import decode_image
+from lungfake.report import CaseReport
 from lungfake.scoring import csv_text, json_text
-from pages.common import DISCLAIMER, case_report, computed_once, robustness_caution, route_through_entrypoint, scorer
+from pages.common import DISCLAIMER, computed_once, robustness_caution, route_through_entrypoint, scorer
 
 
 def show_model(score, rgb, opacity: float, key: str) -> None:
@@ -68,11 +69,18 @@ with st.expander("Show the models' output anyway", expanded=False) if report.ood
     show_results(report, opacity)
 
 stem = upload.name.rsplit(".", 1)[0]
-report_html = case_report("Tile report", upload.name)
-report_html.add_score(report, upload.name, opacity)
+models = [served.entry for served in scorer().served]
+
+
+def report_html() -> str:  # built only when downloaded: it encodes every image, which no rerun needs
+    tile_report = CaseReport("Tile report", upload.name, models)
+    tile_report.add_score(report, upload.name, opacity)
+    return tile_report.html()
+
+
 left, middle, right = st.columns(3)
 left.download_button("Download result (JSON)", json_text([report]), f"{stem}_lungfake.json", "application/json",
                      on_click="ignore")  # a download changes nothing on the page, so it need not rerun it
 middle.download_button("Download result (CSV)", csv_text([report]), f"{stem}_lungfake.csv", "text/csv", on_click="ignore")
-right.download_button("Download case report (HTML)", report_html.html(), f"{stem}_report.html", "text/html", on_click="ignore")
+right.download_button("Download case report (HTML)", report_html, f"{stem}_report.html", "text/html", on_click="ignore")
 st.text(f"Scored: {upload.name}")

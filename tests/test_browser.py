@@ -105,7 +105,7 @@ def test_region_page_in_a_real_browser_maps_a_microscope_sized_photograph(served
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
             page.goto(f"{app_url}/region")
             expect(page.get_by_role("heading", name="Map a whole region")).to_be_visible(timeout=60_000)
             page.locator("input[type=file]").set_input_files(str(photograph))
@@ -113,6 +113,10 @@ def test_region_page_in_a_real_browser_maps_a_microscope_sized_photograph(served
             expect(page.get_by_text("class probabilities over the tissue")).to_be_visible()
             expect(page.get_by_text("Download case report (HTML)")).to_be_visible(timeout=60_000)
             assert page.get_by_text("Traceback").count() == 0
+            with page.expect_download(timeout=60_000) as download:  # the report is built only now, on the click
+                page.get_by_text("Download case report (HTML)").click()
+            report = Path(download.value.path()).read_text()
+            assert "Region report" in report and "Research use only" in report and "data:image/jpeg;base64," in report
             if os.environ.get("LUNGFAKE_REGION_SCREENSHOT"):
                 page.screenshot(path=os.environ["LUNGFAKE_REGION_SCREENSHOT"], full_page=True)
         finally:
