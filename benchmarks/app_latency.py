@@ -1,9 +1,11 @@
 """Cold start and warm time-to-result of the scoring page's work, and memory with every served model loaded.
 
 Usage: python benchmarks/app_latency.py [TILE] [--repeats N] [--compare REV]
-Prints: cold start (verify + load every model + build Grad-CAM + first score), warm scoring (every model's
-prediction and Grad-CAM heatmap, overlays rendered), the same with test-time augmentation, the same upload
-through Streamlit's AppTest, and peak RSS.
+Prints: cold start (verify + load every model + build Grad-CAM + first score) and the peak resident memory of
+that alone (one copy of the models, as the app holds them), both in a fresh process; warm scoring (every
+model's prediction and Grad-CAM heatmap, overlays rendered), the same with test-time augmentation, the same
+upload through Streamlit's AppTest, and the peak RSS of this process, which holds the models twice (its own
+scorer and the app's cache).
 """
 import argparse
 import os
@@ -33,6 +35,28 @@ def run_at_revision(revision: str, tile: str, repeats: int) -> None:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False, capture_output=True)
 
 
+def peak_rss_mb() -> float:
+    """This process's high-water resident memory (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cold_start(tile: str) -> None:
+    """What the app's cache does once per process: load and verify, build Grad-CAM, score with Grad-CAM."""
+    started = time.perf_counter()
+    from lungfake.images import decode_image
+    from lungfake.scoring import Scorer
+
+    scorer = Scorer.load()
+    for served in scorer.served:
+        served.explainer
+    scorer.score([decode_image(Path(tile).read_bytes())], explain=True)
+    print(f"cold start (load, verify, Grad-CAM build, first score), fresh process: {time.perf_counter() - started:.2f} s")
+    print(f"peak RSS of that process (one copy of every served model, Grad-CAM built, one tile scored): {peak_rss_mb():.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     default_tile = REPO.parent / "shared" / "data" / "lc25000_lung" / "lung_aca" / "lungaca1.jpeg"
@@ -40,11 +64,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--compare", metavar="REV", help="first run this benchmark as it was at a git revision, with that "
                         "revision's code and weights (a temporary worktree), for a side-by-side comparison")
+    parser.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)  # the fresh process above
     args = parser.parse_args()
+    if args.cold_only:
+        return cold_start(args.tile)
     if args.compare:
         run_at_revision(args.compare, args.tile, args.repeats)
         print(f"=== this checkout ({subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout.strip()})", flush=True)
     data = Path(args.tile).read_bytes()
+    subprocess.run([sys.executable, __file__, args.tile, "--cold-only"], check=True)
 
     started = time.perf_counter()
     from lungfake.cam import overlay
@@ -79,13 +107,12 @@ def main() -> None:
         app_warm.append(time.perf_counter() - t0)
         assert not at.exception and len([m for m in at.metric if m.label == "Prediction"]) >= len(scorer.served)
 
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"models: {', '.join(m.name for m in scorer.served)}")
-    print(f"cold start (load, verify, Grad-CAM build, first score): {cold:.2f} s")
+    print(f"cold start in this process (after the fresh one above, so with warm file caches): {cold:.2f} s")
     print(f"warm scoring + Grad-CAM + overlays: median {statistics.median(warm):.3f} s, max {max(warm):.3f} s over {len(warm)}")
     print(f"the same with test-time augmentation (8 views): median {statistics.median(warm_tta):.3f} s")
     print(f"warm upload through AppTest (full page rerun): median {statistics.median(app_warm):.3f} s, max {max(app_warm):.3f} s")
-    print(f"peak RSS with every served model loaded: {peak_mb:.0f} MB")
+    print(f"peak RSS of this process (its scorer and the app's cache: the models twice): {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,7 @@ import cv2
 import numpy as np
 
 from .images import to_model_input
-from .registry import ModelEntry
-
-POOL_LAYER, OUTPUT_LAYER = "pool", "probabilities"  # the head every lungfake model ends with (models.py)
+from .inference import OUTPUT_LAYER, POOLED_FEATURES_LAYER, LoadedModel
 
 
 def _traced_backbone_class():
@@ -15,52 +13,44 @@ def _traced_backbone_class():
     import tensorflow as tf
 
     class TracedBackbone(keras.layers.Layer):
-        """A model up to its Grad-CAM layer, run as one traced TensorFlow function.
+        """A model's backbone up to its Grad-CAM layer, as the model's own traced function (LoadedModel's).
 
         Grad-CAM only needs the gradient of the class score with respect to this layer's output, which
         flows through the small head alone; running the backbone traced instead of op by op in eager
-        mode makes a heatmap about as fast as a prediction.
+        mode makes a heatmap about as fast as a prediction, and reusing the prediction's trace means
+        TensorFlow optimises and keeps one graph per model.
         """
 
-        def __init__(self, backbone, **kwargs):
+        def __init__(self, feature_map, output_shape, **kwargs):
             super().__init__(**kwargs)
-            self.backbone = backbone
-            self._forward = tf.function(lambda pixels: self.backbone(pixels, training=False), reduce_retracing=True)
+            self._feature_map, self._output_shape = feature_map, tuple(output_shape)
 
         def call(self, pixels):
             # tf-keras-vis watches the input pixels, so the tape would record the backbone and, though
             # asked only for the gradient at this layer's output, backpropagate through all of it (0.26 s
             # a ResNet50 heatmap). The backbone runs off the tape; adding exactly zero derived from the
             # pixels keeps this output on it, which is all Grad-CAM needs.
-            feature_map = self._forward(tf.stop_gradient(pixels))
+            feature_map = self._feature_map(tf.stop_gradient(pixels))
             return feature_map + 0.0 * tf.reduce_mean(pixels)
 
         def compute_output_shape(self, input_shape):
-            return self.backbone.compute_output_shape(input_shape)
-
-        def get_config(self):
-            return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
-
-        @classmethod
-        def from_config(cls, config):
-            return cls(keras.saving.deserialize_keras_object(config.pop("backbone")), **config)
+            return (input_shape[0], *self._output_shape[1:])
 
     return TracedBackbone
 
 
-def gradcam_view(model, entry: ModelEntry):
+def gradcam_view(loaded: LoadedModel):
     """The same network as pixels -> traced backbone (named as the Grad-CAM layer) -> pooling -> linear head.
 
-    Built from the model's own layers and weights; nothing of the model is changed or copied. The head
-    gives class scores before the softmax, which is what Grad-CAM differentiates (tf-keras-vis would
+    Built from the model's own traced backbone and weights; nothing of the model is changed or copied. The
+    head gives class scores before the softmax, which is what Grad-CAM differentiates (tf-keras-vis would
     otherwise clone the whole model to swap the activation)."""
     import keras
 
-    size = (entry.input_size, entry.input_size, 3)
-    backbone = keras.Model(model.input, model.get_layer(entry.gradcam_layer).output)
-    pixels = keras.Input(size, name="pixels")
-    feature_map = _traced_backbone_class()(backbone, name=entry.gradcam_layer)(pixels)
-    pooled = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(feature_map)
+    entry, model = loaded.entry, loaded.model
+    pixels = keras.Input((entry.input_size, entry.input_size, 3), name="pixels")
+    traced = _traced_backbone_class()(loaded.feature_map, loaded.feature_map_shape, name=entry.gradcam_layer)
+    pooled = keras.layers.GlobalAveragePooling2D(name=POOLED_FEATURES_LAYER)(traced(pixels))
     served_head = model.get_layer(OUTPUT_LAYER)
     head = keras.layers.Dense(served_head.units, activation=None, name=OUTPUT_LAYER)
     outputs = head(pooled)
@@ -71,11 +61,11 @@ def gradcam_view(model, entry: ModelEntry):
 class GradcamExplainer:
     """One tf-keras-vis Gradcam per model, on a linear-headed view of it: nothing is cloned or modified."""
 
-    def __init__(self, model, entry: ModelEntry):
+    def __init__(self, loaded: LoadedModel):
         from tf_keras_vis.gradcam import Gradcam
 
-        self.entry = entry
-        self._gradcam = Gradcam(gradcam_view(model, entry), model_modifier=None, clone=False)
+        self.entry = loaded.entry
+        self._gradcam = Gradcam(gradcam_view(loaded), model_modifier=None, clone=False)
 
     def heatmap(self, rgb: np.ndarray, class_name: str) -> np.ndarray:
         """Relevance in [0, 1] at the model's input size for the given class, of an RGB image of any size."""

@@ -90,21 +90,26 @@ def cmd_audit(args: argparse.Namespace) -> int:
         montage(root, leaks, Path(args.montage))
         print(f"montage of the {min(12, len(leaks))} closest pairs: {args.montage}")
     if args.save:
-        Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
+        saved = Path(args.save)
+        # Re-auditing a committed split keeps what the split command recorded there (families, what it folded).
+        earlier = json.loads(saved.read_text()) if saved.is_file() else {}
+        report = {**{k: v for k, v in earlier.items() if k not in report}, **report}
+        saved.write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import resolve_data_root
-    from .splits import load_split
-    from .training import DEFAULT_RECIPES, Recipe
-    from .training import export_trained, run_dir_for
+    from .splits import load_split, split_sha256
+    from .training import DEFAULT_RECIPES, Recipe, export_trained, run_dir_for, served_starting_point
 
     base = DEFAULT_RECIPES[args.arch]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("input_size", args.input_size), ("init", args.init)) if v is not None}
     recipe = Recipe(**{**base.__dict__, **overrides})
     split_csv = Path(args.split_csv or _store(args).split_csv(args.split))
     root = resolve_data_root(args.data_dir)
+    split_sha = split_sha256(split_csv)
+    start = served_starting_point(args.arch, args.split, recipe, split_sha, _store(args).root) if args.from_served else None
     from .training import train
 
     if args.threads:
@@ -114,14 +119,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     started = time.perf_counter()
-    model, history, finished = train(root, load_split(split_csv), recipe, run_dir_for(args.arch, args.split), args.max_minutes)
+    model, history, finished = train(root, load_split(split_csv), recipe, run_dir_for(args.arch, args.split), args.max_minutes,
+                                     start)
     if not finished:
         print("stopped at the time budget; run the same command again to resume", file=sys.stderr)
         return 3
-    from .splits import split_sha256
-
     export_trained(model, recipe, args.split, history, time.perf_counter() - started, folder=_store(args).root,
-                   split_sha=split_sha256(split_csv))
+                   split_sha=split_sha)
     return 0
 
 
@@ -252,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--input-size", type=int)
     train.add_argument("--init", choices=("scratch", "imagenet"), help="imagenet needs internet access")
     train.add_argument("--max-minutes", type=float, help="stop after the epoch that reaches this budget; rerun to resume")
+    train.add_argument("--from-served", action="store_true",
+                       help="with no checkpoint yet, continue the served model from its last epoch (a restart of the recipe)")
     train.add_argument("--threads", type=int, help="TensorFlow threads (e.g. 1 each when two runs share two cores)")
     train.set_defaults(run=cmd_train)
 

@@ -33,5 +33,9 @@ class SplitError(LungfakeError):
     """A split CSV is missing, malformed, or not the one a result was computed on."""
 
 
+class TrainingError(LungfakeError):
+    """A training run cannot start as asked (e.g. the served model to continue from does not fit the recipe)."""
+
+
 class UploadLimitError(LungfakeError):
     """An upload exceeds a stated limit (tiles in a batch, a zip's unpacked size) or a zip cannot be opened."""

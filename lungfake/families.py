@@ -53,6 +53,12 @@ CLOSE_CALL = 0.15  # retrieval's two views within 15% of each other: verify both
 VOCABULARY_SIZE = 2048
 N_CANDIDATES = 30
 AUDIT_CANDIDATES = 120
+AUDIT_VOTED_CANDIDATES = 30
+# Squared RootSIFT distance under which a reference descriptor counts as the query's (FLANN returns squared
+# L2). Measured on synthetic 1.5-2.5x copies among 1,530 lung_n tiles: 0.04-0.08 rank every original in the
+# top 30, 0.10 and above let unrelated texture vote too.
+VOTE_DISTANCE = 0.06
+VOTE_NEIGHBOURS = 16
 SMALL_FAMILY = 8  # LC25000 made about 20 copies of each original
 RESCUE_CANDIDATES = 200
 
@@ -282,6 +288,46 @@ class VisualWords:
         return np.maximum(plain, mirrored), view
 
 
+class DescriptorVotes:
+    """Retrieval by nearest descriptors: each query keypoint votes for the reference tiles that hold one of
+    its VOTE_NEIGHBOURS nearest descriptors within VOTE_DISTANCE (FLANN kd-trees over every reference
+    descriptor). Unlike a visual-word histogram, a partial overlap is not diluted by the rest of the tile:
+    a copy magnified 2.5x shows a sixth of its original, whose other keypoints do not count against it."""
+
+    def __init__(self, references: list[Keypoints]):
+        descriptors = [k.descriptors[0] for k in references]
+        self.n_references = len(references)
+        self.owner = np.concatenate([np.full(len(d), i) for i, d in enumerate(descriptors)] or [np.zeros(0, int)])
+        self.index = None
+        if len(self.owner):
+            pool = np.ascontiguousarray(np.concatenate(descriptors).astype(np.float32))
+            self.index = cv2.flann_Index(pool, dict(algorithm=1, trees=4))  # 1: randomised kd-trees
+            self._pool = pool  # the index refers to this memory
+
+    def _votes(self, queries: list[Keypoints], view: int) -> np.ndarray:
+        votes = np.zeros((len(queries), self.n_references), np.float32)
+        counts = [len(k.descriptors[view]) for k in queries]
+        if self.index is None or not sum(counts):
+            return votes
+        descriptors = np.concatenate([k.descriptors[view] for k in queries if len(k.descriptors[view])]).astype(np.float32)
+        query_of = np.repeat(np.arange(len(queries)), counts)
+        neighbours, distances = self.index.knnSearch(descriptors, min(VOTE_NEIGHBOURS, len(self.owner)), params=dict(checks=32))
+        close = distances < VOTE_DISTANCE
+        keypoint = np.repeat(np.arange(len(descriptors)), close.sum(axis=1))
+        # A keypoint votes once per tile, however many of that tile's descriptors are near it.
+        pairs = np.unique(np.stack([keypoint, self.owner[neighbours[close]]], axis=1), axis=0)
+        np.add.at(votes, (query_of[pairs[:, 0]], pairs[:, 1]), 1.0)
+        return votes
+
+    def votes_and_view(self, queries: list[Keypoints]) -> tuple[np.ndarray, np.ndarray]:
+        """(queries, references) votes, the better of each query as it is and mirrored, and the view to
+        verify (as in ``VisualWords.similarity_and_view``)."""
+        plain, mirrored = self._votes(queries, 0), self._votes(queries, 1)
+        view = (mirrored > plain).astype(np.int8)
+        view[np.abs(mirrored - plain) < CLOSE_CALL * np.maximum(mirrored, plain)] = -1
+        return np.maximum(plain, mirrored), view
+
+
 def top_candidates(similarity: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
     """(n, k) indices of each row's k most similar columns, best first."""
     similarity = similarity.copy()
@@ -353,27 +399,55 @@ def detect_families(tiles, threshold: int = MATCH_THRESHOLD) -> FamilyReport:
     return FamilyReport(family_ids, int(family_ids.max()) + 1, time.perf_counter() - started)
 
 
+def _merged_candidates(first: np.ndarray, first_view: np.ndarray, second: np.ndarray, second_view: np.ndarray):
+    """Each row's candidates from first, then those of second not already there (-1 pads the rows), and the
+    view to verify each with (first's where it named the candidate)."""
+    n = len(first)
+    width = first.shape[1] + second.shape[1]
+    merged, views = np.full((n, width), -1), np.full((n, width), -1, np.int8)
+    for i in range(n):
+        extra = second[i][~np.isin(second[i], first[i])]
+        row = np.concatenate([first[i], extra])
+        merged[i, : len(row)] = row
+        views[i, : len(row)] = np.concatenate([first_view[i, first[i]], second_view[i, extra]])
+    return merged, views
+
+
 def best_matches(
     queries: list[Keypoints], references: list[Keypoints], n_candidates: int = AUDIT_CANDIDATES,
-    rounds: tuple[int, ...] = (0, 10, 40, AUDIT_CANDIDATES),
+    n_voted: int = AUDIT_VOTED_CANDIDATES, rounds: tuple[int, ...] = (0, 10, 40, AUDIT_CANDIDATES + AUDIT_VOTED_CANDIDATES),
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each query tile, a verified match among its retrieved reference tiles (the best of the nearest
     candidates that hold one; 0 where none does), and which reference it is (where none verified, the
-    nearest by visual words). Candidates are verified nearest first, and a query stops once it has a match."""
+    nearest by visual words, or with n_candidates=0 the most voted for). Candidates are the n_voted most voted-for by nearest descriptors
+    (``DescriptorVotes``), then the n_candidates nearest by visual words; they are verified in that order,
+    and a query stops once it has a match."""
     if not queries or not references:
         return np.zeros(len(queries), np.int32), np.zeros(len(queries), int)
-    similarity, view = VisualWords(references).similarity_and_view(queries)
-    candidates = top_candidates(similarity, n_candidates)
+    if n_candidates:
+        similarity, word_view = VisualWords(references).similarity_and_view(queries)
+        by_words = top_candidates(similarity, n_candidates)
+    else:  # votes alone (the vocabulary's k-means is most of a small search's cost)
+        by_words, word_view = np.zeros((len(queries), 0), int), np.zeros((len(queries), len(references)), np.int8)
+    if n_voted:
+        votes, vote_view = DescriptorVotes(references).votes_and_view(queries)
+        candidates, view_of = _merged_candidates(top_candidates(votes, n_voted), vote_view, by_words, word_view)
+    else:
+        candidates, view_of = by_words, np.take_along_axis(word_view, by_words, axis=1)
     scores = np.zeros(len(queries), np.int32)
-    best = candidates[:, 0].copy() if candidates.shape[1] else np.zeros(len(queries), int)
+    # Where nothing verifies: the nearest by visual words, else the most voted for.
+    best = (by_words if n_candidates else candidates)[:, 0].copy() if candidates.shape[1] else np.zeros(len(queries), int)
     for lo, hi in zip(rounds[:-1], (min(r, candidates.shape[1]) for r in rounds[1:])):
         open_rows = np.flatnonzero(scores < MATCH_THRESHOLD)
         if not len(open_rows) or lo >= hi:
             continue
         block = candidates[open_rows, lo:hi]
         query_rows = np.repeat(open_rows, block.shape[1])
-        pairs = np.stack([query_rows, block.ravel(), view[query_rows, block.ravel()]], axis=1)
-        found = match_scores(queries, references, pairs).reshape(block.shape)
+        pairs = np.stack([query_rows, block.ravel(), view_of[open_rows, lo:hi].ravel()], axis=1)
+        found = np.zeros(len(pairs), np.int32)
+        real = pairs[:, 1] >= 0  # rows padded where the two searches named the same tiles
+        found[real] = match_scores(queries, references, pairs[real])
+        found = found.reshape(block.shape)
         top = found.argmax(axis=1)
         better = found[np.arange(len(open_rows)), top] > scores[open_rows]
         scores[open_rows[better]] = found[np.arange(len(open_rows)), top][better]

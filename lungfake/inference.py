@@ -5,28 +5,48 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RegistryError
+from .errors import ModelIntegrityError, RegistryError
 from .images import to_model_input
 from .ood import NOT_CHECKED, OodReference, OodVerdict
 from .registry import ModelEntry, load_model, load_ood_entry, load_registry, verified_file
 
-POOLED_FEATURES_LAYER = "pool"
+POOLED_FEATURES_LAYER, OUTPUT_LAYER = "pool", "probabilities"  # the head every lungfake model ends with (models.py)
+HEAD_DROPOUT = "head_dropout"  # between them in training; the identity at inference
 
+
+def _check_head(model, entry: ModelEntry) -> None:
+    """The model must end feature map (the Grad-CAM layer) -> pool -> [dropout] -> probabilities, so that the
+    one traced backbone serves both the prediction and the Grad-CAM."""
+    pool, output = model.get_layer(POOLED_FEATURES_LAYER), model.get_layer(OUTPUT_LAYER)
+    before_output = output.input
+    if HEAD_DROPOUT in {layer.name for layer in model.layers}:
+        dropout = model.get_layer(HEAD_DROPOUT)
+        before_output = pool.output if dropout.input is pool.output and output.input is dropout.output else None
+    if pool.input is not model.get_layer(entry.gradcam_layer).output or before_output is not pool.output:
+        raise ModelIntegrityError(f"Model {entry.arch} does not end {entry.gradcam_layer} -> {POOLED_FEATURES_LAYER} -> "
+                                  f"{OUTPUT_LAYER}; retrain it with python -m lungfake train.")
 
 
 class LoadedModel:
-    """A registry entry and its verified Keras model."""
+    """A registry entry, its verified Keras model, and the model's backbone traced once.
+
+    The backbone (pixels to the Grad-CAM layer's feature map) is one TensorFlow function with one trace for
+    any batch size; the prediction and the Grad-CAM both run it, so TensorFlow optimises and keeps one graph
+    per model rather than one for each. The head (pooling, dense, softmax) is small and runs as it is."""
 
     def __init__(self, entry: ModelEntry, model):
         import keras
         import tensorflow as tf
 
+        _check_head(model, entry)
         self.entry, self.model = entry, model
-        # A second view of the same layers (nothing is copied or changed): one forward pass
-        # gives the probabilities and the pooled features the out-of-distribution check needs.
-        with_features = keras.Model(model.input, [model.get_layer(POOLED_FEATURES_LAYER).output, model.output])
+        backbone = keras.Model(model.input, model.get_layer(entry.gradcam_layer).output)
+        size = entry.input_size
         # Traced once: eager, op-by-op execution takes several times as long for a single tile.
-        self._forward = tf.function(lambda pixels: with_features(pixels, training=False), reduce_retracing=True)
+        self.feature_map = tf.function(lambda pixels: backbone(pixels, training=False),
+                                       input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
+        self.feature_map_shape = backbone.output.shape
+        self._pool, self._output = model.get_layer(POOLED_FEATURES_LAYER), model.get_layer(OUTPUT_LAYER)
 
     @classmethod
     def load(cls, entry: ModelEntry, folder: Path | None = None) -> "LoadedModel":
@@ -34,8 +54,8 @@ class LoadedModel:
 
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pooled features, uncalibrated probabilities) of model inputs already at the input size."""
-        features, probabilities = self._forward(np.asarray(pixels, np.float32))
-        return np.asarray(features), np.asarray(probabilities)
+        pooled = self._pool(self.feature_map(np.asarray(pixels, np.float32)))
+        return np.asarray(pooled), np.asarray(self._output(pooled))
 
     def features_of(self, images: list[np.ndarray]) -> np.ndarray:
         """Pooled features of RGB images of any size (resized here)."""

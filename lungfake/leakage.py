@@ -1,7 +1,8 @@
 """Copies across a split: the audit, its montage, and the repair that folds leaking families into train.
 
-The audit looks for each val/test tile's copies among the train tiles of its class with the family
-detector's own search (retrieval of ``AUDIT_CANDIDATES`` candidates, then geometric verification);
+The audit looks for each val/test tile's copies among the train tiles of its class: the
+``AUDIT_VOTED_CANDIDATES`` train tiles most voted for by nearest descriptors and the ``AUDIT_CANDIDATES``
+nearest by visual words, each verified geometrically (``families.best_matches``);
 ``benchmarks/family_recall.py`` measures that search's recall.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from .classes import CLASS_NAMES
 from .data import read_split_pixels
-from .families import AUDIT_CANDIDATES, MATCH_THRESHOLD, Keypoints, best_matches, keypoints_of_all
+from .families import AUDIT_CANDIDATES, AUDIT_VOTED_CANDIDATES, MATCH_THRESHOLD, Keypoints, best_matches, keypoints_of_all
 from .splits import SplitRow
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def audit(rows: list[SplitRow], keys: dict[str, Keypoints], split_name: str, thr
 def audit_report(rows: list[SplitRow], leaks: list[Leak], split_name: str, threshold: int = MATCH_THRESHOLD,
                  sides: tuple[str, ...] = AUDITED_SIDES) -> dict:
     report = {"split": split_name, "threshold": threshold, "score": "keypoints consistent with one similarity transform",
-              "candidates_searched": AUDIT_CANDIDATES}
+              "candidates_searched": {"by_descriptor_votes": AUDIT_VOTED_CANDIDATES, "by_visual_words": AUDIT_CANDIDATES}}
     for side in sides:
         per_class = {
             c: {"tiles": sum(r.side == side and r.label == c for r in rows),

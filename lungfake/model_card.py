@@ -66,6 +66,8 @@ def model_recipe_sentence(entry) -> str:
               "decide the class; " if entry.preprocessing == "lab_standardised" else "raw colour at input; ")
     augment = ("augmented in stain space (haematoxylin and eosin amounts and colours), gamma, blur, JPEG, "
                "magnification 0.6-1.6x and any rotation" if "augmentation" in recipe else "flips, rotations and colour jitter")
+    restarts = recipe.get("restart_epochs") or []
+    restart = f", with a warm restart of the learning rate at epoch {', '.join(map(str, restarts))}" if restarts else ""
     return (f"trained from scratch (no ImageNet weights) at {entry.input_size}x{entry.input_size} px for {recipe.get('epochs')} "
-            f"epochs ({recipe.get('train_minutes')} CPU minutes on 2 cores); {colour}{augment}. Probabilities are "
+            f"epochs{restart} ({recipe.get('train_minutes')} CPU minutes on 2 cores); {colour}{augment}. Probabilities are "
             f"temperature-scaled on validation tiles (T = {entry.temperature:.2f}). Grad-CAM on layer `{entry.gradcam_layer}`.")

@@ -162,7 +162,7 @@ class ServedModel:
         from .cam import GradcamExplainer
 
         if self._explainer is None:
-            self._explainer = GradcamExplainer(self.loaded.model, self.entry)
+            self._explainer = GradcamExplainer(self.loaded)
         return self._explainer
 
     def warn_below(self) -> float:

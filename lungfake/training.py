@@ -18,6 +18,7 @@ import numpy as np
 from .augment import Augmentation, augment_tile
 from .classes import CLASS_NAMES, class_index
 from .data import read_split_pixels
+from .errors import TrainingError
 from .splits import SplitRow, rows_on
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,41 @@ class Recipe:
     augmentation: Augmentation = field(default_factory=Augmentation)
     init: str = "scratch"
     seed: int = 0
+    # Warm restarts (SGDR): at each of these epochs a fresh optimizer climbs again to restart_learning_rate
+    # (over restart_warmup_epochs) and decays by cosine to the next restart or the end. A restart is also where
+    # a run may continue from a model saved at that epoch without its optimizer state (`train --from-served`).
+    restart_epochs: tuple[int, ...] = ()
+    restart_learning_rate: float = 1e-3
+    restart_warmup_epochs: float = 1.0
 
     @staticmethod
     def from_json(payload: dict) -> "Recipe":
         augmentation = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload.get("augmentation", {}).items()})
-        known = {k: v for k, v in payload.items() if k in Recipe.__dataclass_fields__ and k != "augmentation"}
+        known = {k: tuple(v) if isinstance(v, list) else v
+                 for k, v in payload.items() if k in Recipe.__dataclass_fields__ and k != "augmentation"}
         return Recipe(**known, augmentation=augmentation)
 
+    def segment(self, epoch: int) -> tuple[int, int]:
+        """The (first, end) epochs of the learning-rate cycle that holds epoch."""
+        bounds = [0, *sorted(self.restart_epochs), self.epochs]
+        return next((a, b) for a, b in zip(bounds, bounds[1:]) if a <= epoch < b)
 
-# The committed models' recipes (each fits a 2.5-hour session on one core of two; see weights/history/).
+    def same_schedule_until(self, other: "Recipe", epoch: int) -> bool:
+        """Whether this recipe trains its first `epoch` epochs exactly as other does (other may end there)."""
+        ignore = {"epochs", "restart_epochs"}
+        if not any(r < epoch for r in (*self.restart_epochs, *other.restart_epochs)):
+            ignore |= {"restart_learning_rate", "restart_warmup_epochs"}  # no restart yet: they played no part
+        same = all(getattr(self, k) == getattr(other, k) for k in Recipe.__dataclass_fields__ if k not in ignore)
+        return same and [r for r in self.restart_epochs if r < epoch] == [r for r in other.restart_epochs if r < epoch]
+
+
+# The committed models' recipes (see weights/history/). Each cycle of a recipe fits a 2.5-hour session on one
+# core of two; a run interrupted anywhere resumes from its checkpoint, and one that reached a restart with only the
+# served model left (a fresh machine) continues from it with `train --from-served`.
 DEFAULT_RECIPES = {
-    "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=24),
+    "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=64, restart_epochs=(24,)),
     "resnet50": Recipe("resnet50", input_size=112, epochs=10),
-    "densenet121": Recipe("densenet121", input_size=112, epochs=12),
+    "densenet121": Recipe("densenet121", input_size=112, epochs=32, restart_epochs=(12,)),
 }
 
 
@@ -93,17 +116,28 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, trainin
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def compile_for_training(model, recipe: Recipe, steps_per_epoch: int) -> None:
+def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int, epoch: int = 0):
+    """Warm-up then cosine decay over the cycle that starts at epoch (0 or a restart)."""
     import keras
 
-    total = max(1, recipe.epochs * steps_per_epoch)
-    warmup = int(recipe.warmup_epochs * steps_per_epoch)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else recipe.learning_rate,
+    first, end = recipe.segment(epoch)
+    peak, warmup_epochs = (recipe.learning_rate, recipe.warmup_epochs) if first == 0 else (
+        recipe.restart_learning_rate, recipe.restart_warmup_epochs)
+    total = max(1, (end - first) * steps_per_epoch)
+    warmup = int(warmup_epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else peak,
         decay_steps=max(1, total - warmup),
-        warmup_target=recipe.learning_rate if warmup else None,
+        warmup_target=peak if warmup else None,
         warmup_steps=warmup,
     )
+
+
+def compile_for_training(model, recipe: Recipe, steps_per_epoch: int, epoch: int = 0) -> None:
+    """A fresh optimizer for the learning-rate cycle that starts at epoch."""
+    import keras
+
+    schedule = learning_rate_schedule(recipe, steps_per_epoch, epoch)
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
@@ -152,7 +186,37 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int):
+@dataclass(frozen=True)
+class StartingPoint:
+    """A saved model (no optimizer state) and the history that made it: a run continues from it at a restart."""
+    model_path: Path
+    history: dict
+    epochs_done: int
+
+
+def served_starting_point(arch: str, protocol: str, recipe: Recipe, split_sha: str, folder: Path | None = None) -> StartingPoint:
+    """The served model of arch, checked (sha256, split, recipe so far) as the first epochs of recipe."""
+    from .registry import load_registry, verified_path
+    from .store import WeightsStore
+
+    store = WeightsStore.resolve(folder)
+    entry = load_registry(store.root).get(arch)
+    history_file = store.history_json(arch, protocol)
+    if entry is None or entry.split != protocol or not history_file.is_file():
+        raise TrainingError(f"There is no served {arch} model trained on the {protocol} split with its history to continue "
+                            "from; train from scratch (without --from-served).")
+    record = json.loads(history_file.read_text())
+    done = len(record["history"].get("loss", []))
+    earlier = Recipe.from_json(record["recipe"])
+    if record.get("split_sha256") != split_sha:
+        raise TrainingError(f"The served {arch} model was trained on another split than the committed one; train from scratch.")
+    if done not in recipe.restart_epochs or not recipe.same_schedule_until(earlier, done) or earlier.epochs != done:
+        raise TrainingError(f"The served {arch} model ({done} epochs) is not the first part of this recipe (restarts at "
+                            f"{list(recipe.restart_epochs)}, same settings before them); train from scratch.")
+    return StartingPoint(verified_path(entry, store.root), record["history"], done)
+
+
+def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int, start: StartingPoint | None = None):
     import keras
 
     from .models import build_model, register_custom_layers
@@ -163,6 +227,10 @@ def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int):
         state = json.loads(state_path.read_text())
         log.info("resuming %s after epoch %d", run_dir, state["epochs_done"])
         return keras.models.load_model(checkpoint), state["epochs_done"], state["history"]
+    if start is not None:
+        log.info("continuing from %s after epoch %d (a warm restart: fresh optimizer)", start.model_path, start.epochs_done)
+        model = keras.models.load_model(start.model_path, compile=False, safe_mode=True)
+        return model, start.epochs_done, json.loads(json.dumps(start.history))
     model = build_model(recipe.arch, recipe.input_size, init=recipe.init, dropout=recipe.dropout)
     compile_for_training(model, recipe, steps_per_epoch)
     return model, 0, {}
@@ -172,9 +240,11 @@ def _recipe_json(recipe: Recipe) -> dict:
     return asdict(recipe)
 
 
-def train(root: Path, rows: list[SplitRow], recipe: Recipe, run_dir: Path, max_minutes: float | None = None):
+def train(root: Path, rows: list[SplitRow], recipe: Recipe, run_dir: Path, max_minutes: float | None = None,
+          start: StartingPoint | None = None):
     """Train (or resume) in run_dir; returns (model, history, finished). With max_minutes, stops after
-    the epoch during which the budget ran out (the checkpoint allows a resume)."""
+    the epoch during which the budget ran out (the checkpoint allows a resume). With start, a run that has
+    no checkpoint yet continues from that saved model at its restart epoch."""
     import keras
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -186,13 +256,15 @@ def train(root: Path, rows: list[SplitRow], recipe: Recipe, run_dir: Path, max_m
     val_x, val_y = load_pixels(root, [val_rows[i] for i in val_pick], recipe.input_size)
     per_epoch = len(family_sample(train_rows, recipe.copies_per_family, 0))
     steps = int(np.ceil(per_epoch / recipe.batch_size))
-    model, done, history = _resume_or_build(run_dir, recipe, steps)
+    model, done, history = _resume_or_build(run_dir, recipe, steps, start)
     progress = _ProgressLog.create(run_dir, steps, recipe.epochs, recipe.batch_size, history)
     started = time.perf_counter()
     log.info("training %s: %d train tiles in %d families (%d a epoch), %d val tiles; epochs %d-%d",
              recipe.arch, len(train_x), len({r.family for r in train_rows}), per_epoch, len(val_x), done + 1, recipe.epochs)
     val_ds = make_dataset(val_x, val_y, recipe, training=False)
     for epoch in range(done, recipe.epochs):
+        if epoch in recipe.restart_epochs:
+            compile_for_training(model, recipe, steps, epoch)
         pick = family_sample(train_rows, recipe.copies_per_family, recipe.seed * 1000 + epoch)
         epoch_ds = make_dataset(train_x[pick], train_y[pick], recipe, training=True)
         model.fit(epoch_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0, callbacks=[progress])

@@ -41,9 +41,16 @@ def main() -> None:
         if path.exists():
             audit = json.loads(path.read_text())
             sides = [s for s in ("test", "val") if s in audit]
-            print(f"\n{protocol.capitalize()} split audit ({audit['candidates_searched']} candidates per tile, score >= "
+            print(f"\n{protocol.capitalize()} split audit ({_searched(audit['candidates_searched'])} per tile, score >= "
                   f"{audit['threshold']} keypoints): " + "; ".join(
                       f"{audit[s]['with_copy_in_train']} of {audit[s]['tiles']} {s} tiles have a copy in train" for s in sides) + ".")
+
+
+def _searched(candidates) -> str:
+    if isinstance(candidates, int):  # audits written before the descriptor-vote search
+        return f"{candidates} candidates by visual words"
+    return (f"the {candidates['by_descriptor_votes']} train tiles most voted for by nearest descriptors and the "
+            f"{candidates['by_visual_words']} nearest by visual words")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from PIL import Image
 
 from lungfake import cli
 from lungfake.cam import GradcamExplainer, overlay
+from lungfake.inference import LoadedModel
 from lungfake.registry import load_registry
 from tests.helpers import texture
 
@@ -65,7 +66,7 @@ def test_gradcam_heatmap_and_overlay(tiny_weights):
     entry = load_registry(tiny_weights)["tiny"]
     model = load_model(entry, tiny_weights)
     before = [w.copy() for w in model.get_weights()]
-    explainer = GradcamExplainer(model, entry)
+    explainer = GradcamExplainer(LoadedModel(entry, model))
     tile = texture(9, 50)
     heat = explainer.heatmap(tile, "lung_aca")
     assert heat.shape == (32, 32) and 0.0 <= heat.min() and heat.max() <= 1.0
@@ -87,7 +88,7 @@ def test_traced_gradcam_matches_tf_keras_vis_on_the_plain_model(tiny_weights):
 
     entry = load_registry(tiny_weights)["tiny"]
     model = load_model(entry, tiny_weights)
-    explainer = GradcamExplainer(model, entry)
+    explainer = GradcamExplainer(LoadedModel(entry, model))
     plain = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
     for seed, class_name in ((1, "lung_n"), (2, "lung_scc")):
         tile = texture(seed, 40)
@@ -95,3 +96,18 @@ def test_traced_gradcam_matches_tf_keras_vis_on_the_plain_model(tiny_weights):
                           penultimate_layer=entry.gradcam_layer, seek_penultimate_conv_layer=False, normalize_cam=False)[0]
         reference = np.maximum(reference, 0) / max(np.maximum(reference, 0).max(), 1e-12)
         np.testing.assert_allclose(explainer.heatmap(tile, class_name), reference, atol=1e-5)
+
+
+def test_prediction_and_gradcam_share_one_trace_of_the_backbone(tiny_weights):
+    from lungfake.images import to_model_input
+    from lungfake.registry import load_model
+
+    entry = load_registry(tiny_weights)["tiny"]
+    loaded = LoadedModel(entry, load_model(entry, tiny_weights))
+    tiles = np.stack([to_model_input(texture(seed, 40), 32) for seed in range(5)])
+    _, one = loaded.forward(tiles[:1])
+    _, five = loaded.forward(tiles)
+    GradcamExplainer(loaded).heatmap(texture(3, 40), "lung_n")
+    assert loaded.feature_map.experimental_get_tracing_count() == 1
+    np.testing.assert_allclose(one[0], five[0], atol=1e-6)
+    np.testing.assert_allclose(five, loaded.model.predict(tiles, verbose=0), atol=1e-5)  # the head as the model has it

@@ -61,3 +61,15 @@ def test_best_matches_finds_the_copy_among_references():
     scores, index = best_matches(keypoints_of_all([query, cells(34)], workers=1), keypoints_of_all(references, workers=1))
     assert index[0] == 2 and scores[0] >= MATCH_THRESHOLD
     assert scores[1] < MATCH_THRESHOLD
+
+
+def test_descriptor_votes_rank_a_strongly_magnified_copy_first():
+    from lungfake.families import DescriptorVotes
+
+    rng = np.random.default_rng(9)
+    references = keypoints_of_all([cells(seed) for seed in range(40, 52)], workers=1)
+    copy = make_copy(cells(47), CopyTransform(131, True, 2.4, True, 70), rng)  # a sixth of the original, mirrored
+    votes, view = DescriptorVotes(references).votes_and_view(keypoints_of_all([copy, cells(99)], workers=1))
+    assert votes.shape == (2, 12) and int(votes[0].argmax()) == 7
+    assert votes[0, 7] > 3 * np.delete(votes[0], 7).max()
+    assert view[0, 7] in (1, -1)  # the copy is mirrored: its mirror view is the one that matches

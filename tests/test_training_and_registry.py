@@ -130,3 +130,37 @@ def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(shared_tiny_datase
     assert not finished and len(history["loss"]) == 1
     _, history, finished = train(shared_tiny_dataset, rows, recipe, tmp_path / "run")
     assert finished and len(history["loss"]) == 3
+
+
+def test_a_restart_begins_a_fresh_learning_rate_cycle():
+    from lungfake.training import learning_rate_schedule
+
+    recipe = Recipe("tiny", input_size=32, epochs=10, learning_rate=2e-3, warmup_epochs=1, restart_epochs=(4,),
+                    restart_learning_rate=1e-3, restart_warmup_epochs=1)
+    assert recipe.segment(0) == (0, 4) and recipe.segment(3) == (0, 4) and recipe.segment(4) == (4, 10)
+    first, second = learning_rate_schedule(recipe, 10, 0), learning_rate_schedule(recipe, 10, 4)
+    assert float(first(10)) == pytest.approx(2e-3) and float(first(40)) == pytest.approx(0, abs=1e-9)
+    assert float(second(0)) == 0 and float(second(10)) == pytest.approx(1e-3) and float(second(60)) == pytest.approx(0, abs=1e-9)
+    # The first cycle of a recipe with a restart is the whole of the recipe that stops there.
+    assert recipe.same_schedule_until(Recipe(**{**recipe.__dict__, "epochs": 4, "restart_epochs": ()}), 4)
+    assert not recipe.same_schedule_until(Recipe(**{**recipe.__dict__, "epochs": 4, "restart_epochs": (), "learning_rate": 1e-2}), 4)
+
+
+def test_a_served_model_continues_at_a_restart(trained, tmp_path):
+    from lungfake.errors import TrainingError
+    from lungfake.training import served_starting_point
+
+    weights = tmp_path / "weights"
+    sha = split_sha256(trained["split_csv"])
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights, split_sha=sha)
+    longer = Recipe(**{**trained["recipe"].__dict__, "epochs": 2, "restart_epochs": (1,)})
+    start = served_starting_point("tiny", "grouped", longer, sha, weights)
+    assert start.epochs_done == 1
+    model, history, finished = train(trained["data"], trained["rows"], longer, tmp_path / "run", start=start)
+    assert finished and len(history["loss"]) == 2 and history["loss"][0] == trained["history"]["loss"][0]
+    assert float(model.optimizer.iterations) == len(history["loss"][1:]) * np.ceil(
+        len(family_sample([r for r in trained["rows"] if r.side == "train"], longer.copies_per_family, 0)) / longer.batch_size)
+    with pytest.raises(TrainingError, match="not the first part"):
+        served_starting_point("tiny", "grouped", Recipe(**{**longer.__dict__, "restart_epochs": ()}), sha, weights)
+    with pytest.raises(TrainingError, match="another split"):
+        served_starting_point("tiny", "grouped", longer, "0" * 64, weights)
