@@ -75,27 +75,62 @@ def _write_audit(store, protocol: str, report: dict) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from .data import resolve_data_root
-    from .leakage import audit, keypoints_by_path, montage
+    from .leakage import audit, audit_report, keypoints_by_path, leaks_from_report, montage, rows_to_describe
     from .splits import load_split
 
     split_csv = Path(args.split)
     root = resolve_data_root(args.data_dir)
     rows = load_split(split_csv)
-    threshold = args.threshold if args.threshold is not None else None
-    report, leaks = audit(rows, keypoints_by_path(root, rows), split_csv.name, **({"threshold": threshold} if threshold else {}))
+    options = {"threshold": args.threshold} if args.threshold else {}
+    if args.leaks_from:  # a saved full audit of this split stands for the first round
+        leaks = leaks_from_report(rows, json.loads(Path(args.leaks_from).read_text()))
+        keys = keypoints_by_path(root, rows_to_describe(rows, leaks))
+        report = audit_report(rows, leaks, split_csv.name, **options)
+    else:
+        keys = keypoints_by_path(root, rows)
+        report, leaks = audit(rows, keys, split_csv.name, **options)
     for leak in leaks:
         print(f"{leak.tile.side} {leak.tile.path} ~ train {leak.train_tile.path}: {leak.score}")
     print(_audit_line(report))
     if args.montage:
         montage(root, leaks, Path(args.montage))
         print(f"montage of the {min(12, len(leaks))} closest pairs: {args.montage}")
+    if args.fold:
+        report = _fold_and_save(args, rows, keys, leaks, split_csv, options)
     if args.save:
         saved = Path(args.save)
         # Re-auditing a committed split keeps what the split command recorded there (families, what it folded).
         earlier = json.loads(saved.read_text()) if saved.is_file() else {}
         report = {**{k: v for k, v in earlier.items() if k not in report}, **report}
+        if args.fold:
+            report["folded_into_train_before_committing"] = (earlier.get("folded_into_train_before_committing", [])
+                                                             + report.pop("folded_now"))
         saved.write_text(json.dumps(report, indent=1) + "\n")
     return 0
+
+
+def _fold_and_save(args, rows, keys, leaks, split_csv: Path, options: dict) -> dict:
+    """Fold the leaks' families into train until the split is clean; keep the split as it was (models trained on
+    it stay usable: see splits.only_folds) and write the folded one in its place. Returns the new audit report."""
+    import shutil
+
+    from .errors import SplitError
+    from .leakage import audit_report, fold_leaks_into_train
+    from .splits import save_split, split_sha256
+
+    folded_rows, folded, clean = fold_leaks_into_train(rows, keys, first_leaks=leaks, **options)
+    if not clean:
+        raise SplitError("The split still leaks after the fold's last round; nothing was written. Rerun the audit with --fold.")
+    if folded:
+        earlier = _store(args).earlier_split_csv(split_csv.stem, split_sha256(split_csv))
+        earlier.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(split_csv, earlier)
+        save_split(folded_rows, split_csv)
+        print(f"folded {len(folded)} leaks' families into train; {split_csv} rewritten, the split before kept as {earlier}")
+    report = audit_report(folded_rows, [], split_csv.name, **options)
+    report["folded_now"] = audit_report(folded_rows, folded, split_csv.name, **options)["pairs"]
+    print(_audit_line(report))
+    return report
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -242,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--threshold", type=int, default=None, help="consistent keypoints that make a copy (default: the detector's)")
     audit.add_argument("--montage", help="write a PNG of the closest pairs here")
     audit.add_argument("--save", help="write the audit report (JSON) here")
+    audit.add_argument("--fold", action="store_true", help="fold every leaking val/test family into train until none is left, "
+                       "rewrite the split and keep the one before under weights/splits/earlier/")
+    audit.add_argument("--leaks-from", help="a saved full audit of this split (--save) to fold from instead of auditing again")
     audit.set_defaults(run=cmd_audit)
 
     from .models import ARCHITECTURES

@@ -240,6 +240,19 @@ class Evaluator:
             write_error_sprite(self.root, self.store)
         return written
 
+    def folded_from(self, protocol: str, trained_on: str | None) -> bool:
+        """Whether the committed split is the one a model was trained on with leaking val/test families folded
+        into train since (kept under weights/splits/earlier/): its held-out tiles are then still unseen."""
+        from .splits import load_split, only_folds
+
+        earlier = self.store.earlier_split_csv(protocol, trained_on) if trained_on else None
+        if earlier is None or not earlier.is_file():
+            return False
+        folded = only_folds(load_split(earlier), self.rows(protocol))
+        if folded:
+            log.info("the %s split was trained on as %s, before val/test leaks were folded into train", protocol, earlier.name)
+        return folded
+
     def _model_for(self, arch: str, protocol: str):
         """(model, model file name, sha256, entry) or None with the reason logged."""
         import keras
@@ -254,7 +267,7 @@ class Evaluator:
             return None
         history_file = self.store.history_json(arch, protocol)
         trained_on = json.loads(history_file.read_text()).get("split_sha256") if history_file.exists() else None
-        if trained_on != self.split_sha(protocol):
+        if trained_on != self.split_sha(protocol) and not self.folded_from(protocol, trained_on):
             why = "has no training history" if not history_file.exists() else f"was trained on another {protocol} split than the committed one"
             log.warning("skipping %s/%s: it %s; train it (python -m lungfake train --arch %s --split %s) before evaluating",
                         arch, protocol, why, arch, protocol)
@@ -300,7 +313,8 @@ class Evaluator:
         history = json.loads(self.store.history_json(arch, protocol).read_text())
         metrics.update(arch=arch, protocol=protocol, display_name=entry.display_name or arch, model_file=model_file,
                        weights_sha256=sha, input_size=size, split_sha256=self.split_sha(protocol),
-                       history=history["history"], train_minutes=history.get("train_minutes"), recipe=history["recipe"])
+                       history=history["history"], train_minutes=history.get("train_minutes"), recipe=history["recipe"],
+                       trained_on_split_sha256=history.get("split_sha256"))
         path = self._write(arch, protocol, metrics)
         return path, (names, calibrated, metrics)
 

@@ -97,17 +97,21 @@ def montage(root: Path, leaks: list[Leak], path: Path, n: int = 12, tile_px: int
 
 
 def fold_leaks_into_train(rows: list[SplitRow], keys: dict[str, Keypoints], threshold: int = MATCH_THRESHOLD,
-                          max_rounds: int = 5) -> tuple[list[SplitRow], list[Leak], bool]:
+                          max_rounds: int = 5, first_leaks: list[Leak] | None = None) -> tuple[list[SplitRow], list[Leak], bool]:
     """Move every val/test family with a copy in train into train (merged with it), until none is left.
     Returns the rows, the leaks folded, and whether the last round found none (the split is then clean).
 
     Family detection can miss a copy; this closes the gap with the audit's own search. The first round is
-    a full audit; after it only the families just moved can create new matches, so only they are searched.
+    a full audit (or first_leaks, a full audit's findings on these rows); after it only the families just
+    moved can create new matches, so only they are searched (keys need hold only val/test and those tiles).
     """
     searched: set[str] | None = None
     folded: list[Leak] = []
-    for _ in range(max_rounds):
-        leaks = [leak for side in AUDITED_SIDES for leak in leaks_into_train(rows, keys, side, threshold, searched)]
+    for round_number in range(max_rounds):
+        if round_number == 0 and first_leaks is not None:
+            leaks = first_leaks
+        else:
+            leaks = [leak for side in AUDITED_SIDES for leak in leaks_into_train(rows, keys, side, threshold, searched)]
         moves = {leak.tile.family: leak.train_tile.family for leak in leaks}
         if not moves:
             return rows, folded, True
@@ -116,3 +120,24 @@ def fold_leaks_into_train(rows: list[SplitRow], keys: dict[str, Keypoints], thre
         rows = [replace(r, family=moves[r.family], side="train") if r.family in moves else r for r in rows]
         searched = set(moves.values())
     return rows, folded, False
+
+
+def leaks_from_report(rows: list[SplitRow], report: dict) -> list[Leak]:
+    """The pairs of a saved audit of these rows, as leaks (refused if the audit was of another split)."""
+    from .errors import SplitError
+
+    by_path = {r.path: r for r in rows}
+    leaks = []
+    for pair in report.get("pairs", []):
+        tile, train_tile = by_path.get(pair["tile"]), by_path.get(pair["train_tile"])
+        if tile is None or train_tile is None or tile.side not in AUDITED_SIDES or train_tile.side != "train":
+            raise SplitError(f"The saved audit pairs {pair['tile']} with {pair['train_tile']}, which this split does not put on "
+                             "val/test and train; audit this split again (without --leaks-from).")
+        leaks.append(Leak(tile, train_tile, int(pair["score"])))
+    return leaks
+
+
+def rows_to_describe(rows: list[SplitRow], leaks: list[Leak]) -> list[SplitRow]:
+    """The rows a fold after these leaks searches: every val/test tile and the train tiles of the families moved."""
+    moved = {leak.train_tile.family for leak in leaks} | {leak.tile.family for leak in leaks}
+    return [r for r in rows if r.side in AUDITED_SIDES or r.family in moved]

@@ -84,3 +84,12 @@ def split_sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def only_folds(earlier: list[SplitRow], later: list[SplitRow]) -> bool:
+    """Whether later is earlier with some val/test tiles moved into train, and nothing else changed: a model
+    trained on earlier then never saw a tile that later holds out, nor (later's audit being clean) a copy of one."""
+    before = {r.path: r for r in earlier}
+    if len(before) != len(later) or any(r.path not in before for r in later):
+        return False
+    return all(r.label == before[r.path].label and (r.side == before[r.path].side or r.side == "train") for r in later)

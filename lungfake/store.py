@@ -34,6 +34,10 @@ class WeightsStore:
     def split_csv(self, protocol: str) -> Path:
         return self.root / "splits" / f"{protocol}.csv"
 
+    def earlier_split_csv(self, protocol: str, sha256: str) -> Path:
+        """A split that models were trained on before the committed one folded leaks into train."""
+        return self.root / "splits" / "earlier" / f"{protocol}-{sha256[:12]}.csv"
+
     def audit_json(self, protocol: str) -> Path:
         return self.root / "splits" / f"{protocol}_audit.json"
 

@@ -36,6 +36,7 @@ def main() -> None:
             f"| {f'{ece_before:.3f} / ' if ece_before is not None else ''}{m['expected_calibration_error']:.3f} "
             f"| {f'{size:.1f} MB' if size else '-'} | {'no' if split_warning(m, store) else 'yes'} |"
         )
+    _robustness_table(metrics)
     for protocol in ("grouped", "random"):
         path = store.audit_json(protocol)
         if path.exists():
@@ -44,6 +45,26 @@ def main() -> None:
             print(f"\n{protocol.capitalize()} split audit ({_searched(audit['candidates_searched'])} per tile, score >= "
                   f"{audit['threshold']} keypoints): " + "; ".join(
                       f"{audit[s]['with_copy_in_train']} of {audit[s]['tiles']} {s} tiles have a copy in train" for s in sides) + ".")
+
+
+def _robustness_table(metrics: dict) -> None:
+    """Accuracy under each named shift, as evaluate wrote it (served models in registry order, then the ensemble)."""
+    shown = [m for (arch, protocol), m in metrics.items() if protocol == "grouped" and "robustness" in m and arch not in BASELINES]
+    shown.sort(key=lambda m: m["arch"] == "ensemble")
+    if not shown:
+        return
+    shifts = list(shown[0]["robustness"]["accuracy"])
+    print(f"\nRobustness: accuracy on every {shown[0]['robustness']['every']}rd grouped test tile "
+          f"({shown[0]['robustness']['tiles']} tiles), one change at a time; in brackets the change against clean, in points\n")
+    print("| shift | " + " | ".join(m["display_name"] for m in shown) + " |")
+    print("|---|" + "---|" * len(shown))
+    for shift in shifts:
+        cells = []
+        for m in shown:
+            accuracy = m["robustness"]["accuracy"]
+            change = 100 * (accuracy[shift] - accuracy["clean"])
+            cells.append(f"{accuracy[shift]:.1%}" + ("" if shift == "clean" else f" ({change:+.1f})"))
+        print(f"| {shift} | " + " | ".join(cells) + " |")
 
 
 def _searched(candidates) -> str:

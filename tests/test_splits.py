@@ -57,3 +57,39 @@ def test_unknown_protocol_and_missing_file():
         make_split(tiles, families, "sideways")
     with pytest.raises(DatasetError, match="not found"):
         load_split(np.__file__ + ".missing.csv")
+
+
+def test_a_fold_only_moves_held_out_tiles_into_train():
+    from dataclasses import replace
+
+    from lungfake.splits import only_folds
+
+    rows = make_split(*_tiles(), "grouped", seed=0)
+    test_family = next(r.family for r in rows if r.side == "test")
+    folded = [replace(r, side="train") if r.family == test_family else r for r in rows]
+    assert only_folds(rows, folded) and only_folds(rows, rows)
+    assert not only_folds(folded, rows)  # a train tile held out later could have been trained on
+    trained_on = next(r for r in rows if r.side == "train")
+    assert not only_folds(rows, [replace(r, side="val") if r is trained_on else r for r in rows])
+    assert not only_folds(rows, folded[:-1])
+
+
+def test_folding_a_saved_audit_leaves_a_clean_split_and_refuses_another_split(shared_tiny_dataset):
+    from lungfake.data import list_tiles
+    from lungfake.errors import SplitError
+    from lungfake.leakage import audit, audit_report, fold_leaks_into_train, keypoints_by_path, leaks_from_report, rows_to_describe
+    from lungfake.splits import only_folds
+
+    tiles = list_tiles(shared_tiny_dataset)
+    rows = make_split(tiles, [t.path for t in tiles], "grouped", seed=0)  # every tile its own family: copies straddle sides
+    keys = keypoints_by_path(shared_tiny_dataset, rows)
+    saved = audit_report(rows, audit(rows, keys, "tiny.csv")[1], "tiny.csv")
+    leaks = leaks_from_report(rows, saved)
+    assert leaks
+    needed = {r.path for r in rows_to_describe(rows, leaks)}
+    folded, moved, clean = fold_leaks_into_train(rows, {p: k for p, k in keys.items() if p in needed}, first_leaks=leaks)
+    assert clean and moved and only_folds(rows, folded)
+    assert audit(folded, keys, "tiny.csv")[1] == []
+    pair = saved["pairs"][0]
+    with pytest.raises(SplitError, match="audit this split again"):
+        leaks_from_report(rows, {"pairs": [{**pair, "tile": pair["train_tile"], "train_tile": pair["tile"]}]})
