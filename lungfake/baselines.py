@@ -44,9 +44,10 @@ def colour_baseline_probabilities(root: Path, rows: list[SplitRow]) -> tuple[np.
 
 def copy_lookup_probabilities(root: Path, rows: list[SplitRow], keys: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One-hot probabilities: the class of each test tile's best-matching train tile (any class).
-    A tile with no verified match at all takes the class of its most similar train tile by visual words.
+    Without a verified match a tile takes the class of the candidate with the most consistent keypoints
+    (chance agreement), and with none at all that of its most similar train tile by visual words.
     keys: keypoints by tile path, filled in here for tiles it lacks (so both protocols share them)."""
-    from .families import best_matches, keypoints_of_all
+    from .families import MATCH_THRESHOLD, best_matches, keypoints_of_all
 
     keys = {} if keys is None else keys
     train, test = rows_on(rows, "train"), rows_on(rows, "test")
@@ -55,8 +56,9 @@ def copy_lookup_probabilities(root: Path, rows: list[SplitRow], keys: dict | Non
         found = keypoints_of_all(read_split_pixels(root, missing), lambda d, t: log.info("keypoints %d/%d", d, t))
         keys.update({r.path: k for r, k in zip(missing, found)})
     keys_train, keys_test = [keys[r.path] for r in train], [keys[r.path] for r in test]
-    # best_matches names each query's nearest candidate by visual words where nothing verified.
+    # best_matches names each query's best-scoring candidate (verified or not; else its nearest by visual words).
     scores, best = best_matches(keys_test, keys_train)
     predicted = _labels(train)[best]
-    log.info("copy lookup: %d of %d test tiles have a verified match in train", int((scores > 0).sum()), len(test))
+    log.info("copy lookup: %d of %d test tiles have a verified match in train, %d some chance agreement",
+             int((scores >= MATCH_THRESHOLD).sum()), len(test), int(((scores > 0) & (scores < MATCH_THRESHOLD)).sum()))
     return np.eye(len(CLASS_NAMES))[predicted], _labels(test)

@@ -417,11 +417,12 @@ def best_matches(
     queries: list[Keypoints], references: list[Keypoints], n_candidates: int = AUDIT_CANDIDATES,
     n_voted: int = AUDIT_VOTED_CANDIDATES, rounds: tuple[int, ...] = (0, 10, 40, AUDIT_CANDIDATES + AUDIT_VOTED_CANDIDATES),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each query tile, a verified match among its retrieved reference tiles (the best of the nearest
-    candidates that hold one; 0 where none does), and which reference it is (where none verified, the
-    nearest by visual words, or with n_candidates=0 the most voted for). Candidates are the n_voted most voted-for by nearest descriptors
-    (``DescriptorVotes``), then the n_candidates nearest by visual words; they are verified in that order,
-    and a query stops once it has a match."""
+    """For each query tile, its best-scoring retrieved reference tile and that score (a verified match where
+    it reaches MATCH_THRESHOLD; below it, the candidate with the most chance agreement; where no candidate
+    agrees at all, score 0 and the nearest by visual words, or with n_candidates=0 the most voted for).
+    Candidates are the n_voted most voted for by nearest descriptors (``DescriptorVotes``), then the
+    n_candidates nearest by visual words; they are verified in that order, and a query stops once it has a
+    verified match."""
     if not queries or not references:
         return np.zeros(len(queries), np.int32), np.zeros(len(queries), int)
     if n_candidates:
