@@ -6,6 +6,7 @@ distinct passes over the families instead of re-reading near-identical tiles.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -230,7 +231,7 @@ def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int, start:
     if start is not None:
         log.info("continuing from %s after epoch %d (a warm restart: fresh optimizer)", start.model_path, start.epochs_done)
         model = keras.models.load_model(start.model_path, compile=False, safe_mode=True)
-        return model, start.epochs_done, json.loads(json.dumps(start.history))
+        return model, start.epochs_done, copy.deepcopy(start.history)  # the run appends to its own history
     model = build_model(recipe.arch, recipe.input_size, init=recipe.init, dropout=recipe.dropout)
     compile_for_training(model, recipe, steps_per_epoch)
     return model, 0, {}

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Train the three served models on the grouped split, side by side (each checkpoints every epoch and
 # resumes when this script is run again), then evaluate, calibrate and refit the out-of-distribution check.
-# Logs go beside the checkpoints. One TensorFlow thread per run by default (THREADS=...). Measured on 2 cores:
-# DenseNet121 and ResNet50 side by side about 45 minutes of wall time, MobileNetV2 alone about 25 (all three at
-# once will take longer: three runs share two cores); evaluation and the OOD refit then about 20 minutes.
+# Logs go beside the checkpoints. One TensorFlow thread per run by default (THREADS=...). Measured on 2 cores,
+# two runs side by side (weights/history/): DenseNet121's 32 epochs 111 CPU-minutes, MobileNetV2's 64 epochs 83,
+# ResNet50's 10 epochs 38; all three at once take longer (three runs share two cores), so a run cut off by the
+# end of a session resumes from its checkpoint when this script is run again. Evaluation and the OOD refit then
+# take about 20 minutes. On a machine that has only the served models, `train --from-served` continues one at
+# its recipe's warm restart instead of from scratch.
 # Usage: nohup bash scripts/train_all.sh &
 # Random-split models (for the leakage comparison only): ARCHS="mobilenetv2" PROTOCOL=random bash scripts/train_all.sh
 set -u
