@@ -74,7 +74,10 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app
             page.locator("input[type=file]").set_input_files(str(tile))
             expect(page.get_by_text("Grad-CAM:").first).to_be_visible(timeout=300_000)
             served = len(load_registry())
+            # Streamlit sends the page's elements as the script writes them: wait until every column is there.
+            expect(page.get_by_text("Grad-CAM:")).to_have_count(served, timeout=60_000)
             assert page.get_by_text("Grad-CAM:").count() == served
+            expect(page.get_by_text("Prediction", exact=True)).to_have_count(served + (served > 1), timeout=60_000)
             assert page.get_by_text("Prediction", exact=True).count() == served + (served > 1)  # and the ensemble
             assert page.locator("[data-testid=stImage] img").count() >= served + 1
             assert page.get_by_text("Traceback").count() == 0
