@@ -1,6 +1,6 @@
 """Cold start and warm time-to-result of the scoring page's work, and memory with every served model loaded.
 
-Usage: python benchmarks/app_latency.py [TILE] [--repeats N] [--compare REV]
+Usage: python benchmarks/app_latency.py [TILE] [--repeats N] [--compare REV] [--models A,B]
 Prints: cold start (verify + load every model + build Grad-CAM + first score) and the peak resident memory of
 that alone (one copy of the models, as the app holds them), both in a fresh process; warm scoring (every
 model's prediction and Grad-CAM heatmap, overlays rendered), the same with test-time augmentation, the same
@@ -43,13 +43,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def cold_start(tile: str) -> None:
+def cold_start(tile: str, models: str) -> None:
     """What the app's cache does once per process: load and verify, build Grad-CAM, score with Grad-CAM."""
     started = time.perf_counter()
     from lungfake.images import decode_image
     from lungfake.scoring import Scorer
 
-    scorer = Scorer.load()
+    scorer = Scorer.load(models)
     for served in scorer.served:
         served.explainer
     scorer.score([decode_image(Path(tile).read_bytes())], explain=True)
@@ -64,22 +64,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--compare", metavar="REV", help="first run this benchmark as it was at a git revision, with that "
                         "revision's code and weights (a temporary worktree), for a side-by-side comparison")
+    parser.add_argument("--models", default="all", help="the served models to load (comma-separated), e.g. the ones a "
+                        "--compare revision served, for a like-for-like cold start; the AppTest part always has all")
     parser.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)  # the fresh process above
     args = parser.parse_args()
     if args.cold_only:
-        return cold_start(args.tile)
+        return cold_start(args.tile, args.models)
     if args.compare:
         run_at_revision(args.compare, args.tile, args.repeats)
         print(f"=== this checkout ({subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout.strip()})", flush=True)
     data = Path(args.tile).read_bytes()
-    subprocess.run([sys.executable, __file__, args.tile, "--cold-only"], check=True)
+    subprocess.run([sys.executable, __file__, args.tile, "--cold-only", "--models", args.models], check=True)
 
     started = time.perf_counter()
     from lungfake.cam import overlay
     from lungfake.images import decode_image
     from lungfake.scoring import Scorer
 
-    scorer = Scorer.load()
+    scorer = Scorer.load(args.models)
     scorer.score([decode_image(data)], explain=True)  # first call builds Grad-CAM and traces the graphs
     cold = time.perf_counter() - started
 

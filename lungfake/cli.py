@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     split_csv = Path(args.split_csv or _store(args).split_csv(args.split))
     root = resolve_data_root(args.data_dir)
     split_sha = split_sha256(split_csv)
-    start = served_starting_point(args.arch, args.split, recipe, split_sha, _store(args).root) if args.from_served else None
+    start = served_starting_point(args.arch, args.split, recipe, split_csv, _store(args).root) if args.from_served else None
     from .training import train
 
     if args.threads:
@@ -160,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("stopped at the time budget; run the same command again to resume", file=sys.stderr)
         return 3
     export_trained(model, recipe, args.split, history, time.perf_counter() - started, folder=_store(args).root,
-                   split_sha=split_sha)
+                   split_sha=split_sha, start=start)
     return 0
 
 
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="score image files with the committed models")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--model", default="all", help="one architecture in weights/registry.json, or all")
+    predict.add_argument("--model", default="all", help="an architecture in weights/registry.json, several separated by commas, or all")
     predict.add_argument("--json", action="store_true", help="one JSON object per line per file")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--tta", action="store_true", help="average each model over the tile's 8 rotations and mirror images")

@@ -99,9 +99,13 @@ class OodScreen:
 
 
 def select_entries(which: str = "all", folder: Path | None = None) -> list[ModelEntry]:
+    """The registry entries named by which: all, one architecture, or several separated by commas."""
     entries = load_registry(folder)
     if which == "all":
         return list(entries.values())
-    if which not in entries:
-        raise RegistryError(f"No model {which!r} in the registry; choose one of {', '.join(entries)} or all.")
-    return [entries[which]]
+    names = [name.strip() for name in which.split(",") if name.strip()]
+    unknown = [name for name in names if name not in entries]
+    if unknown or not names:
+        raise RegistryError(f"No model {', '.join(map(repr, unknown)) or repr(which)} in the registry; choose from "
+                            f"{', '.join(entries)}, several separated by commas, or all.")
+    return [entries[name] for name in dict.fromkeys(names)]

@@ -20,7 +20,7 @@ from .augment import Augmentation, augment_tile
 from .classes import CLASS_NAMES, class_index
 from .data import read_split_pixels
 from .errors import TrainingError
-from .splits import SplitRow, rows_on
+from .splits import SplitRow, load_split, only_folds, rows_on, split_sha256
 
 log = logging.getLogger(__name__)
 SOURCE_SIZE = 224  # tiles are kept at LC25000's size so augmentation can change the magnification
@@ -76,7 +76,7 @@ class Recipe:
 # served model left (a fresh machine) continues from it with `train --from-served`.
 DEFAULT_RECIPES = {
     "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=64, restart_epochs=(24,)),
-    "resnet50": Recipe("resnet50", input_size=112, epochs=10),
+    "resnet50": Recipe("resnet50", input_size=112, epochs=40, restart_epochs=(10,)),
     "densenet121": Recipe("densenet121", input_size=112, epochs=32, restart_epochs=(12,)),
 }
 
@@ -193,10 +193,13 @@ class StartingPoint:
     model_path: Path
     history: dict
     epochs_done: int
+    split_sha256: str  # the split its epochs were trained on: the committed one, or one that it only folds
 
 
-def served_starting_point(arch: str, protocol: str, recipe: Recipe, split_sha: str, folder: Path | None = None) -> StartingPoint:
-    """The served model of arch, checked (sha256, split, recipe so far) as the first epochs of recipe."""
+def served_starting_point(arch: str, protocol: str, recipe: Recipe, split_csv: Path, folder: Path | None = None) -> StartingPoint:
+    """The served model of arch, checked (sha256, split, recipe so far) as the first epochs of recipe. A model
+    trained on the split before leaking val/test families were folded into train may continue on the committed
+    split: its train tiles are a subset of the committed train tiles, so no held-out tile is ever trained on."""
     from .registry import load_registry, verified_path
     from .store import WeightsStore
 
@@ -209,12 +212,18 @@ def served_starting_point(arch: str, protocol: str, recipe: Recipe, split_sha: s
     record = json.loads(history_file.read_text())
     done = len(record["history"].get("loss", []))
     earlier = Recipe.from_json(record["recipe"])
-    if record.get("split_sha256") != split_sha:
-        raise TrainingError(f"The served {arch} model was trained on another split than the committed one; train from scratch.")
+    trained_on = record.get("split_sha256") or ""
+    if trained_on != split_sha256(split_csv) and not _folds(store.earlier_split_csv(protocol, trained_on), split_csv):
+        raise TrainingError(f"The served {arch} model was trained on another split than the committed one (nor one that it "
+                            "only folds); train from scratch.")
     if done not in recipe.restart_epochs or not recipe.same_schedule_until(earlier, done) or earlier.epochs != done:
         raise TrainingError(f"The served {arch} model ({done} epochs) is not the first part of this recipe (restarts at "
                             f"{list(recipe.restart_epochs)}, same settings before them); train from scratch.")
-    return StartingPoint(verified_path(entry, store.root), record["history"], done)
+    return StartingPoint(verified_path(entry, store.root), record["history"], done, trained_on)
+
+
+def _folds(earlier_csv: Path, split_csv: Path) -> bool:
+    return earlier_csv.is_file() and only_folds(load_split(earlier_csv), load_split(split_csv))
 
 
 def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int, start: StartingPoint | None = None):
@@ -309,8 +318,9 @@ def unregistered_model_path(arch: str, protocol: str) -> Path:
 
 
 def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds: float, folder: Path | None = None,
-                   split_sha: str | None = None) -> Path:
-    """Save the inference model (grouped: into weights/ and the registry) and the training history."""
+                   split_sha: str | None = None, start: StartingPoint | None = None) -> Path:
+    """Save the inference model (grouped: into weights/ and the registry) and the training history (with the
+    split that the epochs before a warm restart were trained on, where that differs)."""
     from .models import ARCHITECTURE_SPECS, DISPLAY_NAMES, TEST_MODEL
     from .registry import ModelEntry, register, sha256_of
     from .store import WeightsStore
@@ -321,6 +331,8 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
     inference_copy(model).save(target)
     record = {"recipe": _recipe_json(recipe), "protocol": protocol, "history": history, "last_session_minutes": round(seconds / 60, 1),
               "train_minutes": round(sum(history.get("epoch_seconds", [])) / 60, 1), "split_sha256": split_sha}
+    if start is not None and start.split_sha256 != split_sha:
+        record["first_epochs"] = {"epochs": start.epochs_done, "split_sha256": start.split_sha256}
     path = history_path(recipe.arch, protocol, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(path, record)

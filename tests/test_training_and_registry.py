@@ -1,5 +1,6 @@
 """Train a tiny model end to end on synthetic tiles: checkpoint, resume, export, registry, evaluate, predict."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -120,6 +121,9 @@ def test_evaluate_and_predict_with_the_exported_model(trained):
     assert abs(sum(result.probabilities.values()) - 1) < 1e-4
     with pytest.raises(RegistryError):
         select_entries("vgg16", weights)
+    with pytest.raises(RegistryError, match="vgg16"):
+        select_entries("tiny,vgg16", weights)
+    assert [e.arch for e in select_entries("tiny, tiny", weights)] == ["tiny"]
 
 
 def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(shared_tiny_dataset, tmp_path):
@@ -151,16 +155,40 @@ def test_a_served_model_continues_at_a_restart(trained, tmp_path):
     from lungfake.training import served_starting_point
 
     weights = tmp_path / "weights"
-    sha = split_sha256(trained["split_csv"])
+    split_csv = trained["split_csv"]
+    sha = split_sha256(split_csv)
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights, split_sha=sha)
     longer = Recipe(**{**trained["recipe"].__dict__, "epochs": 2, "restart_epochs": (1,)})
-    start = served_starting_point("tiny", "grouped", longer, sha, weights)
-    assert start.epochs_done == 1
+    start = served_starting_point("tiny", "grouped", longer, split_csv, weights)
+    assert start.epochs_done == 1 and start.split_sha256 == sha
     model, history, finished = train(trained["data"], trained["rows"], longer, tmp_path / "run", start=start)
     assert finished and len(history["loss"]) == 2 and history["loss"][0] == trained["history"]["loss"][0]
     assert float(model.optimizer.iterations) == len(history["loss"][1:]) * np.ceil(
         len(family_sample([r for r in trained["rows"] if r.side == "train"], longer.copies_per_family, 0)) / longer.batch_size)
     with pytest.raises(TrainingError, match="not the first part"):
-        served_starting_point("tiny", "grouped", Recipe(**{**longer.__dict__, "restart_epochs": ()}), sha, weights)
+        served_starting_point("tiny", "grouped", Recipe(**{**longer.__dict__, "restart_epochs": ()}), split_csv, weights)
+    other = tmp_path / "other.csv"
+    save_split([replace(r, side="train") if r.side == "test" else replace(r, side="test") if r.side == "train" else r
+                for r in trained["rows"]], other)
     with pytest.raises(TrainingError, match="another split"):
-        served_starting_point("tiny", "grouped", longer, "0" * 64, weights)
+        served_starting_point("tiny", "grouped", longer, other, weights)
+
+
+def test_a_model_continues_on_a_split_that_only_folds_its_own(trained, tmp_path):
+    from lungfake.store import WeightsStore
+    from lungfake.training import served_starting_point
+
+    weights = tmp_path / "weights"
+    sha = split_sha256(trained["split_csv"])
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights, split_sha=sha)
+    save_split(trained["rows"], WeightsStore.resolve(weights).earlier_split_csv("grouped", sha))
+    moved = next(r for r in trained["rows"] if r.side == "test")
+    folded = tmp_path / "folded.csv"
+    save_split([replace(r, side="train") if r is moved else r for r in trained["rows"]], folded)
+    longer = Recipe(**{**trained["recipe"].__dict__, "epochs": 2, "restart_epochs": (1,)})
+    start = served_starting_point("tiny", "grouped", longer, folded, weights)
+    assert start.split_sha256 == sha
+    export_trained(trained["model"], longer, "grouped", trained["history"], 1.0, folder=weights,
+                   split_sha=split_sha256(folded), start=start)
+    record = json.loads(WeightsStore.resolve(weights).history_json("tiny", "grouped").read_text())
+    assert record["split_sha256"] == split_sha256(folded) and record["first_epochs"] == {"epochs": 1, "split_sha256": sha}
