@@ -3,7 +3,8 @@
 # resumes when this script is run again), then evaluate, calibrate and refit the out-of-distribution check.
 # Logs go beside the checkpoints. One TensorFlow thread per run by default (THREADS=...). Measured on 2 cores,
 # two runs side by side (weights/history/): DenseNet121's 32 epochs 111 CPU-minutes, MobileNetV2's 64 epochs 83,
-# ResNet50's 10 epochs 38; all three at once take longer (three runs share two cores), so a run cut off by the
+# ResNet50's 40 epochs about 150 (its first 10 took 38 on one thread; the 30 after its restart 56 minutes on two);
+# all three at once take longer (three runs share two cores), so a run cut off by the
 # end of a session resumes from its checkpoint when this script is run again. Evaluation and the OOD refit then
 # take about 20 minutes. On a machine that has only the served models, `train --from-served` continues one at
 # its recipe's warm restart instead of from scratch.
