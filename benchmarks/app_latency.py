@@ -1,6 +1,6 @@
 """Cold start and warm time-to-result of the scoring page's work, and memory with every served model loaded.
 
-Usage: python benchmarks/app_latency.py [TILE] [--repeats N] [--compare REV] [--models A,B]
+Usage: python benchmarks/app_latency.py [TILE] [--repeats N] [--cold-repeats K] [--compare REV] [--models A,B]
 Prints: cold start (verify + load every model + build Grad-CAM + first score) and the peak resident memory of
 that alone (one copy of the models, as the app holds them), both in a fresh process; warm scoring (every
 model's prediction and Grad-CAM heatmap, overlays rendered), the same with test-time augmentation, the same
@@ -21,16 +21,17 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def run_at_revision(revision: str, tile: str, repeats: int) -> None:
-    """The same benchmark at another revision, in a detached worktree that is removed afterwards."""
+def run_at_revision(revision: str, tile: str, repeats: int, runs: int = 1) -> None:
+    """The same benchmark at another revision, runs times, in a detached worktree that is removed afterwards."""
     with tempfile.TemporaryDirectory() as folder:
         tree = Path(folder) / "tree"
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=REPO, check=True, capture_output=True)
         try:
-            print(f"=== revision {revision}", flush=True)
             env = {**os.environ, "PYTHONPATH": str(tree), "LUNGFAKE_WEIGHTS_DIR": str(tree / "weights")}
-            subprocess.run([sys.executable, str(tree / "benchmarks" / "app_latency.py"), tile, "--repeats", str(repeats)],
-                           cwd=tree, env=env, check=False)
+            for run in range(runs):
+                print(f"=== revision {revision}, run {run + 1} of {runs}", flush=True)
+                subprocess.run([sys.executable, str(tree / "benchmarks" / "app_latency.py"), tile, "--repeats", str(repeats)],
+                               cwd=tree, env=env, check=False)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False, capture_output=True)
 
@@ -41,6 +42,21 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fresh_cold_starts(tile: str, models: str, repeats: int) -> None:
+    """The cold start in repeats fresh processes, one after another, and their median: on this shared machine
+    one run can be several seconds off the others."""
+    seconds = []
+    for _ in range(repeats):
+        run = subprocess.run([sys.executable, __file__, tile, "--cold-only", "--models", models], check=True,
+                             capture_output=True, text=True)
+        lines = [line for line in run.stdout.splitlines() if line.strip()]
+        print("\n".join(lines), flush=True)
+        seconds.append(float(lines[0].rsplit(":", 1)[1].rstrip(" s")))
+    if repeats > 1:
+        print(f"cold start over {repeats} fresh processes: median {statistics.median(seconds):.2f} s, "
+              f"range {min(seconds):.2f}-{max(seconds):.2f} s")
 
 
 def cold_start(tile: str, models: str) -> None:
@@ -64,6 +80,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--compare", metavar="REV", help="first run this benchmark as it was at a git revision, with that "
                         "revision's code and weights (a temporary worktree), for a side-by-side comparison")
+    parser.add_argument("--compare-runs", type=int, default=1, help="how many times to run the --compare revision's benchmark")
+    parser.add_argument("--cold-repeats", type=int, default=3, help="fresh processes to time the cold start in")
     parser.add_argument("--models", default="all", help="the served models to load (comma-separated), e.g. the ones a "
                         "--compare revision served, for a like-for-like cold start; the AppTest part always has all")
     parser.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)  # the fresh process above
@@ -71,10 +89,10 @@ def main() -> None:
     if args.cold_only:
         return cold_start(args.tile, args.models)
     if args.compare:
-        run_at_revision(args.compare, args.tile, args.repeats)
+        run_at_revision(args.compare, args.tile, args.repeats, args.compare_runs)
         print(f"=== this checkout ({subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout.strip()})", flush=True)
     data = Path(args.tile).read_bytes()
-    subprocess.run([sys.executable, __file__, args.tile, "--cold-only", "--models", args.models], check=True)
+    fresh_cold_starts(args.tile, args.models, args.cold_repeats)
 
     started = time.perf_counter()
     from lungfake.cam import overlay
