@@ -243,12 +243,12 @@ class Evaluator:
     def folded_from(self, protocol: str, trained_on: str | None) -> bool:
         """Whether the committed split is the one a model was trained on with leaking val/test families folded
         into train since (kept under weights/splits/earlier/): its held-out tiles are then still unseen."""
-        from .splits import load_split, only_folds
+        from .splits import folds_saved_split
 
-        earlier = self.store.earlier_split_csv(protocol, trained_on) if trained_on else None
-        if earlier is None or not earlier.is_file():
+        if not trained_on:
             return False
-        folded = only_folds(load_split(earlier), self.rows(protocol))
+        earlier = self.store.earlier_split_csv(protocol, trained_on)
+        folded = folds_saved_split(earlier, self.rows(protocol))
         if folded:
             log.info("the %s split was trained on as %s, before val/test leaks were folded into train", protocol, earlier.name)
         return folded

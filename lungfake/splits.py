@@ -93,3 +93,8 @@ def only_folds(earlier: list[SplitRow], later: list[SplitRow]) -> bool:
     if len(before) != len(later) or any(r.path not in before for r in later):
         return False
     return all(r.label == before[r.path].label and (r.side == before[r.path].side or r.side == "train") for r in later)
+
+
+def folds_saved_split(earlier_csv: Path, later: list[SplitRow]) -> bool:
+    """Whether a kept earlier split exists and later only folds it (only_folds)."""
+    return earlier_csv.is_file() and only_folds(load_split(earlier_csv), later)

@@ -20,7 +20,7 @@ from .augment import Augmentation, augment_tile
 from .classes import CLASS_NAMES, class_index
 from .data import read_split_pixels
 from .errors import TrainingError
-from .splits import SplitRow, load_split, only_folds, rows_on, split_sha256
+from .splits import SplitRow, folds_saved_split, load_split, rows_on, split_sha256
 
 log = logging.getLogger(__name__)
 SOURCE_SIZE = 224  # tiles are kept at LC25000's size so augmentation can change the magnification
@@ -213,17 +213,14 @@ def served_starting_point(arch: str, protocol: str, recipe: Recipe, split_csv: P
     done = len(record["history"].get("loss", []))
     earlier = Recipe.from_json(record["recipe"])
     trained_on = record.get("split_sha256") or ""
-    if trained_on != split_sha256(split_csv) and not _folds(store.earlier_split_csv(protocol, trained_on), split_csv):
+    kept = store.earlier_split_csv(protocol, trained_on)
+    if trained_on != split_sha256(split_csv) and not folds_saved_split(kept, load_split(split_csv)):
         raise TrainingError(f"The served {arch} model was trained on another split than the committed one (nor one that it "
                             "only folds); train from scratch.")
     if done not in recipe.restart_epochs or not recipe.same_schedule_until(earlier, done) or earlier.epochs != done:
         raise TrainingError(f"The served {arch} model ({done} epochs) is not the first part of this recipe (restarts at "
                             f"{list(recipe.restart_epochs)}, same settings before them); train from scratch.")
     return StartingPoint(verified_path(entry, store.root), record["history"], done, trained_on)
-
-
-def _folds(earlier_csv: Path, split_csv: Path) -> bool:
-    return earlier_csv.is_file() and only_folds(load_split(earlier_csv), load_split(split_csv))
 
 
 def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int, start: StartingPoint | None = None):
