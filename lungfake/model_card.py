@@ -59,6 +59,17 @@ def _colour_sentence(metrics: dict) -> str:
     return text
 
 
+def _sizes_phrase(entry) -> str:
+    """At which input size it trained: one size, or a first size and the size of its last cycle (served)."""
+    recipe, served = entry.recipe, entry.input_size
+    first = recipe.get("input_size", served)
+    if first == served:
+        return f"at {served}x{served} px"
+    last_restart = max(recipe.get("restart_epochs") or [0])
+    return (f"at {first}x{first} px, its last {recipe.get('epochs', 0) - last_restart} epochs at {served}x{served} px "
+            "(the size it is served at)")
+
+
 def model_recipe_sentence(entry) -> str:
     """How a served model was trained, in one plain sentence, from its registry entry."""
     recipe = entry.recipe
@@ -68,6 +79,6 @@ def model_recipe_sentence(entry) -> str:
                "magnification 0.6-1.6x and any rotation" if "augmentation" in recipe else "flips, rotations and colour jitter")
     restarts = recipe.get("restart_epochs") or []
     restart = f", with a warm restart of the learning rate at epoch {', '.join(map(str, restarts))}" if restarts else ""
-    return (f"trained from scratch (no ImageNet weights) at {entry.input_size}x{entry.input_size} px for {recipe.get('epochs')} "
+    return (f"trained from scratch (no ImageNet weights) {_sizes_phrase(entry)} for {recipe.get('epochs')} "
             f"epochs{restart} ({recipe.get('train_minutes')} CPU minutes on 2 cores); {colour}{augment}. Probabilities are "
             f"temperature-scaled on validation tiles (T = {entry.temperature:.2f}). Grad-CAM on layer `{entry.gradcam_layer}`.")

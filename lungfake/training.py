@@ -49,6 +49,10 @@ class Recipe:
     restart_epochs: tuple[int, ...] = ()
     restart_learning_rate: float = 1e-3
     restart_warmup_epochs: float = 1.0
+    # The input size of the cycle that each restart starts (aligned with restart_epochs; empty: input_size
+    # throughout). A last cycle at a larger size fine-tunes a network trained small at the size it will serve
+    # (the "FixRes" effect, Touvron et al. 2019): most epochs stay cheap, the served model sees the tile's detail.
+    restart_input_sizes: tuple[int, ...] = ()
 
     @staticmethod
     def from_json(payload: dict) -> "Recipe":
@@ -62,13 +66,28 @@ class Recipe:
         bounds = [0, *sorted(self.restart_epochs), self.epochs]
         return next((a, b) for a, b in zip(bounds, bounds[1:]) if a <= epoch < b)
 
+    def input_size_at(self, epoch: int) -> int:
+        """The input size the network is trained at in epoch (that of the cycle holding it)."""
+        if len(self.restart_input_sizes) not in (0, len(self.restart_epochs)):
+            raise TrainingError("restart_input_sizes needs one size per restart epoch.")
+        first, _ = self.segment(epoch)
+        sizes = dict(zip(sorted(self.restart_epochs), self.restart_input_sizes))
+        return sizes.get(first, self.input_size)
+
+    @property
+    def served_input_size(self) -> int:
+        """The input size of the last cycle: the size the finished model is served at."""
+        return self.input_size_at(self.epochs - 1)
+
     def same_schedule_until(self, other: "Recipe", epoch: int) -> bool:
         """Whether this recipe trains its first `epoch` epochs exactly as other does (other may end there)."""
-        ignore = {"epochs", "restart_epochs"}
+        ignore = {"epochs", "restart_epochs", "restart_input_sizes"}
         if not any(r < epoch for r in (*self.restart_epochs, *other.restart_epochs)):
             ignore |= {"restart_learning_rate", "restart_warmup_epochs"}  # no restart yet: they played no part
         same = all(getattr(self, k) == getattr(other, k) for k in Recipe.__dataclass_fields__ if k not in ignore)
-        return same and [r for r in self.restart_epochs if r < epoch] == [r for r in other.restart_epochs if r < epoch]
+        earlier_restarts = [r for r in self.restart_epochs if r < epoch]
+        return (same and earlier_restarts == [r for r in other.restart_epochs if r < epoch]
+                and all(self.input_size_at(r) == other.input_size_at(r) for r in earlier_restarts))
 
 
 # The committed models' recipes (see weights/history/). Each cycle of a recipe fits a 2.5-hour session on one
@@ -98,17 +117,18 @@ def family_sample(rows: list[SplitRow], per_family: int, seed: int) -> np.ndarra
     return picked
 
 
-def make_dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, training: bool):
-    """Batches of (pixels 0-255 float32 at the input size, one-hot labels); augmented when training."""
+def make_dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, training: bool, size: int | None = None):
+    """Batches of (pixels 0-255 float32 at size, by default the recipe's first input size, one-hot labels);
+    augmented when training."""
     import keras
     import tensorflow as tf
 
-    n_classes = len(CLASS_NAMES)
+    n_classes, size = len(CLASS_NAMES), size or recipe.input_size
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if training:
-        ds = ds.map(lambda x, y: (augment_tile(x, recipe.input_size, recipe.augmentation), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (augment_tile(x, size, recipe.augmentation), y), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.map(lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (recipe.input_size, recipe.input_size), antialias=True), y))
+        ds = ds.map(lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), (size, size), antialias=True), y))
     ds = ds.batch(recipe.batch_size)
     if training and recipe.max_rotation_degrees:
         rotate = keras.layers.RandomRotation(recipe.max_rotation_degrees / 360.0, fill_mode="reflect", seed=recipe.seed)
@@ -146,6 +166,19 @@ def compile_for_training(model, recipe: Recipe, steps_per_epoch: int, epoch: int
         # XLA gave no speed-up on the 2-core CPU here (measured 16 img/s either way): keep plain oneDNN kernels.
         jit_compile=False,
     )
+
+
+def at_input_size(model, recipe: Recipe, size: int):
+    """model itself if it takes size x size tiles, else the same weights in a network built at size (every
+    served architecture is convolutional up to a global pooling, so its weights do not depend on the size)."""
+    from .models import build_model
+
+    if model.input_shape[1] == size:
+        return model
+    log.info("rebuilding %s at %d px for the cycle ahead (was %s px)", recipe.arch, size, model.input_shape[1])
+    resized = build_model(recipe.arch, size, init="scratch", dropout=recipe.dropout)
+    resized.set_weights(model.get_weights())
+    return resized
 
 
 class _ProgressLog:
@@ -260,7 +293,7 @@ def train(root: Path, rows: list[SplitRow], recipe: Recipe, run_dir: Path, max_m
     train_rows, val_rows = rows_on(rows, "train"), rows_on(rows, "val")
     train_x, train_y = load_pixels(root, train_rows, SOURCE_SIZE)
     val_pick = family_sample(val_rows, recipe.val_tiles_per_family, recipe.seed)
-    val_x, val_y = load_pixels(root, [val_rows[i] for i in val_pick], recipe.input_size)
+    val_x, val_y = load_pixels(root, [val_rows[i] for i in val_pick], SOURCE_SIZE)  # resized to each cycle's size
     per_epoch = len(family_sample(train_rows, recipe.copies_per_family, 0))
     steps = int(np.ceil(per_epoch / recipe.batch_size))
     model, done, history = _resume_or_build(run_dir, recipe, steps, start)
@@ -268,12 +301,14 @@ def train(root: Path, rows: list[SplitRow], recipe: Recipe, run_dir: Path, max_m
     started = time.perf_counter()
     log.info("training %s: %d train tiles in %d families (%d a epoch), %d val tiles; epochs %d-%d",
              recipe.arch, len(train_x), len({r.family for r in train_rows}), per_epoch, len(val_x), done + 1, recipe.epochs)
-    val_ds = make_dataset(val_x, val_y, recipe, training=False)
     for epoch in range(done, recipe.epochs):
+        size = recipe.input_size_at(epoch)
         if epoch in recipe.restart_epochs:
+            model = at_input_size(model, recipe, size)
             compile_for_training(model, recipe, steps, epoch)
+        val_ds = make_dataset(val_x, val_y, recipe, training=False, size=size)
         pick = family_sample(train_rows, recipe.copies_per_family, recipe.seed * 1000 + epoch)
-        epoch_ds = make_dataset(train_x[pick], train_y[pick], recipe, training=True)
+        epoch_ds = make_dataset(train_x[pick], train_y[pick], recipe, training=True, size=size)
         model.fit(epoch_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0, callbacks=[progress])
         if max_minutes is not None and time.perf_counter() - started >= max_minutes * 60 and epoch + 1 < recipe.epochs:
             log.info("time budget of %s min reached after epoch %d; run the same command again to resume", max_minutes, epoch + 1)
@@ -336,7 +371,7 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
     if served:
         spec = ARCHITECTURE_SPECS.get(recipe.arch, TEST_MODEL)
         register(ModelEntry(
-            arch=recipe.arch, file=target.name, sha256=sha256_of(target), input_size=recipe.input_size,
+            arch=recipe.arch, file=target.name, sha256=sha256_of(target), input_size=recipe.served_input_size,
             class_names=CLASS_NAMES, gradcam_layer=spec.gradcam_layer, preprocessing=spec.preprocessing,
             split=protocol, display_name=DISPLAY_NAMES.get(recipe.arch, recipe.arch),
             recipe={**_recipe_json(recipe), "train_minutes": record["train_minutes"]},

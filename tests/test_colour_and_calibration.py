@@ -5,7 +5,7 @@ import pytest
 from lungfake.calibration import apply_temperature, choose_threshold, fit_temperature
 from lungfake.colour import ColourTarget, colour_baseline, lab_statistics, match_colour
 from lungfake.evaluation import expected_calibration_error
-from tests.helpers import cells
+from tests.helpers import cells, he_like
 
 
 def test_lab_statistics_of_a_flat_tile():
@@ -84,3 +84,18 @@ def test_the_ensemble_warns_at_its_own_val_threshold_not_the_strictest_models(tm
     rgb = np.zeros((4, 4, 3), np.uint8)
     assert ImageScore("t", rgb, models, NOT_CHECKED).ensemble.low_confidence  # the strictest model's 0.999
     assert not ImageScore("t", rgb, models, NOT_CHECKED, load_ensemble_threshold(tmp_path)).ensemble.low_confidence
+
+
+def test_every_named_shift_changes_a_tile_and_sharpening_is_the_opposite_of_blur():
+    from lungfake.robustness import blurred, named_shifts, sharpened
+
+    tile = he_like(3, 96)
+    for name, shift in named_shifts(None, None).items():
+        moved = shift(tile)
+        assert moved.shape == tile.shape and moved.dtype == np.uint8 and np.abs(moved.astype(int) - tile).mean() > 0.5, name
+
+    def edge(image):
+        return np.abs(np.diff(image.astype(float).mean(axis=2), axis=1)).mean()
+
+    soft = blurred(tile, 1.0)  # as soft as LC25000's tiles
+    assert edge(sharpened(soft, 1.5)) > 1.1 * edge(soft) and edge(blurred(soft)) < edge(soft) / 1.1

@@ -192,3 +192,32 @@ def test_a_model_continues_on_a_split_that_only_folds_its_own(trained, tmp_path)
                    split_sha=split_sha256(folded), start=start)
     record = json.loads(WeightsStore.resolve(weights).history_json("tiny", "grouped").read_text())
     assert record["split_sha256"] == split_sha256(folded) and record["first_epochs"] == {"epochs": 1, "split_sha256": sha}
+
+
+def test_a_cycle_may_train_at_a_larger_input_size():
+    recipe = Recipe("tiny", input_size=32, epochs=10, restart_epochs=(4, 8), restart_input_sizes=(32, 48))
+    assert [recipe.input_size_at(e) for e in (0, 3, 4, 7, 8, 9)] == [32, 32, 32, 32, 48, 48]
+    assert recipe.served_input_size == 48
+    stopped_at_eight = Recipe(**{**recipe.__dict__, "epochs": 8, "restart_epochs": (4,), "restart_input_sizes": ()})
+    assert recipe.same_schedule_until(stopped_at_eight, 8)
+    assert not recipe.same_schedule_until(Recipe(**{**stopped_at_eight.__dict__, "restart_input_sizes": (40,)}), 8)
+
+
+def test_a_served_model_continues_at_a_larger_input_size(trained, tmp_path):
+    from lungfake.training import served_starting_point
+
+    weights = tmp_path / "weights"
+    sha = split_sha256(trained["split_csv"])
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights, split_sha=sha)
+    larger = Recipe(**{**trained["recipe"].__dict__, "epochs": 2, "restart_epochs": (1,), "restart_input_sizes": (48,)})
+    start = served_starting_point("tiny", "grouped", larger, trained["split_csv"], weights)
+    model, history, finished = train(trained["data"], trained["rows"], larger, tmp_path / "run", start=start)
+    assert finished and model.input_shape[1:] == (48, 48, 3) and history["loss"][0] == trained["history"]["loss"][0]
+    served = trained["model"].get_weights()
+    assert [w.shape for w in model.get_weights()] == [w.shape for w in served]  # the same network, only bigger tiles
+    export_trained(model, larger, "grouped", history, 1.0, folder=weights, split_sha=sha, start=start)
+    entry = load_registry(weights)["tiny"]
+    assert entry.input_size == 48 and load_model(entry, weights).input_shape[1:] == (48, 48, 3)
+    from lungfake.model_card import model_recipe_sentence
+
+    assert "at 32x32 px, its last 1 epochs at 48x48 px" in model_recipe_sentence(entry)
