@@ -172,6 +172,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_size(args: argparse.Namespace) -> int:
+    from .training import serve_at_input_size
+
+    print(serve_at_input_size(args.arch, args.input_size, _store(args).root))
+    print("now run: python -m lungfake evaluate (refits its temperature and warning threshold at this size)")
+    return 0
+
+
 def cmd_sprite(args: argparse.Namespace) -> int:
     from .data import resolve_data_root
     from .evaluation import write_error_sprite
@@ -307,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="another lab's tiles whose colour statistics the robustness table restains to (measuring only)")
     evaluate.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    serve_size = commands.add_parser("serve-size", help="serve a model's weights at another input size (chosen on val "
+                                     "tiles with benchmarks/input_size_on_val.py)")
+    serve_size.add_argument("--arch", choices=ARCHITECTURES, required=True)
+    serve_size.add_argument("--input-size", type=int, required=True)
+    serve_size.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
+    serve_size.set_defaults(run=cmd_serve_size)
 
     sprite = commands.add_parser("sprite", help="rebuild the committed sprite of misclassified test tiles (evaluate does this too)")
     _add_data_dir(sprite)

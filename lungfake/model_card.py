@@ -60,14 +60,18 @@ def _colour_sentence(metrics: dict) -> str:
 
 
 def _sizes_phrase(entry) -> str:
-    """At which input size it trained: one size, or a first size and the size of its last cycle (served)."""
-    recipe, served = entry.recipe, entry.input_size
-    first = recipe.get("input_size", served)
-    if first == served:
-        return f"at {served}x{served} px"
-    last_restart = max(recipe.get("restart_epochs") or [0])
-    return (f"at {first}x{first} px, its last {recipe.get('epochs', 0) - last_restart} epochs at {served}x{served} px "
-            "(the size it is served at)")
+    """At which input sizes it trained (a first size, and the size of its last cycle where that differs) and,
+    where it differs from the last, the size it is served at."""
+    from .training import Recipe
+
+    recipe = Recipe.from_json(entry.recipe) if entry.recipe else None
+    first, last = (recipe.input_size, recipe.served_input_size) if recipe else (entry.input_size, entry.input_size)
+    phrase = f"at {first}x{first} px"
+    if last != first:
+        phrase += f", its last {recipe.epochs - max(recipe.restart_epochs)} epochs at {last}x{last} px"
+    if entry.input_size != last:
+        phrase += f" (served at {entry.input_size}x{entry.input_size} px, the size validation tiles chose)"
+    return phrase
 
 
 def model_recipe_sentence(entry) -> str:

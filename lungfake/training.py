@@ -175,7 +175,7 @@ def at_input_size(model, recipe: Recipe, size: int):
 
     if model.input_shape[1] == size:
         return model
-    log.info("rebuilding %s at %d px for the cycle ahead (was %s px)", recipe.arch, size, model.input_shape[1])
+    log.info("rebuilding %s at %d px (was %s px)", recipe.arch, size, model.input_shape[1])
     resized = build_model(recipe.arch, size, init="scratch", dropout=recipe.dropout)
     resized.set_weights(model.get_weights())
     return resized
@@ -377,4 +377,26 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
             recipe={**_recipe_json(recipe), "train_minutes": record["train_minutes"]},
         ), folder)
     log.info("saved %s (%.1f MB)", target, target.stat().st_size / 1e6)
+    return target
+
+
+def serve_at_input_size(arch: str, size: int, folder: Path | None = None) -> Path:
+    """Save the served model of arch again with the same weights in a network built at size, and register it
+    uncalibrated (run `evaluate` next: it refits the temperature and the warning threshold at that size). A
+    network trained with magnification augmentation can see tiles better at a larger size than it was trained
+    at (the "FixRes" effect); choose the size on validation tiles (benchmarks/input_size_on_val.py)."""
+    from dataclasses import replace
+
+    from .registry import load_model, load_registry, register, sha256_of
+    from .store import WeightsStore
+
+    entry = load_registry(folder).get(arch)
+    if entry is None:
+        raise TrainingError(f"There is no served {arch} model to serve at another size.")
+    recipe = Recipe.from_json(entry.recipe)
+    target = WeightsStore.resolve(folder).file(entry.file)
+    inference_copy(at_input_size(load_model(entry, folder), recipe, size)).save(target)
+    register(replace(entry, sha256=sha256_of(target), input_size=size, temperature=1.0, low_confidence={}), folder)
+    log.info("%s now served at %d px (trained at %d px); evaluate it to refit its calibration", arch, size,
+             recipe.served_input_size)
     return target

@@ -221,3 +221,21 @@ def test_a_served_model_continues_at_a_larger_input_size(trained, tmp_path):
     from lungfake.model_card import model_recipe_sentence
 
     assert "at 32x32 px, its last 1 epochs at 48x48 px" in model_recipe_sentence(entry)
+
+
+def test_a_served_model_can_be_served_at_another_size(trained, tmp_path):
+    from lungfake.model_card import model_recipe_sentence
+    from lungfake.registry import update_calibration
+    from lungfake.training import serve_at_input_size
+
+    weights = tmp_path / "weights"
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
+                   split_sha=split_sha256(trained["split_csv"]))
+    update_calibration("tiny", 1.3, {"threshold": 0.9}, weights)
+    serve_at_input_size("tiny", 40, weights)
+    entry = load_registry(weights)["tiny"]
+    model = load_model(entry, weights)  # checks the new sha256 and the input shape against the registry
+    assert entry.input_size == 40 and model.input_shape[1:] == (40, 40, 3)
+    assert entry.temperature == 1.0 and entry.low_confidence == {}  # calibrated at the old size: evaluate refits
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained["model"].get_weights()))
+    assert "at 32x32 px (served at 40x40 px" in model_recipe_sentence(entry)
