@@ -94,7 +94,7 @@ class Recipe:
 # core of two; a run interrupted anywhere resumes from its checkpoint, and one that reached a restart with only the
 # served model left (a fresh machine) continues from it with `train --from-served`.
 DEFAULT_RECIPES = {
-    "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=64, restart_epochs=(24,)),
+    "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=82, restart_epochs=(24, 64), restart_input_sizes=(128, 224)),
     "resnet50": Recipe("resnet50", input_size=112, epochs=40, restart_epochs=(10,)),
     "densenet121": Recipe("densenet121", input_size=112, epochs=32, restart_epochs=(12,)),
 }
