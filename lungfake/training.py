@@ -76,7 +76,7 @@ class Recipe:
 
     @property
     def served_input_size(self) -> int:
-        """The input size of the last cycle: the size the finished model is served at."""
+        """The input size of the last cycle: the size export registers (serve-size may serve it at another)."""
         return self.input_size_at(self.epochs - 1)
 
     def same_schedule_until(self, other: "Recipe", epoch: int) -> bool:
