@@ -17,6 +17,12 @@ def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarr
     return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
+def ensemble_probabilities(member_probabilities, temperature: float = 1.0) -> np.ndarray:
+    """The ensemble's probabilities: the mean of its members' calibrated probabilities, then its own temperature
+    (fitted on val like a model's: a mean of calibrated models is less confident than each, Lakshminarayanan 2017)."""
+    return apply_temperature(np.mean(np.asarray(member_probabilities, np.float64), axis=0), temperature)
+
+
 def fit_temperature(probabilities: np.ndarray, y_true: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of the true classes (Guo et al. 2017)."""
     y_true = np.asarray(y_true)

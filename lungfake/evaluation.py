@@ -342,30 +342,47 @@ class Evaluator:
                 "robustness": {"tiles": int(len(clean)), "every": every, "accuracy": table},
                 "_shifted": shifted_probabilities, "_neutral": neutral, "_clean_every": clean}
 
+    def calibrate_ensemble(self, parts):
+        """(temperature, warning threshold) of the ensemble fitted on val and recorded in the registry, or
+        (1.0, None) where some member was not calibrated on val in this run."""
+        from .calibration import choose_threshold, ensemble_probabilities, fit_temperature
+        from .registry import update_ensemble_calibration
+
+        if not all("_val" in p[2] for p in parts):
+            return 1.0, None
+        members_val, y_val = [p[2]["_val"] for p in parts], parts[0][2]["_y_val"]
+        temperature = fit_temperature(ensemble_probabilities(members_val), y_val)
+        threshold = choose_threshold(ensemble_probabilities(members_val, temperature), y_val)
+        update_ensemble_calibration(temperature, threshold.to_json(), self.store.root)
+        return temperature, threshold
+
     def evaluate_ensemble(self, parts) -> Path:
+        from .calibration import ensemble_probabilities
+
         names = parts[0][0]
         y_true, families = self.labels("grouped", "test", names), self.families("grouped")
-        probabilities = np.mean([p[1] for p in parts], axis=0)
+        members = [p[2]["arch"] for p in parts]
+        temperature, threshold = self.calibrate_ensemble(parts)
+
+        def combine(key, name=None):
+            return ensemble_probabilities([p[2][key] if name is None else p[2][key][name] for p in parts], temperature)
+
+        uncalibrated = ensemble_probabilities([p[1] for p in parts])
+        probabilities = ensemble_probabilities([p[1] for p in parts], temperature)
         metrics = compute_metrics(y_true, probabilities, names, families)
+        if threshold is not None:
+            metrics["low_confidence"] = threshold.to_json()
         every = self.ROBUSTNESS_EVERY
-        shifted = {name: np.mean([p[2]["_shifted"][name] for p in parts], axis=0) for name in parts[0][2]["_shifted"]}
-        clean = np.mean([p[2]["_clean_every"] for p in parts], axis=0)
-        neutral = np.mean([p[2]["_neutral"] for p in parts], axis=0)
+        shifted = {name: combine("_shifted", name) for name in parts[0][2]["_shifted"]}
+        clean, neutral = combine("_clean_every"), combine("_neutral")
         table = {"clean": float((clean.argmax(1) == y_true[::every]).mean()),
                  **{n: float((v.argmax(1) == y_true[::every]).mean()) for n, v in shifted.items()}}
-        members = [p[2]["arch"] for p in parts]
-        if all("_val" in p[2] for p in parts):
-            from .calibration import choose_threshold
-            from .registry import update_ensemble_calibration
-
-            threshold = choose_threshold(np.mean([p[2]["_val"] for p in parts], axis=0), parts[0][2]["_y_val"])
-            update_ensemble_calibration(threshold.to_json(), self.store.root)
-            metrics["low_confidence"] = threshold.to_json()
         agree = np.all([np.asarray(p[2]["predictions"]) == np.asarray(parts[0][2]["predictions"]) for p in parts], axis=0)
-        metrics.update(arch="ensemble", protocol="grouped", display_name="Ensemble (mean of calibrated models)", members=members,
+        metrics.update(arch="ensemble", protocol="grouped", display_name="Ensemble (calibrated mean of the models)", members=members,
                        split_sha256=self.split_sha("grouped"), predictions=probabilities.argmax(1).tolist(), true_labels=y_true.tolist(),
-                       confidence=probabilities.max(1).round(4).tolist(), temperature=1.0,
-                       expected_calibration_error_uncalibrated=metrics["expected_calibration_error"],
+                       confidence=probabilities.max(1).round(4).tolist(), temperature=temperature,
+                       expected_calibration_error_uncalibrated=expected_calibration_error(y_true, uncalibrated),
+                       reliability_uncalibrated=reliability_curve(y_true, uncalibrated),
                        colour_neutral_accuracy=with_intervals(y_true, neutral.argmax(1), families),
                        robustness={"tiles": int(len(clean)), "every": every, "accuracy": table},
                        all_members_agree={"share": float(agree.mean()), "accuracy_when_agreeing": float((probabilities.argmax(1) == y_true)[agree].mean())})

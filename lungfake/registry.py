@@ -102,19 +102,26 @@ def update_calibration(arch: str, temperature: float, low_confidence: dict, fold
     _write_registry_file(path, payload)
 
 
-def update_ensemble_calibration(low_confidence: dict, folder: Path | None = None) -> None:
-    """Record the ensemble's warning threshold, chosen on val like each model's."""
+@dataclass(frozen=True)
+class EnsembleCalibration:
+    """The ensemble's temperature and warning threshold, both chosen on val by `evaluate`."""
+    temperature: float = 1.0
+    warn_below: float | None = None  # None: not chosen yet (the strictest member's threshold applies)
+
+
+def update_ensemble_calibration(temperature: float, low_confidence: dict, folder: Path | None = None) -> None:
+    """Record the ensemble's temperature and warning threshold, fitted on val like each model's."""
     path = WeightsStore.resolve(folder).registry
     payload = _read_registry_file(path)
-    payload["ensemble"] = {"low_confidence": low_confidence}
+    payload["ensemble"] = {"temperature": round(float(temperature), 6), "low_confidence": low_confidence}
     _write_registry_file(path, payload)
 
 
-def load_ensemble_threshold(folder: Path | None = None) -> float | None:
-    """The ensemble's warning threshold, or None where evaluate has not chosen one."""
-    path = WeightsStore.resolve(folder).registry
-    threshold = _read_registry_file(path).get("ensemble", {}).get("low_confidence", {}).get("threshold")
-    return float(threshold) if threshold is not None else None
+def load_ensemble_calibration(folder: Path | None = None) -> EnsembleCalibration:
+    """The ensemble's calibration as evaluate recorded it (temperature 1 and no threshold before that)."""
+    recorded = _read_registry_file(WeightsStore.resolve(folder).registry).get("ensemble", {})
+    threshold = recorded.get("low_confidence", {}).get("threshold")
+    return EnsembleCalibration(float(recorded.get("temperature", 1.0)), float(threshold) if threshold is not None else None)
 
 
 def register_ood(entry: OodEntry, folder: Path | None = None) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import apply_temperature
+from .calibration import apply_temperature, ensemble_probabilities
 from .classes import display_name, is_cancer
 from .images import to_model_input
 from .inference import LoadedModel, OodScreen, select_entries
 from .ood import OodVerdict
+from .registry import EnsembleCalibration
 
 DEFAULT_WARNING_CONFIDENCE = 0.6  # for registry entries calibrated before thresholds were chosen on val
 BATCH = 32
@@ -77,20 +78,22 @@ class ImageScore:
     rgb: np.ndarray = field(repr=False, compare=False)
     models: dict[str, ModelScore]  # keyed by architecture
     ood: OodVerdict
-    ensemble_warn_below: float | None = None  # chosen on val by evaluate; else the strictest model's
+    ensemble_calibration: EnsembleCalibration = EnsembleCalibration()  # chosen on val by evaluate
 
     @property
     def ensemble(self) -> ModelScore | None:
-        """The mean of the models' calibrated probabilities (None with a single model)."""
+        """The mean of the models' calibrated probabilities at the ensemble's temperature (None with a single
+        model); it warns below its own val threshold, else below the strictest model's."""
         if len(self.models) < 2:
             return None
         classes = list(next(iter(self.models.values())).probabilities)
-        mean = {c: float(np.mean([m.probabilities[c] for m in self.models.values()])) for c in classes}
+        members = [[m.probabilities[c] for c in classes] for m in self.models.values()]
+        combined = ensemble_probabilities(members, self.ensemble_calibration.temperature)
         sha = ",".join(m.weights_sha256[:12] for m in self.models.values())
-        warn_below = self.ensemble_warn_below
+        warn_below = self.ensemble_calibration.warn_below
         if warn_below is None:
             warn_below = max(m.warn_below for m in self.models.values())
-        return ModelScore(ENSEMBLE, "Ensemble", mean, sha, warn_below)
+        return ModelScore(ENSEMBLE, "Ensemble", dict(zip(classes, map(float, combined))), sha, warn_below)
 
     @property
     def models_agree(self) -> bool:
@@ -180,15 +183,15 @@ def dihedral_views(pixels: np.ndarray) -> list[np.ndarray]:
 class Scorer:
     """The served models and the out-of-distribution screen, scoring batches of RGB images."""
 
-    def __init__(self, served: list[ServedModel], screen: OodScreen, ensemble_warn_below: float | None = None):
-        self.served, self.screen, self.ensemble_warn_below = served, screen, ensemble_warn_below
+    def __init__(self, served: list[ServedModel], screen: OodScreen, ensemble_calibration: EnsembleCalibration = EnsembleCalibration()):
+        self.served, self.screen, self.ensemble_calibration = served, screen, ensemble_calibration
 
     @classmethod
     def load(cls, which: str = "all", folder: Path | None = None) -> "Scorer":
-        from .registry import load_ensemble_threshold
+        from .registry import load_ensemble_calibration
 
         served = [ServedModel(LoadedModel.load(entry, folder)) for entry in select_entries(which, folder)]
-        return cls(served, OodScreen.load([s.loaded for s in served], folder), load_ensemble_threshold(folder))
+        return cls(served, OodScreen.load([s.loaded for s in served], folder), load_ensemble_calibration(folder))
 
     def score(self, images: list[np.ndarray], names: list[str] | None = None, explain: bool = False,
               tta: bool = False) -> list[ImageScore]:
@@ -202,7 +205,7 @@ class Scorer:
             per_model[model.entry.arch], features[model.entry.arch] = self._score_model(model, inputs[size], explain, tta)
         verdicts = self.screen.assess(images, features, {size: batch for size, batch in inputs.items()})
         return [ImageScore(names[i], images[i], {arch: scores[i] for arch, scores in per_model.items()}, verdicts[i],
-                           self.ensemble_warn_below) for i in range(len(images))]
+                           self.ensemble_calibration) for i in range(len(images))]
 
     def _score_model(self, model: ServedModel, pixels: np.ndarray, explain: bool, tta: bool) -> tuple[list[ModelScore], np.ndarray]:
         entry, probabilities, features = model.entry, [], []

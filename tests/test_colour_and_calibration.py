@@ -73,17 +73,34 @@ def test_threshold_keeps_accurate_predictions_above_it():
 
 def test_the_ensemble_warns_at_its_own_val_threshold_not_the_strictest_models(tmp_path):
     from lungfake.ood import NOT_CHECKED
-    from lungfake.registry import load_ensemble_threshold, update_ensemble_calibration
+    from lungfake.registry import EnsembleCalibration, load_ensemble_calibration, update_ensemble_calibration
     from lungfake.scoring import ImageScore, ModelScore
 
     (tmp_path / "registry.json").write_text('{"models": {}}')
-    assert load_ensemble_threshold(tmp_path) is None
-    update_ensemble_calibration({"threshold": 0.8, "val_coverage": 0.7, "val_accuracy": 0.99}, tmp_path)
-    assert load_ensemble_threshold(tmp_path) == 0.8
+    assert load_ensemble_calibration(tmp_path) == EnsembleCalibration(1.0, None)
+    update_ensemble_calibration(1.0, {"threshold": 0.8, "val_coverage": 0.7, "val_accuracy": 0.99}, tmp_path)
+    assert load_ensemble_calibration(tmp_path) == EnsembleCalibration(1.0, 0.8)
     models = {a: ModelScore(a, a, {"lung_n": 0.9, "lung_aca": 0.05, "lung_scc": 0.05}, "0" * 64, warn) for a, warn in (("a", 0.999), ("b", 0.7))}
     rgb = np.zeros((4, 4, 3), np.uint8)
     assert ImageScore("t", rgb, models, NOT_CHECKED).ensemble.low_confidence  # the strictest model's 0.999
-    assert not ImageScore("t", rgb, models, NOT_CHECKED, load_ensemble_threshold(tmp_path)).ensemble.low_confidence
+    assert not ImageScore("t", rgb, models, NOT_CHECKED, load_ensemble_calibration(tmp_path)).ensemble.low_confidence
+
+
+def test_the_ensemble_applies_its_own_temperature_to_the_mean_of_its_members():
+    from lungfake.calibration import ensemble_probabilities
+    from lungfake.ood import NOT_CHECKED
+    from lungfake.registry import EnsembleCalibration
+    from lungfake.scoring import ImageScore, ModelScore
+
+    members = {"a": {"lung_n": 0.9, "lung_aca": 0.06, "lung_scc": 0.04}, "b": {"lung_n": 0.5, "lung_aca": 0.4, "lung_scc": 0.1}}
+    models = {a: ModelScore(a, a, p, "0" * 64, 0.5) for a, p in members.items()}
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    plain = ImageScore("t", rgb, models, NOT_CHECKED).ensemble.probabilities
+    assert plain["lung_n"] == pytest.approx(0.7) and plain["lung_aca"] == pytest.approx(0.23)
+    sharper = ImageScore("t", rgb, models, NOT_CHECKED, EnsembleCalibration(0.5, None)).ensemble.probabilities
+    expected = ensemble_probabilities([list(p.values()) for p in members.values()], 0.5)
+    assert list(sharper.values()) == pytest.approx(list(expected)) and sharper["lung_n"] > 0.8
+    assert max(sharper, key=sharper.get) == max(plain, key=plain.get)  # a temperature never changes the call
 
 
 def test_every_named_shift_changes_a_tile_and_sharpening_is_the_opposite_of_blur():
