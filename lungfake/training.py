@@ -96,7 +96,7 @@ class Recipe:
 DEFAULT_RECIPES = {
     "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=82, restart_epochs=(24, 64), restart_input_sizes=(128, 224)),
     "resnet50": Recipe("resnet50", input_size=112, epochs=40, restart_epochs=(10,)),
-    "densenet121": Recipe("densenet121", input_size=112, epochs=32, restart_epochs=(12,)),
+    "densenet121": Recipe("densenet121", input_size=112, epochs=46, restart_epochs=(12, 32), restart_input_sizes=(112, 144)),
 }
 
 
@@ -227,6 +227,7 @@ class StartingPoint:
     history: dict
     epochs_done: int
     split_sha256: str  # the split its epochs were trained on: the committed one, or one that it only folds
+    first_epochs: dict | None = None  # its own record of earlier epochs on another split, carried into the next
 
 
 def served_starting_point(arch: str, protocol: str, recipe: Recipe, split_csv: Path, folder: Path | None = None) -> StartingPoint:
@@ -253,7 +254,7 @@ def served_starting_point(arch: str, protocol: str, recipe: Recipe, split_csv: P
     if done not in recipe.restart_epochs or not recipe.same_schedule_until(earlier, done) or earlier.epochs != done:
         raise TrainingError(f"The served {arch} model ({done} epochs) is not the first part of this recipe (restarts at "
                             f"{list(recipe.restart_epochs)}, same settings before them); train from scratch.")
-    return StartingPoint(verified_path(entry, store.root), record["history"], done, trained_on)
+    return StartingPoint(verified_path(entry, store.root), record["history"], done, trained_on, record.get("first_epochs"))
 
 
 def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int, start: StartingPoint | None = None):
@@ -365,6 +366,8 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
               "train_minutes": round(sum(history.get("epoch_seconds", [])) / 60, 1), "split_sha256": split_sha}
     if start is not None and start.split_sha256 != split_sha:
         record["first_epochs"] = {"epochs": start.epochs_done, "split_sha256": start.split_sha256}
+    elif start is not None and start.first_epochs:  # continued on the same split: its earliest epochs stay on record
+        record["first_epochs"] = start.first_epochs
     path = history_path(recipe.arch, protocol, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(path, record)

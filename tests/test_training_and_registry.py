@@ -126,6 +126,23 @@ def test_evaluate_and_predict_with_the_exported_model(trained):
     assert [e.arch for e in select_entries("tiny, tiny", weights)] == ["tiny"]
 
 
+
+def test_the_ensemble_is_calibrated_on_val_and_recorded_in_the_registry(trained):
+    from lungfake.registry import load_ensemble_calibration
+
+    weights = trained["base"] / "weights"
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
+                   split_sha=split_sha256(trained["split_csv"]))
+    evaluator = Evaluator(trained["data"], weights)
+    _, part = evaluator.evaluate_model("tiny", "grouped")
+    path = evaluator.evaluate_ensemble([part, part])  # two identical members: the ensemble is that model
+    ensemble, member = json.loads(path.read_text()), part[2]
+    assert ensemble["predictions"] == member["predictions"] and ensemble["accuracy"] == member["accuracy"]
+    assert ensemble["temperature"] == pytest.approx(1.0, abs=0.02)  # the member is calibrated already
+    recorded = load_ensemble_calibration(weights)
+    assert recorded.temperature == pytest.approx(ensemble["temperature"], abs=1e-5)
+    assert recorded.warn_below == ensemble["low_confidence"]["threshold"]
+
 def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(shared_tiny_dataset, tmp_path):
     tiles = list_tiles(shared_tiny_dataset)
     rows = make_split(tiles, [t.path for t in tiles], "random", seed=1)
@@ -188,10 +205,17 @@ def test_a_model_continues_on_a_split_that_only_folds_its_own(trained, tmp_path)
     longer = Recipe(**{**trained["recipe"].__dict__, "epochs": 2, "restart_epochs": (1,)})
     start = served_starting_point("tiny", "grouped", longer, folded, weights)
     assert start.split_sha256 == sha
-    export_trained(trained["model"], longer, "grouped", trained["history"], 1.0, folder=weights,
+    two_epochs = {k: v + v for k, v in trained["history"].items()}  # as if the second epoch had run
+    export_trained(trained["model"], longer, "grouped", two_epochs, 1.0, folder=weights,
                    split_sha=split_sha256(folded), start=start)
     record = json.loads(WeightsStore.resolve(weights).history_json("tiny", "grouped").read_text())
     assert record["split_sha256"] == split_sha256(folded) and record["first_epochs"] == {"epochs": 1, "split_sha256": sha}
+    third = Recipe(**{**longer.__dict__, "epochs": 3, "restart_epochs": (1, 2)})  # a further cycle on the folded split
+    again = served_starting_point("tiny", "grouped", third, folded, weights)
+    export_trained(trained["model"], third, "grouped", record["history"], 1.0, folder=weights, split_sha=split_sha256(folded),
+                   start=again)
+    record = json.loads(WeightsStore.resolve(weights).history_json("tiny", "grouped").read_text())
+    assert record["first_epochs"] == {"epochs": 1, "split_sha256": sha}  # still says where the first epoch was trained
 
 
 def test_a_cycle_may_train_at_a_larger_input_size():
