@@ -357,7 +357,7 @@ class Evaluator:
         return temperature, threshold
 
     def evaluate_ensemble(self, parts) -> Path:
-        from .calibration import ensemble_probabilities
+        from .calibration import apply_temperature, ensemble_probabilities
 
         names = parts[0][0]
         y_true, families = self.labels("grouped", "test", names), self.families("grouped")
@@ -367,8 +367,8 @@ class Evaluator:
         def combine(key, name=None):
             return ensemble_probabilities([p[2][key] if name is None else p[2][key][name] for p in parts], temperature)
 
-        uncalibrated = ensemble_probabilities([p[1] for p in parts])
-        probabilities = ensemble_probabilities([p[1] for p in parts], temperature)
+        uncalibrated = ensemble_probabilities([p[1] for p in parts])  # the plain mean, for ECE before
+        probabilities = apply_temperature(uncalibrated, temperature)
         metrics = compute_metrics(y_true, probabilities, names, families)
         if threshold is not None:
             metrics["low_confidence"] = threshold.to_json()

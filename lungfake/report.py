@@ -132,4 +132,5 @@ class CaseReport:
                 f'<div class="disclaimer">{html.escape(DISCLAIMER)}</div>'
                 + "".join(self.sections)
                 + f"<h2>Models</h2>{models}<p class=\"meta\">Probabilities are calibrated (temperature fitted on "
-                "validation tiles). The ensemble averages the models' calibrated probabilities, then applies its own temperature, also fitted on validation tiles.</p></body></html>")
+                "validation tiles). The ensemble averages the models' calibrated probabilities, then applies its own "
+                "temperature, also fitted on validation tiles.</p></body></html>")

@@ -126,7 +126,6 @@ def test_evaluate_and_predict_with_the_exported_model(trained):
     assert [e.arch for e in select_entries("tiny, tiny", weights)] == ["tiny"]
 
 
-
 def test_the_ensemble_is_calibrated_on_val_and_recorded_in_the_registry(trained):
     from lungfake.registry import load_ensemble_calibration
 
@@ -142,6 +141,7 @@ def test_the_ensemble_is_calibrated_on_val_and_recorded_in_the_registry(trained)
     recorded = load_ensemble_calibration(weights)
     assert recorded.temperature == pytest.approx(ensemble["temperature"], abs=1e-5)
     assert recorded.warn_below == ensemble["low_confidence"]["threshold"]
+
 
 def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(shared_tiny_dataset, tmp_path):
     tiles = list_tiles(shared_tiny_dataset)
