@@ -313,7 +313,8 @@ class Evaluator:
         history = json.loads(self.store.history_json(arch, protocol).read_text())
         metrics.update(arch=arch, protocol=protocol, display_name=entry.display_name or arch, model_file=model_file,
                        weights_sha256=sha, input_size=size, split_sha256=self.split_sha(protocol),
-                       history=history["history"], train_minutes=history.get("train_minutes"), recipe=history["recipe"],
+                       history=history["history"], train_minutes=history.get("train_minutes"),
+                       train_cpu_minutes=history.get("train_cpu_minutes"), recipe=history["recipe"],
                        trained_on_split_sha256=history.get("split_sha256"))
         path = self._write(arch, protocol, metrics)
         return path, (names, calibrated, metrics)

@@ -82,7 +82,11 @@ def model_recipe_sentence(entry) -> str:
     augment = ("augmented in stain space (haematoxylin and eosin amounts and colours), gamma, blur, JPEG, "
                "magnification 0.6-1.6x and any rotation" if "augmentation" in recipe else "flips, rotations and colour jitter")
     restarts = recipe.get("restart_epochs") or []
-    restart = f", with a warm restart of the learning rate at epoch {', '.join(map(str, restarts))}" if restarts else ""
+    peaks = recipe.get("restart_learning_rates") or []
+    at = [f"{e} (peak {rate:g})" for e, rate in zip(restarts, peaks)] if len(peaks) == len(restarts) else list(map(str, restarts))
+    restart = f", with a warm restart of the learning rate at epoch {', '.join(at)}" if restarts else ""
+    cpu = recipe.get("train_cpu_minutes")
+    cost = f"{recipe.get('train_minutes')} minutes of training on a 2-core CPU" + (f", {cpu} CPU-minutes" if cpu else "")
     return (f"trained from scratch (no ImageNet weights) {_sizes_phrase(entry)} for {recipe.get('epochs')} "
-            f"epochs{restart} ({recipe.get('train_minutes')} CPU minutes on 2 cores); {colour}{augment}. Probabilities are "
+            f"epochs{restart} ({cost}); {colour}{augment}. Probabilities are "
             f"temperature-scaled on validation tiles (T = {entry.temperature:.2f}). Grad-CAM on layer `{entry.gradcam_layer}`.")

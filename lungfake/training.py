@@ -53,6 +53,10 @@ class Recipe:
     # throughout). A last cycle at a larger size fine-tunes a network trained small at the size it will serve
     # (the "FixRes" effect, Touvron et al. 2019): most epochs stay cheap, the served model sees the tile's detail.
     restart_input_sizes: tuple[int, ...] = ()
+    # The peak learning rate of the cycle that each restart starts (aligned with restart_epochs; empty:
+    # restart_learning_rate at every restart). A late cycle that only fine-tunes a converged network climbs
+    # lower: a climb back to 1e-3 undoes more than a short cycle on one core can rebuild.
+    restart_learning_rates: tuple[float, ...] = ()
 
     @staticmethod
     def from_json(payload: dict) -> "Recipe":
@@ -66,13 +70,22 @@ class Recipe:
         bounds = [0, *sorted(self.restart_epochs), self.epochs]
         return next((a, b) for a, b in zip(bounds, bounds[1:]) if a <= epoch < b)
 
+    def _of_cycle(self, epoch: int, per_restart: tuple, at_restart, at_start, what: str):
+        """A setting of the cycle holding epoch: at_start in the first cycle; in a later one its entry of per_restart
+        (aligned with restart_epochs), else at_restart."""
+        if len(per_restart) not in (0, len(self.restart_epochs)):
+            raise TrainingError(f"{what} needs one value per restart epoch.")
+        first, _ = self.segment(epoch)
+        return at_start if first == 0 else dict(zip(sorted(self.restart_epochs), per_restart)).get(first, at_restart)
+
     def input_size_at(self, epoch: int) -> int:
         """The input size the network is trained at in epoch (that of the cycle holding it)."""
-        if len(self.restart_input_sizes) not in (0, len(self.restart_epochs)):
-            raise TrainingError("restart_input_sizes needs one size per restart epoch.")
-        first, _ = self.segment(epoch)
-        sizes = dict(zip(sorted(self.restart_epochs), self.restart_input_sizes))
-        return sizes.get(first, self.input_size)
+        return self._of_cycle(epoch, self.restart_input_sizes, self.input_size, self.input_size, "restart_input_sizes")
+
+    def peak_learning_rate_at(self, epoch: int) -> float:
+        """The peak learning rate of the cycle holding epoch."""
+        return self._of_cycle(epoch, self.restart_learning_rates, self.restart_learning_rate, self.learning_rate,
+                              "restart_learning_rates")
 
     @property
     def served_input_size(self) -> int:
@@ -81,13 +94,14 @@ class Recipe:
 
     def same_schedule_until(self, other: "Recipe", epoch: int) -> bool:
         """Whether this recipe trains its first `epoch` epochs exactly as other does (other may end there)."""
-        ignore = {"epochs", "restart_epochs", "restart_input_sizes"}
+        ignore = {"epochs", "restart_epochs", "restart_input_sizes", "restart_learning_rates"}
         if not any(r < epoch for r in (*self.restart_epochs, *other.restart_epochs)):
             ignore |= {"restart_learning_rate", "restart_warmup_epochs"}  # no restart yet: they played no part
         same = all(getattr(self, k) == getattr(other, k) for k in Recipe.__dataclass_fields__ if k not in ignore)
         earlier_restarts = [r for r in self.restart_epochs if r < epoch]
         return (same and earlier_restarts == [r for r in other.restart_epochs if r < epoch]
-                and all(self.input_size_at(r) == other.input_size_at(r) for r in earlier_restarts))
+                and all(self.input_size_at(r) == other.input_size_at(r) for r in earlier_restarts)
+                and all(self.peak_learning_rate_at(r) == other.peak_learning_rate_at(r) for r in earlier_restarts))
 
 
 # The committed models' recipes (see weights/history/). Each cycle of a recipe fits a 2.5-hour session on one
@@ -142,8 +156,8 @@ def learning_rate_schedule(recipe: Recipe, steps_per_epoch: int, epoch: int = 0)
     import keras
 
     first, end = recipe.segment(epoch)
-    peak, warmup_epochs = (recipe.learning_rate, recipe.warmup_epochs) if first == 0 else (
-        recipe.restart_learning_rate, recipe.restart_warmup_epochs)
+    peak = recipe.peak_learning_rate_at(epoch)
+    warmup_epochs = recipe.warmup_epochs if first == 0 else recipe.restart_warmup_epochs
     total = max(1, (end - first) * steps_per_epoch)
     warmup = int(warmup_epochs * steps_per_epoch)
     return keras.optimizers.schedules.CosineDecay(
@@ -190,7 +204,7 @@ class _ProgressLog:
 
         class ProgressLog(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
-                self.epoch, self.started = epoch, time.perf_counter()
+                self.epoch, self.started, self.cpu_started = epoch, time.perf_counter(), time.process_time()
 
             def on_train_batch_end(self, batch, logs=None):
                 if (batch + 1) % log_every and batch + 1 != steps_per_epoch:
@@ -207,6 +221,8 @@ class _ProgressLog:
                 seconds = time.perf_counter() - self.started
                 history.setdefault("epoch_seconds", []).append(round(seconds, 1))
                 history.setdefault("images_per_second", []).append(round(steps_per_epoch * batch_size / seconds, 1))
+                # CPU seconds of every thread of the process (wall seconds times the cores it kept busy).
+                history.setdefault("cpu_seconds", []).append(round(time.process_time() - self.cpu_started, 1))
                 self.model.save(run_dir / "checkpoint.keras")
                 _write_json(run_dir / "state.json", {"epochs_done": epoch + 1, "history": history})
                 log.info("epoch %d done: %s", epoch + 1, json.dumps({k: v[-1] for k, v in history.items()}))
@@ -350,6 +366,12 @@ def unregistered_model_path(arch: str, protocol: str) -> Path:
     return run_dir_for(arch, protocol) / "model.keras"
 
 
+def train_cpu_minutes(history: dict) -> float | None:
+    """CPU minutes of all epochs, or None where some epochs were trained before CPU time was recorded."""
+    cpu = history.get("cpu_seconds", [])
+    return round(sum(cpu) / 60, 1) if cpu and len(cpu) == len(history.get("epoch_seconds", [])) else None
+
+
 def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds: float, folder: Path | None = None,
                    split_sha: str | None = None, start: StartingPoint | None = None) -> Path:
     """Save the inference model (grouped: into weights/ and the registry) and the training history (with the
@@ -363,7 +385,8 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
     target.parent.mkdir(parents=True, exist_ok=True)
     inference_copy(model).save(target)
     record = {"recipe": _recipe_json(recipe), "protocol": protocol, "history": history, "last_session_minutes": round(seconds / 60, 1),
-              "train_minutes": round(sum(history.get("epoch_seconds", [])) / 60, 1), "split_sha256": split_sha}
+              "train_minutes": round(sum(history.get("epoch_seconds", [])) / 60, 1), "split_sha256": split_sha,
+              "train_cpu_minutes": train_cpu_minutes(history)}
     if start is not None and start.split_sha256 != split_sha:
         record["first_epochs"] = {"epochs": start.epochs_done, "split_sha256": start.split_sha256}
     elif start is not None and start.first_epochs:  # continued on the same split: its earliest epochs stay on record
@@ -377,7 +400,7 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
             arch=recipe.arch, file=target.name, sha256=sha256_of(target), input_size=recipe.served_input_size,
             class_names=CLASS_NAMES, gradcam_layer=spec.gradcam_layer, preprocessing=spec.preprocessing,
             split=protocol, display_name=DISPLAY_NAMES.get(recipe.arch, recipe.arch),
-            recipe={**_recipe_json(recipe), "train_minutes": record["train_minutes"]},
+            recipe={**_recipe_json(recipe), "train_minutes": record["train_minutes"], "train_cpu_minutes": record["train_cpu_minutes"]},
         ), folder)
     log.info("saved %s (%.1f MB)", target, target.stat().st_size / 1e6)
     return target

@@ -11,11 +11,18 @@ def _interval(m: dict) -> str:
     return f"{m['accuracy']:.1%} ({m['accuracy_ci95'][0]:.1%}-{m['accuracy_ci95'][1]:.1%})"
 
 
+def _train_minutes(m: dict) -> str:
+    """Wall minutes of training and, where every epoch recorded them, CPU minutes."""
+    if not m.get("train_minutes"):
+        return "-"
+    return f"{m['train_minutes']} / {m.get('train_cpu_minutes') or '-'}"
+
+
 def main() -> None:
     store = WeightsStore.resolve()
     registry = load_registry(store.root)
     metrics = load_all_metrics(store)
-    print("| model | split | input | epochs | train img/s | train CPU-min | accuracy (95% CI) | macro-F1 | cancer vs benign "
+    print("| model | split | input | epochs | train img/s | train minutes (wall / CPU) | accuracy (95% CI) | macro-F1 | cancer vs benign "
           "| sens / spec | colour-neutral | ECE before / after | file | on the committed split |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (arch, protocol), m in sorted(metrics.items(), key=lambda item: (item[0][0] in BASELINES, item[0])):
@@ -30,7 +37,7 @@ def main() -> None:
         neutral_text = f"{neutral['value']:.1%}" if neutral else "-"
         print(
             f"| {m['display_name']} | {protocol} | {size_px} "
-            f"| {len(history['loss']) if history else '-'} | {rate} | {m.get('train_minutes') or '-'} | {_interval(m)} | {m['macro_f1']:.3f} "
+            f"| {len(history['loss']) if history else '-'} | {rate} | {_train_minutes(m)} | {_interval(m)} | {m['macro_f1']:.3f} "
             f"| {m['binary_accuracy']:.1%} | {m['binary_sensitivity']:.1%} / {m['binary_specificity']:.1%} "
             f"| {neutral_text} "
             f"| {f'{ece_before:.3f} / ' if ece_before is not None else ''}{m['expected_calibration_error']:.3f} "

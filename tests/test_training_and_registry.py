@@ -36,7 +36,8 @@ def trained(tmp_path_factory, request):
 
 def test_training_checkpoints_and_records_history(trained):
     assert trained["finished"]
-    assert set(trained["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"}
+    assert set(trained["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "cpu_seconds"}
+    assert trained["history"]["cpu_seconds"][0] > 0
     state = json.loads((trained["run_dir"] / "state.json").read_text())
     assert state["epochs_done"] == 1
     assert (trained["run_dir"] / "checkpoint.keras").exists()
@@ -51,6 +52,15 @@ def test_training_resumes_from_the_checkpoint(trained, tmp_path):
     _, history, finished = train(trained["data"], trained["rows"], longer, run_dir)
     assert finished and len(history["loss"]) == 2
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 2
+
+
+def test_cpu_minutes_are_reported_only_where_every_epoch_recorded_them():
+    from lungfake.training import train_cpu_minutes
+
+    assert train_cpu_minutes({"epoch_seconds": [60, 60], "cpu_seconds": [120, 60]}) == 3.0
+    # A model continued from epochs trained before CPU time was recorded: its CPU total is unknown, not a part.
+    assert train_cpu_minutes({"epoch_seconds": [60, 60, 60], "cpu_seconds": [120, 60]}) is None
+    assert train_cpu_minutes({"epoch_seconds": [60]}) is None
 
 
 def test_each_epoch_samples_a_few_tiles_of_every_family():
@@ -225,6 +235,31 @@ def test_a_cycle_may_train_at_a_larger_input_size():
     stopped_at_eight = Recipe(**{**recipe.__dict__, "epochs": 8, "restart_epochs": (4,), "restart_input_sizes": ()})
     assert recipe.same_schedule_until(stopped_at_eight, 8)
     assert not recipe.same_schedule_until(Recipe(**{**stopped_at_eight.__dict__, "restart_input_sizes": (40,)}), 8)
+
+
+def test_a_late_cycle_may_climb_to_a_lower_peak_learning_rate():
+    from lungfake.errors import TrainingError
+    from lungfake.training import learning_rate_schedule
+
+    recipe = Recipe("tiny", input_size=32, epochs=10, restart_epochs=(4, 8), restart_learning_rate=1e-3,
+                    restart_learning_rates=(1e-3, 2e-4), restart_warmup_epochs=1)
+    assert [recipe.peak_learning_rate_at(e) for e in (0, 4, 7, 8, 9)] == [recipe.learning_rate, 1e-3, 1e-3, 2e-4, 2e-4]
+    assert float(learning_rate_schedule(recipe, 10, 8)(10)) == pytest.approx(2e-4)
+    assert float(learning_rate_schedule(recipe, 10, 4)(10)) == pytest.approx(1e-3)
+    # A model trained with one restart at the shared rate is the first part of this recipe...
+    stopped_at_eight = Recipe(**{**recipe.__dict__, "epochs": 8, "restart_epochs": (4,), "restart_learning_rates": ()})
+    assert recipe.same_schedule_until(stopped_at_eight, 8)
+    # ...but not one whose first restart climbed elsewhere.
+    assert not recipe.same_schedule_until(Recipe(**{**stopped_at_eight.__dict__, "restart_learning_rates": (5e-4,)}), 8)
+    from lungfake.model_card import model_recipe_sentence
+    from lungfake.registry import ModelEntry
+
+    entry = ModelEntry("tiny", "tiny.keras", "0" * 64, 32, CLASS_NAMES, "conv", "scale_0_1", "grouped",
+                       recipe={"arch": "tiny", "input_size": 32, "epochs": 10, "restart_epochs": [4, 8],
+                               "restart_learning_rates": [1e-3, 2e-4]})
+    assert "warm restart of the learning rate at epoch 4 (peak 0.001), 8 (peak 0.0002)" in model_recipe_sentence(entry)
+    with pytest.raises(TrainingError, match="one value per restart"):
+        Recipe(**{**recipe.__dict__, "restart_learning_rates": (1e-3,)}).peak_learning_rate_at(9)
 
 
 def test_a_served_model_continues_at_a_larger_input_size(trained, tmp_path):
