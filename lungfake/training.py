@@ -94,9 +94,10 @@ class Recipe:
 
     def same_schedule_until(self, other: "Recipe", epoch: int) -> bool:
         """Whether this recipe trains its first `epoch` epochs exactly as other does (other may end there)."""
-        ignore = {"epochs", "restart_epochs", "restart_input_sizes", "restart_learning_rates"}
+        # Per-cycle settings are compared below as each earlier cycle used them (the shared restart rate included).
+        ignore = {"epochs", "restart_epochs", "restart_input_sizes", "restart_learning_rates", "restart_learning_rate"}
         if not any(r < epoch for r in (*self.restart_epochs, *other.restart_epochs)):
-            ignore |= {"restart_learning_rate", "restart_warmup_epochs"}  # no restart yet: they played no part
+            ignore |= {"restart_warmup_epochs"}  # no restart yet: it played no part
         same = all(getattr(self, k) == getattr(other, k) for k in Recipe.__dataclass_fields__ if k not in ignore)
         earlier_restarts = [r for r in self.restart_epochs if r < epoch]
         return (same and earlier_restarts == [r for r in other.restart_epochs if r < epoch]

@@ -239,6 +239,8 @@ def test_a_cycle_may_train_at_a_larger_input_size():
 
 def test_a_late_cycle_may_climb_to_a_lower_peak_learning_rate():
     from lungfake.errors import TrainingError
+    from lungfake.model_card import model_recipe_sentence
+    from lungfake.registry import ModelEntry
     from lungfake.training import learning_rate_schedule
 
     recipe = Recipe("tiny", input_size=32, epochs=10, restart_epochs=(4, 8), restart_learning_rate=1e-3,
@@ -251,9 +253,9 @@ def test_a_late_cycle_may_climb_to_a_lower_peak_learning_rate():
     assert recipe.same_schedule_until(stopped_at_eight, 8)
     # ...but not one whose first restart climbed elsewhere.
     assert not recipe.same_schedule_until(Recipe(**{**stopped_at_eight.__dict__, "restart_learning_rates": (5e-4,)}), 8)
-    from lungfake.model_card import model_recipe_sentence
-    from lungfake.registry import ModelEntry
-
+    assert not recipe.same_schedule_until(Recipe(**{**stopped_at_eight.__dict__, "restart_learning_rate": 5e-4}), 8)
+    # The shared rate does not matter where every restart names its own.
+    assert Recipe(**{**recipe.__dict__, "restart_learning_rate": 7e-4}).same_schedule_until(stopped_at_eight, 8)
     entry = ModelEntry("tiny", "tiny.keras", "0" * 64, 32, CLASS_NAMES, "conv", "scale_0_1", "grouped",
                        recipe={"arch": "tiny", "input_size": 32, "epochs": 10, "restart_epochs": [4, 8],
                                "restart_learning_rates": [1e-3, 2e-4]})
