@@ -82,8 +82,8 @@ def model_recipe_sentence(entry) -> str:
     augment = ("augmented in stain space (haematoxylin and eosin amounts and colours), gamma, blur, JPEG, "
                "magnification 0.6-1.6x and any rotation" if "augmentation" in recipe else "flips, rotations and colour jitter")
     restarts = recipe.get("restart_epochs") or []
-    peaks = recipe.get("restart_learning_rates") or []
-    at = [f"{e} (peak {rate:g})" for e, rate in zip(restarts, peaks)] if len(peaks) == len(restarts) else list(map(str, restarts))
+    peaks = recipe.get("restart_learning_rates") or [None] * len(restarts)  # None: the shared restart rate
+    at = [f"{epoch} (peak {peak:g})" if peak else str(epoch) for epoch, peak in zip(restarts, peaks)]
     restart = f", with a warm restart of the learning rate at epoch {', '.join(at)}" if restarts else ""
     cpu = recipe.get("train_cpu_minutes")
     cost = f"{recipe.get('train_minutes')} minutes of training on a 2-core CPU" + (f", {cpu} CPU-minutes" if cpu else "")

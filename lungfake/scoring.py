@@ -183,7 +183,8 @@ def dihedral_views(pixels: np.ndarray) -> list[np.ndarray]:
 class Scorer:
     """The served models and the out-of-distribution screen, scoring batches of RGB images."""
 
-    def __init__(self, served: list[ServedModel], screen: OodScreen, ensemble_calibration: EnsembleCalibration = EnsembleCalibration()):
+    def __init__(self, served: list[ServedModel], screen: OodScreen,
+                 ensemble_calibration: EnsembleCalibration = EnsembleCalibration()):
         self.served, self.screen, self.ensemble_calibration = served, screen, ensemble_calibration
 
     @classmethod

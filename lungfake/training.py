@@ -401,7 +401,8 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
             arch=recipe.arch, file=target.name, sha256=sha256_of(target), input_size=recipe.served_input_size,
             class_names=CLASS_NAMES, gradcam_layer=spec.gradcam_layer, preprocessing=spec.preprocessing,
             split=protocol, display_name=DISPLAY_NAMES.get(recipe.arch, recipe.arch),
-            recipe={**_recipe_json(recipe), "train_minutes": record["train_minutes"], "train_cpu_minutes": record["train_cpu_minutes"]},
+            recipe={**_recipe_json(recipe), "train_minutes": record["train_minutes"],
+                    "train_cpu_minutes": record["train_cpu_minutes"]},
         ), folder)
     log.info("saved %s (%.1f MB)", target, target.stat().st_size / 1e6)
     return target

@@ -35,7 +35,8 @@ def show_results(report, opacity: float) -> None:
     if ensemble is not None:
         with right:
             show_model(ensemble, report.rgb, opacity, "ensemble")
-            st.caption("The ensemble averages the models' calibrated probabilities, then applies its own temperature (fitted on validation tiles).")
+            st.caption("The ensemble averages the models' calibrated probabilities, then applies its own "
+                       "temperature (fitted on validation tiles).")
     for column, (arch, score) in zip(st.columns(len(report.models)), report.models.items()):
         with column:
             show_model(score, report.rgb, opacity, arch)

@@ -2,9 +2,9 @@
 # Train the three served models on the grouped split, side by side (each checkpoints every epoch and
 # resumes when this script is run again), then evaluate, calibrate and refit the out-of-distribution check.
 # Logs go beside the checkpoints. One TensorFlow thread per run by default (THREADS=...). Measured on 2 cores,
-# two runs side by side (weights/history/): DenseNet121's 46 epochs 172 CPU-minutes (32 at 112 px, 111; its last 14
-# at 144 px, 61), MobileNetV2's 82 epochs 144 (64 at 128 px, 83; its last 18 at 224 px, 61),
-# ResNet50's 40 epochs about 150 (its first 10 took 38 on one thread; the 30 after its restart 56 minutes on two);
+# two runs side by side (weights/history/), in wall-clock minutes of training: DenseNet121's 46 epochs 172
+# (32 at 112 px, 111; its last 14 at 144 px, 61), MobileNetV2's 82 epochs 144 (64 at 128 px, 83; its last 18
+# at 224 px, 61), ResNet50's 40 epochs 94 (its first 10 took 38 on one thread; the 30 after its restart 56 on two);
 # all three at once take longer (three runs share two cores), so a run cut off by the
 # end of a session resumes from its checkpoint when this script is run again. Evaluation and the OOD refit then
 # take about 20 minutes. On a machine that has only the served models, `train --from-served` continues one at
