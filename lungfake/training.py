@@ -110,7 +110,7 @@ class Recipe:
 # served model left (a fresh machine) continues from it with `train --from-served`.
 DEFAULT_RECIPES = {
     "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=82, restart_epochs=(24, 64), restart_input_sizes=(128, 224)),
-    "resnet50": Recipe("resnet50", input_size=112, epochs=40, restart_epochs=(10,)),
+    "resnet50": Recipe("resnet50", input_size=112, epochs=52),
     "densenet121": Recipe("densenet121", input_size=112, epochs=46, restart_epochs=(12, 32), restart_input_sizes=(112, 144)),
 }
 
