@@ -196,6 +196,15 @@ def at_input_size(model, recipe: Recipe, size: int):
     return resized
 
 
+def seconds_left(steps_left: int, epochs_after: int, steps_per_epoch: int, step_seconds: float, whole_epochs: list[float]) -> float:
+    """Seconds until a run ends: the steps left in this epoch at the current pace, then each later epoch at the
+    median wall time of the whole epochs done in this process, validation and checkpoint included (training
+    steps alone leave out about a quarter of an epoch's wall time here); before one is done, at the steps' pace."""
+    steps_only = steps_per_epoch * step_seconds
+    per_epoch = float(np.median(whole_epochs)) if whole_epochs else steps_only
+    return steps_left * step_seconds + max(per_epoch - steps_only, 0.0) + epochs_after * per_epoch
+
+
 class _ProgressLog:
     """A keras callback (built lazily so keras loads only when training) that logs and checkpoints."""
 
@@ -204,15 +213,25 @@ class _ProgressLog:
         import keras
 
         class ProgressLog(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                # Wall seconds from one epoch's start to the next's in this process: validation, checkpoint and
+                # the refill of the shuffled, augmented input included.
+                self.whole_epochs, self.started = [], None
+
             def on_epoch_begin(self, epoch, logs=None):
-                self.epoch, self.started, self.cpu_started = epoch, time.perf_counter(), time.process_time()
+                now = time.perf_counter()
+                if self.started is not None:
+                    self.whole_epochs.append(now - self.started)
+                self.epoch, self.started, self.cpu_started = epoch, now, time.process_time()
 
             def on_train_batch_end(self, batch, logs=None):
                 if (batch + 1) % log_every and batch + 1 != steps_per_epoch:
                     return
                 elapsed = time.perf_counter() - self.started
                 rate = (batch + 1) * batch_size / elapsed
-                left = ((steps_per_epoch - batch - 1) + (total_epochs - self.epoch - 1) * steps_per_epoch) * batch_size / rate
+                left = seconds_left(steps_per_epoch - batch - 1, total_epochs - self.epoch - 1, steps_per_epoch,
+                                    batch_size / rate, self.whole_epochs)
                 log.info("epoch %d/%d step %d/%d loss %.4f acc %.4f %.1f img/s, about %.1f min left in the run",
                          self.epoch + 1, total_epochs, batch + 1, steps_per_epoch, logs["loss"], logs["accuracy"], rate, left / 60)
 

@@ -63,6 +63,16 @@ def test_cpu_minutes_are_reported_only_where_every_epoch_recorded_them():
     assert train_cpu_minutes({"epoch_seconds": [60]}) is None
 
 
+def test_the_time_left_counts_validation_and_checkpoints_once_an_epoch_is_done():
+    from lungfake.training import seconds_left
+
+    # 60 steps of 1 s an epoch; before a whole epoch is done only the steps' pace is known.
+    assert seconds_left(10, 2, 60, 1.0, []) == 10 + 2 * 60
+    # Whole epochs took 80 s (20 s of validation and checkpoint): this epoch's remainder pays it once, later ones each.
+    assert seconds_left(10, 2, 60, 1.0, [80.0, 79.0, 81.0]) == 10 + 20 + 2 * 80
+    assert seconds_left(0, 0, 60, 1.0, [80.0]) == 20
+
+
 def test_each_epoch_samples_a_few_tiles_of_every_family():
     from lungfake.splits import SplitRow
 
