@@ -105,9 +105,10 @@ class Recipe:
                 and all(self.peak_learning_rate_at(r) == other.peak_learning_rate_at(r) for r in earlier_restarts))
 
 
-# The committed models' recipes (see weights/history/). Each cycle of a recipe fits a 2.5-hour session on one
-# core of two; a run interrupted anywhere resumes from its checkpoint, and one that reached a restart with only the
-# served model left (a fresh machine) continues from it with `train --from-served`.
+# The committed models' recipes (see weights/history/). Each cycle of a recipe fits a 2.5-hour session: the
+# restarted ones on one core of two, ResNet50's single cycle only alone on both (--threads 2). A run interrupted
+# anywhere resumes from its checkpoint, and one that reached a restart with only the served model left (a fresh
+# machine) continues from it with `train --from-served`.
 DEFAULT_RECIPES = {
     "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=82, restart_epochs=(24, 64), restart_input_sizes=(128, 224)),
     "resnet50": Recipe("resnet50", input_size=112, epochs=52),
