@@ -318,6 +318,29 @@ def _recipe_json(recipe: Recipe) -> dict:
     return asdict(recipe)
 
 
+def check_resumable(run_dir: Path, recipe: Recipe) -> None:
+    """Refuse to resume a checkpoint under another recipe than the one it was trained with: its learning-rate
+    schedule, augmentation or input size would change mid-run without a word. A finished run may be extended
+    (more epochs, the same schedule so far)."""
+    state_path, saved_path = run_dir / "state.json", run_dir / "recipe.json"
+    if not (state_path.exists() and (run_dir / "checkpoint.keras").exists()):
+        return
+    if not saved_path.exists():
+        log.warning("%s has a checkpoint but no recipe.json; resuming without checking its recipe", run_dir)
+        return
+    saved = Recipe.from_json(json.loads(saved_path.read_text()))
+    done = json.loads(state_path.read_text())["epochs_done"]
+    if saved == recipe:
+        return
+    if done >= saved.epochs and recipe.epochs >= done and recipe.same_schedule_until(saved, done):
+        log.info("extending the finished run in %s from %d to %d epochs", run_dir, done, recipe.epochs)
+        return
+    changed = ", ".join(f"{k}={getattr(saved, k)!r} (now {getattr(recipe, k)!r})"
+                        for k in Recipe.__dataclass_fields__ if getattr(saved, k) != getattr(recipe, k))
+    raise TrainingError(f"{run_dir} holds a run of {done} of {saved.epochs} epochs trained with another recipe: {changed}. "
+                        "Resume it with the same settings (for example --epochs), or move that folder away to start over.")
+
+
 def train(root: Path, rows: list[SplitRow], recipe: Recipe, run_dir: Path, max_minutes: float | None = None,
           start: StartingPoint | None = None):
     """Train (or resume) in run_dir; returns (model, history, finished). With max_minutes, stops after
@@ -325,6 +348,7 @@ def train(root: Path, rows: list[SplitRow], recipe: Recipe, run_dir: Path, max_m
     no checkpoint yet continues from that saved model at its restart epoch."""
     import keras
 
+    check_resumable(run_dir, recipe)  # before recipe.json is rewritten with this recipe
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "recipe.json", _recipe_json(recipe))
     keras.utils.set_random_seed(recipe.seed)

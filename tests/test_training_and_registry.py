@@ -54,6 +54,37 @@ def test_training_resumes_from_the_checkpoint(trained, tmp_path):
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 2
 
 
+def test_a_checkpoint_is_not_resumed_under_another_recipe(trained, tmp_path):
+    import shutil
+
+    from lungfake.errors import TrainingError
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained["run_dir"], run_dir)
+    unfinished = {**json.loads((run_dir / "recipe.json").read_text()), "epochs": 3}  # 1 of 3 epochs done
+    (run_dir / "recipe.json").write_text(json.dumps(unfinished))
+    shorter = replace(trained["recipe"], epochs=2)  # would bend the cosine schedule mid-run
+    with pytest.raises(TrainingError, match=r"1 of 3 epochs.*epochs=3 \(now 2\)"):
+        train(trained["data"], trained["rows"], shorter, run_dir)
+    assert json.loads((run_dir / "recipe.json").read_text())["epochs"] == 3  # the run's own record is kept
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 1
+
+
+def test_a_finished_run_is_extended_only_with_the_same_settings(trained, tmp_path):
+    import shutil
+
+    from lungfake.errors import TrainingError
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained["run_dir"], run_dir)
+    other_augmentation = replace(trained["recipe"], epochs=2, max_rotation_degrees=90)
+    with pytest.raises(TrainingError, match="max_rotation_degrees=10"):
+        train(trained["data"], trained["rows"], other_augmentation, run_dir)
+    fewer_than_done = replace(trained["recipe"], epochs=0)
+    with pytest.raises(TrainingError, match="move that folder away"):
+        train(trained["data"], trained["rows"], fewer_than_done, run_dir)
+
+
 def test_cpu_minutes_are_reported_only_where_every_epoch_recorded_them():
     from lungfake.training import train_cpu_minutes
 
