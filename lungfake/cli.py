@@ -133,14 +133,21 @@ def _fold_and_save(args, rows, keys, leaks, split_csv: Path, options: dict) -> d
     return report
 
 
+def train_recipe(args: argparse.Namespace):
+    """The architecture's default recipe with the command line's epochs, input size, init and --single-cycle."""
+    from .training import DEFAULT_RECIPES, Recipe
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("input_size", args.input_size), ("init", args.init)) if v is not None}
+    recipe = Recipe(**{**DEFAULT_RECIPES[args.arch].__dict__, **overrides})
+    return recipe.single_cycle() if args.single_cycle else recipe
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import resolve_data_root
     from .splits import load_split, split_sha256
-    from .training import DEFAULT_RECIPES, Recipe, export_trained, run_dir_for, served_starting_point
+    from .training import export_trained, run_dir_for, served_starting_point
 
-    base = DEFAULT_RECIPES[args.arch]
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("input_size", args.input_size), ("init", args.init)) if v is not None}
-    recipe = Recipe(**{**base.__dict__, **overrides})
+    recipe = train_recipe(args)
     split_csv = Path(args.split_csv or _store(args).split_csv(args.split))
     root = resolve_data_root(args.data_dir)
     split_sha = split_sha256(split_csv)
@@ -305,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--from-served", action="store_true",
                        help="with no checkpoint yet, continue the served model from its last epoch (a restart of the recipe)")
     train.add_argument("--threads", type=int, help="TensorFlow threads (e.g. 1 each when two runs share two cores)")
+    train.add_argument("--single-cycle", action="store_true",
+                       help="drop the recipe's warm restarts: one cosine cycle over all --epochs at --input-size")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="write weights/metrics/<arch>_<protocol>.json")

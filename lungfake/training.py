@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,10 @@ class Recipe:
         """The peak learning rate of the cycle holding epoch."""
         return self._of_cycle(epoch, self.restart_learning_rates, self.restart_learning_rate, self.learning_rate,
                               "restart_learning_rates")
+
+    def single_cycle(self) -> "Recipe":
+        """This recipe with its warm restarts dropped: one cosine cycle over all epochs at input_size."""
+        return replace(self, restart_epochs=(), restart_input_sizes=(), restart_learning_rates=())
 
     @property
     def served_input_size(self) -> int:
@@ -457,7 +461,6 @@ def serve_at_input_size(arch: str, size: int, folder: Path | None = None) -> Pat
     uncalibrated (run `evaluate` next: it refits the temperature and the warning threshold at that size). A
     network trained with magnification augmentation can see tiles better at a larger size than it was trained
     at (the "FixRes" effect); choose the size on validation tiles (benchmarks/input_size_on_val.py)."""
-    from dataclasses import replace
 
     from .registry import load_model, load_registry, register, sha256_of
     from .store import WeightsStore

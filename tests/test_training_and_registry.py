@@ -341,3 +341,16 @@ def test_a_served_model_can_be_served_at_another_size(trained, tmp_path):
     assert entry.temperature == 1.0 and entry.low_confidence == {}  # calibrated at the old size: evaluate refits
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained["model"].get_weights()))
     assert "at 32x32 px (served at 40x40 px" in model_recipe_sentence(entry)
+
+
+def test_a_single_cycle_drops_the_recipes_restarts():
+    from lungfake.cli import build_parser, train_recipe
+    from lungfake.training import DEFAULT_RECIPES
+
+    args = build_parser().parse_args(["train", "--arch", "densenet121", "--epochs", "40", "--single-cycle"])
+    recipe = train_recipe(args)
+    assert DEFAULT_RECIPES["densenet121"].restart_epochs, "the test needs a default recipe with restarts"
+    assert (recipe.epochs, recipe.restart_epochs, recipe.restart_input_sizes) == (40, (), ())
+    assert recipe.segment(39) == (0, 40) and recipe.served_input_size == recipe.input_size
+    kept = train_recipe(build_parser().parse_args(["train", "--arch", "densenet121"]))
+    assert kept == DEFAULT_RECIPES["densenet121"]
