@@ -110,13 +110,14 @@ class Recipe:
 
 
 # The committed models' recipes (see weights/history/). Each cycle of a recipe fits a 2.5-hour session: the
-# restarted ones on one core of two, ResNet50's single cycle only alone on both (--threads 2). A run interrupted
+# restarted one (MobileNetV2) on one core of two, the single cycles (ResNet50, DenseNet121) only alone on both
+# (--threads 2). A run interrupted
 # anywhere resumes from its checkpoint, and one that reached a restart with only the served model left (a fresh
 # machine) continues from it with `train --from-served`.
 DEFAULT_RECIPES = {
     "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=82, restart_epochs=(24, 64), restart_input_sizes=(128, 224)),
     "resnet50": Recipe("resnet50", input_size=112, epochs=52),
-    "densenet121": Recipe("densenet121", input_size=112, epochs=46, restart_epochs=(12, 32), restart_input_sizes=(112, 144)),
+    "densenet121": Recipe("densenet121", input_size=112, epochs=40),
 }
 
 

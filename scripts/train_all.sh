@@ -2,9 +2,9 @@
 # Train the three served models on the grouped split, side by side (each checkpoints every epoch and
 # resumes when this script is run again), then evaluate, calibrate and refit the out-of-distribution check.
 # Logs go beside the checkpoints. One TensorFlow thread per run by default (THREADS=...). Measured on 2 cores,
-# two runs side by side (weights/history/), in wall-clock minutes of training: DenseNet121's 46 epochs 172
-# (32 at 112 px, 111; its last 14 at 144 px, 61), MobileNetV2's 82 epochs 144 (64 at 128 px, 83; its last 18
-# at 224 px, 61), ResNet50's 52 epochs 115 (one cycle, alone on two threads: THREADS=2 ARCHS=resnet50);
+# (weights/history/), in wall-clock minutes of training: MobileNetV2's 82 epochs 144 (64 at 128 px, 83; its last
+# 18 at 224 px, 61; two runs side by side), ResNet50's 52 epochs 115 and DenseNet121's 40 epochs 63 (one cycle
+# each at 112 px, alone on two threads: THREADS=2 ARCHS=resnet50, then THREADS=2 ARCHS=densenet121);
 # all three at once take longer (three runs share two cores), so a run cut off by the
 # end of a session resumes from its checkpoint when this script is run again. Evaluation and the OOD refit then
 # take about 20 minutes. On a machine that has only the served models, `train --from-served` continues one at
@@ -28,8 +28,10 @@ for arch in ${ARCHS:-mobilenetv2 resnet50 densenet121}; do
 done
 wait "${pids[@]}"
 if [ "$protocol" = grouped ]; then
-  # ResNet50 trains at 112 px and is served at 128 px, the size validation tiles chose (benchmarks/input_size_on_val.py).
+  # ResNet50 and DenseNet121 train at 112 px and are served at 128 and 160 px, the sizes validation tiles chose
+  # (benchmarks/input_size_on_val.py).
   .venv/bin/python -m lungfake serve-size --arch resnet50 --input-size 128 >> "$runs/train_all.log" 2>&1
+  .venv/bin/python -m lungfake serve-size --arch densenet121 --input-size 160 >> "$runs/train_all.log" 2>&1
   .venv/bin/python -m lungfake evaluate >> "$runs/train_all.log" 2>&1
   .venv/bin/python -m lungfake ood-fit >> "$runs/train_all.log" 2>&1
 fi

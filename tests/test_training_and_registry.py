@@ -347,10 +347,10 @@ def test_a_single_cycle_drops_the_recipes_restarts():
     from lungfake.cli import build_parser, train_recipe
     from lungfake.training import DEFAULT_RECIPES
 
-    args = build_parser().parse_args(["train", "--arch", "densenet121", "--epochs", "40", "--single-cycle"])
+    args = build_parser().parse_args(["train", "--arch", "mobilenetv2", "--epochs", "40", "--single-cycle"])
     recipe = train_recipe(args)
-    assert DEFAULT_RECIPES["densenet121"].restart_epochs, "the test needs a default recipe with restarts"
+    assert DEFAULT_RECIPES["mobilenetv2"].restart_epochs, "the test needs a default recipe with restarts"
     assert (recipe.epochs, recipe.restart_epochs, recipe.restart_input_sizes) == (40, (), ())
     assert recipe.segment(39) == (0, 40) and recipe.served_input_size == recipe.input_size
-    kept = train_recipe(build_parser().parse_args(["train", "--arch", "densenet121"]))
-    assert kept == DEFAULT_RECIPES["densenet121"]
+    kept = train_recipe(build_parser().parse_args(["train", "--arch", "mobilenetv2"]))
+    assert kept == DEFAULT_RECIPES["mobilenetv2"]
