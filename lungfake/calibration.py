@@ -7,6 +7,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 TARGET_ACCURACY = 0.99  # the warning threshold keeps val predictions above it at least this accurate
+TARGET_ECE = 0.03  # the model issue's target for every model after calibration
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -57,3 +58,14 @@ def choose_threshold(probabilities: np.ndarray, y_true: np.ndarray, target: floa
         return ConfidenceThreshold(1.0, 0.0, float("nan"))
     last = meets[-1]
     return ConfidenceThreshold(float(confidence[order][last]), float((last + 1) / len(order)), float(running[last]))
+
+
+def ece_interval_text(metrics: dict) -> str:
+    """What a metrics file's expected calibration error means, with its interval over test families where it has one."""
+    ece, interval = metrics["expected_calibration_error"], metrics.get("expected_calibration_error_ci95")
+    text = (f"Expected calibration error on the test tiles: {ece:.3f} (target at most {TARGET_ECE}): the mean gap between "
+            "confidence and accuracy, over bins of confidence.")
+    if interval:
+        text += (f" 95% interval over test families {interval[0]:.3f}-{interval[1]:.3f}: a few families decide it, so an ECE "
+                 "inside the interval of another is no evidence that either is better calibrated.")
+    return text

@@ -62,7 +62,10 @@ st.markdown(
     "stains) is refused; H&E tissue unlike LC25000's (another lab's colours or magnification) is scored with an "
     "amber caution, because the robustness figures on the dashboard show what such changes cost. Neither can "
     "tell an unseen lung disease from the three classes the models know.\n"
-    "- Telling adenocarcinoma from squamous cell carcinoma on unseen originals is the hardest part; see the confusion matrix.\n"
+    "- Telling adenocarcinoma from squamous cell carcinoma on unseen originals is the hardest part; see the confusion "
+    "matrix. The errors cluster in a few original fields (the error browser lists them by family): LC25000 gives every "
+    "field its slide's diagnosis, and some fields do not show it, such as a solid sheet of tumour cells without glands "
+    "labelled adenocarcinoma.\n"
     "- Grad-CAM shows where evidence for the predicted class was found at coarse resolution; it is not a segmentation.\n"
     f"- **Colour confound.** {facts['colour_confound']}"
 )

@@ -10,6 +10,7 @@ from lungfake.charts import (
     training_curves,
     what_was_learned_chart,
 )
+from lungfake.calibration import ece_interval_text
 from lungfake.comparison import colour_verdicts, leak_sentence, learned_rows, mcnemar_table
 from lungfake.errors import LungfakeError
 from lungfake.evaluation import load_all_metrics, split_warning
@@ -56,7 +57,7 @@ cols[3].metric("Sensitivity", f"{m['binary_sensitivity']:.1%}")
 cols[4].metric("Specificity", f"{m['binary_specificity']:.1%}")
 cols[5].metric("ECE", f"{m['expected_calibration_error']:.3f}",
                f"{m['expected_calibration_error_uncalibrated']:.3f} before" if "expected_calibration_error_uncalibrated" in m else None,
-               delta_color="off")
+               delta_color="off", help=ece_interval_text(m))
 
 st.dataframe(classification_report_table(m), hide_index=True,
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("Precision", "Recall", "F1")})

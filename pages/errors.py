@@ -5,7 +5,7 @@ from lungfake.classes import display_name
 from lungfake.data import optional_data_root
 from lungfake.errors import LungfakeError, MetricsError
 from lungfake.evaluation import served_grouped_metrics
-from lungfake.misclassified import TileSource, cell_rows, held_out_rows
+from lungfake.misclassified import TileSource, by_family, cell_rows, held_out_rows
 from lungfake.store import WeightsStore
 from pages.common import route_through_entrypoint, scorer
 
@@ -55,6 +55,12 @@ true_label = left.selectbox("True class", classes, default_true, format_func=dis
 predicted_label = right.selectbox("Predicted class", classes, default_predicted, format_func=display_name)
 chosen = cell_rows(m, rows, true_label, predicted_label)
 st.subheader(f"{len(chosen)} test tiles: {display_name(true_label)} called {display_name(predicted_label)} by {name}")
+families = by_family(chosen, rows)
+if families and true_label != predicted_label:
+    st.caption(f"From {len(families)} of {len({r.family for r in rows})} test families (a family is one original field "
+               "and its rotated, mirrored and magnified copies): "
+               + ", ".join(f"{family} ({n} of its {size} tiles)" for family, n, size in families[:8])
+               + (", ..." if len(families) > 8 else "."))
 
 source = TileSource(optional_data_root(), WeightsStore.resolve())
 if source.from_sprite:

@@ -11,6 +11,14 @@ def _interval(m: dict) -> str:
     return f"{m['accuracy']:.1%} ({m['accuracy_ci95'][0]:.1%}-{m['accuracy_ci95'][1]:.1%})"
 
 
+def _ece(m: dict) -> str:
+    """Calibration error before / after temperature scaling, the latter with its interval over test families."""
+    before = m.get("expected_calibration_error_uncalibrated")
+    interval = m.get("expected_calibration_error_ci95")
+    after = f"{m['expected_calibration_error']:.3f}" + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+    return f"{before:.3f} / {after}" if before is not None else after
+
+
 def _train_minutes(m: dict) -> str:
     """Wall minutes of training and, where every epoch recorded them, CPU minutes."""
     if not m.get("train_minutes"):
@@ -23,14 +31,13 @@ def main() -> None:
     registry = load_registry(store.root)
     metrics = load_all_metrics(store)
     print("| model | split | input | epochs | train img/s | train minutes (wall / CPU) | accuracy (95% CI) | macro-F1 | cancer vs benign "
-          "| sens / spec | colour-neutral | ECE before / after | file | on the committed split |")
+          "| sens / spec | colour-neutral | ECE before / after (95% CI) | file | on the committed split |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (arch, protocol), m in sorted(metrics.items(), key=lambda item: (item[0][0] in BASELINES, item[0])):
         entry = registry.get(arch)
         size = store.file(entry.file).stat().st_size / 1e6 if entry and protocol == entry.split else None
         history = m.get("history")
         neutral = m.get("colour_neutral_accuracy")
-        ece_before = m.get("expected_calibration_error_uncalibrated")
         size_px = f"{m['input_size']} px" if "input_size" in m else "-"
         rates = history.get("images_per_second") if history else None
         rate = f"{sorted(rates)[len(rates) // 2]:.0f}" if rates else "-"
@@ -40,7 +47,7 @@ def main() -> None:
             f"| {len(history['loss']) if history else '-'} | {rate} | {_train_minutes(m)} | {_interval(m)} | {m['macro_f1']:.3f} "
             f"| {m['binary_accuracy']:.1%} | {m['binary_sensitivity']:.1%} / {m['binary_specificity']:.1%} "
             f"| {neutral_text} "
-            f"| {f'{ece_before:.3f} / ' if ece_before is not None else ''}{m['expected_calibration_error']:.3f} "
+            f"| {_ece(m)} "
             f"| {f'{size:.1f} MB' if size else '-'} | {'no' if split_warning(m, store) else 'yes'} |"
         )
     _robustness_table(metrics)

@@ -246,6 +246,8 @@ def test_error_browser_shows_a_cells_tiles_and_one_tile_with_every_model(monkeyp
     assert true_box.value != predicted_box.value  # opens on the busiest error cell
     heading = at.subheader[0].value
     assert int(heading.split()[0]) > 0
+    families = next(c.value for c in at.caption if c.value.startswith("From "))
+    assert "test families" in families and " of its " in families  # the cell's errors, family by family
     assert bool(at.info) == (not with_data)
     at.selectbox[3].set_value(at.selectbox[3].options[-1]).run()
     assert not at.exception

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from lungfake.calibration import apply_temperature, choose_threshold, fit_temperature
+from lungfake.calibration import apply_temperature, choose_threshold, ece_interval_text, fit_temperature
+from lungfake.classes import CLASS_NAMES
 from lungfake.colour import ColourTarget, colour_baseline, lab_statistics, match_colour
-from lungfake.evaluation import expected_calibration_error
+from lungfake.evaluation import compute_metrics, expected_calibration_error
 from tests.helpers import cells, he_like
 
 
@@ -59,6 +60,24 @@ def test_temperature_scaling_repairs_under_confidence():
     repaired = apply_temperature(under_confident, temperature)
     assert expected_calibration_error(y, repaired) < expected_calibration_error(y, under_confident) / 2
     assert np.array_equal(repaired.argmax(axis=1), under_confident.argmax(axis=1))
+
+
+def test_the_calibration_errors_interval_is_wide_when_errors_fall_in_few_families():
+    families = np.repeat(np.arange(40), 20)
+    y = np.zeros(800, int)
+    probabilities = np.tile([0.95, 0.04, 0.01], (800, 1))
+    spread, clustered = np.zeros(800, bool), np.zeros(800, bool)
+    spread[::20] = True  # one wrong tile in every family
+    clustered[:40] = True  # the same number of wrong tiles, all in two families
+    found = {}
+    for name, wrong in (("spread", spread), ("clustered", clustered)):
+        found[name] = compute_metrics(np.where(wrong, 1, y), probabilities, list(CLASS_NAMES), families)
+    for metrics in found.values():
+        low, high = metrics["expected_calibration_error_ci95"]
+        assert low <= metrics["expected_calibration_error"] <= high
+    assert found["spread"]["expected_calibration_error_ci95"][1] < 0.005  # 95% confident, 95% right, in every resample
+    assert found["clustered"]["expected_calibration_error_ci95"][1] > 0.04
+    assert "0.000-0.0" in ece_interval_text(found["spread"]) and "target at most 0.03" in ece_interval_text(found["spread"])
 
 
 def test_threshold_keeps_accurate_predictions_above_it():

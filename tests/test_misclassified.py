@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from lungfake.errors import SplitError
-from lungfake.misclassified import SPRITE_TILE, TileSource, cell_rows, held_out_rows, misclassified_paths, write_sprite
+from lungfake.misclassified import SPRITE_TILE, TileSource, by_family, cell_rows, held_out_rows, misclassified_paths, write_sprite
 from lungfake.splits import SplitRow, split_sha256
 from lungfake.store import WeightsStore
 from tests.helpers import cells
@@ -28,6 +28,14 @@ def test_a_cell_holds_exactly_its_tiles_and_errors_are_the_union_over_models():
     assert [r.path for r in cell_rows(first, rows, "lung_aca", "lung_scc")] == ["lung_aca/tile1.jpeg"]
     assert [r.path for r in cell_rows(first, rows, "lung_scc", "lung_scc")] == ["lung_scc/tile2.jpeg", "lung_scc/tile5.jpeg"]
     assert misclassified_paths([first, second], rows) == ["lung_aca/tile1.jpeg", "lung_scc/tile2.jpeg", "lung_n/tile3.jpeg"]
+
+
+def test_a_cells_errors_are_counted_by_family_most_first():
+    rows = [SplitRow(f"lung_scc/t{i}.jpeg", "lung_scc", "big" if i < 5 else "small", "test") for i in range(8)]
+    wrong = _metrics([1, 1, 1, 2, 2, 1, 2, 2], 8) | {"true_labels": [2] * 8}
+    chosen = cell_rows(wrong, rows, "lung_scc", "lung_aca")
+    assert by_family(chosen, rows) == [("big", 3, 5), ("small", 1, 3)]
+    assert by_family([], rows) == []
 
 
 def test_sprite_round_trips_tiles_and_stands_in_for_a_missing_data_folder(tmp_path):
