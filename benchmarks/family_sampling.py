@@ -12,6 +12,7 @@ Each arm checkpoints every epoch under --runs-dir and resumes when the script is
 
     python benchmarks/family_sampling.py [--arch mobilenetv2] [--input-size 128] [--every-copy-epochs 6]
                                          [--threads 2] [--runs-dir ~/.cache/lungfake/runs/family_sampling]
+                                         [--seed 0] [--arms both|sampled|every]
 """
 from __future__ import annotations
 
