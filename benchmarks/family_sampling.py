@@ -59,7 +59,7 @@ def describe(name: str, recipe, images: int, history: dict, right: np.ndarray, f
 
     cpu = sum(history.get("cpu_seconds", [])) / 60
     wall = sum(history.get("epoch_seconds", [])) / 60
-    accuracy = with_intervals(np.ones_like(right), right.astype(int), families)
+    accuracy = with_intervals(np.ones_like(right), right.astype(int), families)  # accuracy of "right" against all-true
     low, high = accuracy["ci95"]
     return (f"| {name} | {recipe.epochs} | {images:,} | {wall:.1f} / {cpu:.1f} | {np.median(history['images_per_second']):.1f} | "
             f"{history['val_accuracy'][-1]:.1%} | **{accuracy['value']:.1%}** ({low:.1%}-{high:.1%}) |")

@@ -50,7 +50,7 @@ def cell_rows(metrics: dict, rows: list[SplitRow], true_label: str, predicted_la
 
 def by_family(chosen: list[SplitRow], rows: list[SplitRow]) -> list[tuple[str, int, int]]:
     """(family, tiles of it among chosen, its test tiles), most chosen first: a cell's errors usually come from a few
-    original fields, each seen in ~20 copies, which is why accuracy moves in steps of a whole family."""
+    original fields, each seen in ~20 copies, which is why one field can move accuracy by a point or more."""
     sizes = Counter(row.family for row in rows)
     return [(family, n, sizes[family]) for family, n in Counter(row.family for row in chosen).most_common()]
 
