@@ -135,3 +135,20 @@ def test_every_named_shift_changes_a_tile_and_sharpening_is_the_opposite_of_blur
 
     soft = blurred(tile, 1.0)  # as soft as LC25000's tiles
     assert edge(sharpened(soft, 1.5)) > 1.1 * edge(soft) and edge(blurred(soft)) < edge(soft) / 1.1
+
+
+def test_the_calibration_crossfit_benchmark_calibrates_each_held_out_half_of_the_families():
+    """Over-confident predictions: a temperature fitted on half the families cuts ECE on the other half."""
+    from benchmarks.calibration_crossfit import crossfit
+
+    rng = np.random.default_rng(0)
+    families = np.repeat(np.arange(40), 20)
+    y_true = rng.integers(0, 3, len(families))
+    right = rng.random(len(families)) < 0.8  # 80% right, each said with 99% confidence
+    predicted = np.where(right, y_true, (y_true + 1) % 3)
+    probabilities = np.full((len(families), 3), 0.005)
+    probabilities[np.arange(len(families)), predicted] = 0.99
+    found = crossfit(probabilities, y_true, families, halvings=5)
+    assert set(found) == {"uncalibrated", "NLL temperature", "least-ECE temperature"}
+    assert np.mean(found["uncalibrated"]) > 0.15
+    assert np.mean(found["NLL temperature"]) < 0.05 and np.mean(found["least-ECE temperature"]) < 0.05

@@ -24,6 +24,33 @@ def test_stain_statistics_tell_blank_green_and_stained_apart():
     assert named(white)["flat_colour_fraction"] == 1.0 > named(tissue)["flat_colour_fraction"]
 
 
+def _crisp_nuclei(size: int = 128) -> np.ndarray:
+    """Purple discs with hard edges on pink: tissue as a sharp scanner shows it, sharper than LC25000's tiles."""
+    import cv2
+
+    image = np.full((size, size, 3), (235, 150, 200), np.uint8)
+    for x, y in np.random.default_rng(0).integers(6, size - 6, (40, 2)):
+        cv2.circle(image, (int(x), int(y)), 4, (120, 70, 160), -1)
+    return image
+
+
+def test_statistics_are_taken_on_a_softened_image_so_a_sharp_scan_has_no_photographs_edges():
+    edges = STAIN_STATISTICS.index("sharp_edge_fraction")
+    assert stain_statistics(_crisp_nuclei(), blur_sigma=0.0)[edges] > 0.05
+    assert stain_statistics(_crisp_nuclei())[edges] < 0.01
+
+
+def test_a_reference_keeps_the_softening_it_was_fitted_with(tmp_path):
+    rng = np.random.default_rng(0)
+    gaussian = GaussianReference.fit(rng.normal(size=(50, len(STAIN_STATISTICS))), rng.normal(size=(20, len(STAIN_STATISTICS))), 0.9)
+    features = GaussianReference.fit(rng.normal(size=(50, 6)), rng.normal(size=(20, 6)), 0.9, components=2)
+    (tmp_path / "new.npz").write_bytes(OodReference(gaussian, features, "stand-in", 0.9, gaussian, 0.5).to_bytes())
+    assert OodReference.from_file(tmp_path / "new.npz").blur_sigma == 0.5
+    with np.load(tmp_path / "new.npz") as saved:  # as written before the softening existed
+        np.savez(tmp_path / "old.npz", **{k: saved[k] for k in saved.files if k != "blur_sigma"})
+    assert OodReference.from_file(tmp_path / "old.npz").blur_sigma == 0.0
+
+
 def test_gaussian_reference_limit_is_the_held_out_quantile():
     rng = np.random.default_rng(0)
     train, held_out = rng.normal(size=(500, 4)), rng.normal(size=(400, 4))
@@ -115,6 +142,18 @@ def test_the_committed_reference_passes_real_tiles():
              (("lung_n", "lungn"), ("lung_aca", "lungaca"), ("lung_scc", "lungscc")) for i in range(1, 6)]
     distances = reference.stain.distance(np.stack([stain_statistics(t) for t in tiles]))
     assert (distances <= reference.stain.limit).all()
+
+
+@needs_data
+def test_the_committed_tissue_check_takes_real_tiles_sharpened_as_another_scanner_might():
+    from lungfake.images import read_image_file
+    from lungfake.robustness import sharpened
+
+    reference = _committed_reference()
+    tiles = [read_image_file(DATA_DIR / folder / f"{prefix}{i}.jpeg") for folder, prefix in
+             (("lung_n", "lungn"), ("lung_aca", "lungaca"), ("lung_scc", "lungscc")) for i in range(1, 11)]
+    statistics = np.stack([stain_statistics(sharpened(t, 2.0, 2.0), reference.blur_sigma) for t in tiles])
+    assert (reference.tissue.distance(statistics) <= reference.tissue.limit).all()
 
 
 def test_tissue_from_another_lab_is_a_domain_shift_and_a_photograph_is_refused(tmp_path):
