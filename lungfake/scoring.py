@@ -37,6 +37,16 @@ class Progress:
         return self.elapsed_seconds / self.done * (self.total - self.done) if self.done else None
 
 
+def percent_pair(value: float, limit: float) -> tuple[str, str]:
+    """value and limit as percentages with the fewest decimals (1-3) that tell them apart, so a confidence just
+    under its warning threshold never reads as equal to it (97.0% against a threshold shown as 97%)."""
+    for decimals in (1, 2, 3):
+        texts = (f"{value:.{decimals}%}", f"{limit:.{decimals}%}")
+        if texts[0] != texts[1]:
+            break
+    return texts
+
+
 @dataclass(frozen=True)
 class ModelScore:
     arch: str

@@ -74,7 +74,7 @@ if "reliability" in m:
     st.plotly_chart(reliability_chart(m), key="reliability")
     if "low_confidence" in m:
         lc = m["low_confidence"]
-        st.caption(f"The app warns below {lc['threshold']:.0%} confidence, chosen on validation tiles: above it, "
+        st.caption(f"The app warns below {lc['threshold']:.1%} confidence, chosen on validation tiles: above it, "
                    f"{lc['val_coverage']:.0%} of them, {lc['val_accuracy']:.1%} right.")
 if "history" in m:
     st.subheader("Training curves")

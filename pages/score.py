@@ -7,15 +7,16 @@ from lungfake.charts import probability_chart
 from lungfake.classes import display_name
 from lungfake.images import decode_image
 from lungfake.report import CaseReport
-from lungfake.scoring import csv_text, json_text
+from lungfake.scoring import csv_text, json_text, percent_pair
 from pages.common import DISCLAIMER, computed_once, robustness_caution, route_through_entrypoint, scorer
 
 
 def show_model(score, rgb, opacity: float, key: str) -> None:
     st.subheader(score.name)
-    st.metric("Prediction", display_name(score.predicted), f"{score.confidence:.1%} confidence", delta_color="off")
+    confidence, threshold = percent_pair(score.confidence, score.warn_below)
+    st.metric("Prediction", display_name(score.predicted), f"{confidence} confidence", delta_color="off")
     if score.low_confidence:
-        st.warning(f"Low confidence (under {score.warn_below:.0%}, the level chosen on validation tiles): treat as uncertain.")
+        st.warning(f"Low confidence (under {threshold}, the level chosen on validation tiles): treat as uncertain.")
     st.write(f"Cancer vs benign: **{'cancer' if score.cancer_probability >= 0.5 else 'benign'}** "
              f"(cancer probability {score.cancer_probability:.1%})")
     st.plotly_chart(probability_chart(score), key=f"probabilities_{key}")

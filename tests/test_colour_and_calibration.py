@@ -152,3 +152,11 @@ def test_the_calibration_crossfit_benchmark_calibrates_each_held_out_half_of_the
     assert set(found) == {"uncalibrated", "NLL temperature", "least-ECE temperature"}
     assert np.mean(found["uncalibrated"]) > 0.15
     assert np.mean(found["NLL temperature"]) < 0.05 and np.mean(found["least-ECE temperature"]) < 0.05
+
+
+def test_a_confidence_just_under_its_warning_threshold_never_reads_as_equal_to_it():
+    from lungfake.scoring import percent_pair
+
+    assert percent_pair(0.9698, 0.9732) == ("97.0%", "97.3%")
+    assert percent_pair(0.97315, 0.9732) == ("97.31%", "97.32%")
+    assert percent_pair(0.5, 0.5) == ("50.000%", "50.000%")
