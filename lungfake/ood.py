@@ -33,7 +33,8 @@ STATS_SIDE = 128
 # LC25000's tiles are soft and other scanners' are sharper, and without it 5.8% of validation tiles under an
 # unsharp mask (x2, radius 2) were refused as not tissue. 0.75 is the least blur at which sharpened validation
 # tiles (x1.5-3, radius 1-2) are refused no more often than validation tiles as other labs show them, with
-# non-histology still refused >= 95% (benchmarks/tissue_sharpness.py, LC25000 and built images only).
+# non-histology still refused >= 95% (benchmarks/tissue_sharpness.py, LC25000 and built images only; the need
+# was seen on the external development tiles, the value was not chosen on them).
 STATS_BLUR_SIGMA = 0.75
 FEATURE_COMPONENTS = 32
 DEFAULT_QUANTILE = 0.995  # per check, on validation tiles: about 1% of real tiles flagged in all
