@@ -185,3 +185,16 @@ def test_tissue_from_another_lab_is_a_domain_shift_and_a_photograph_is_refused(t
     refused = reference.assess(photo, features([photo])[0])
     assert refused.ood is True and "tissue distance" in refused.reason
     assert set(refused.to_json()) == {"ood", "ood_reason", "domain_shift", "domain_shift_reason"}
+
+
+def test_the_tissue_sharpness_rule_wants_sharpened_tissue_taken_as_often_as_other_labs_tissue():
+    from benchmarks.tissue_sharpness import refusal_rates, rule_met
+
+    rng = np.random.default_rng(0)
+    tissue = {k: rng.normal(size=(400, 4)) for k in ("train", "train as other labs", "val", "val as other labs")}
+    rates = refusal_rates({**tissue, "val sharpened x2 r2": rng.normal(size=(200, 4)) + 6.0,
+                           "non-histology": rng.normal(size=(50, 4)) + 10.0})
+    assert rates["val sharpened x2 r2"] > 0.9 and rates["non-histology"] == 1.0 and "train" not in rates
+    assert not rule_met(rates)
+    assert rule_met({**rates, "val sharpened x2 r2": rates["val as other labs"]})
+    assert not rule_met({**rates, "val sharpened x2 r2": 0.0, "non-histology": 0.9})
