@@ -1,6 +1,8 @@
 """Plotly figures and tables for the app, built from predictions and metrics files."""
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -25,7 +27,7 @@ def probability_chart(prediction) -> go.Figure:
 
 def confusion_heatmap(metrics: dict, normalised: bool) -> go.Figure:
     counts = np.asarray(metrics["confusion_matrix"], dtype=float)
-    names = [display_name(c) for c in metrics["class_names"]]
+    names = ["<br>".join(textwrap.wrap(display_name(c), 16)) for c in metrics["class_names"]]  # side by side, unwrapped, they overlap
     values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalised else counts
     text = [[f"{v:.1%}" if normalised else f"{int(v)}" for v in row] for row in values]
     fig = go.Figure(go.Heatmap(z=values, x=names, y=names, text=text, texttemplate="%{text}", colorscale="Blues",
@@ -72,10 +74,14 @@ def classification_report_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _interval_bar(fig: go.Figure, names: list[str], values: list[float], intervals: list[list[float]], label: str) -> None:
+def _interval_bar(fig: go.Figure, names: list[str], values: list[float], intervals: list[list[float]], label: str,
+                  colour: str) -> None:
     lows = [v - lo for v, (lo, _) in zip(values, intervals)]
     highs = [hi - v for v, (_, hi) in zip(values, intervals)]
-    fig.add_trace(go.Bar(x=names, y=values, name=label, text=[f"{v:.1%}" for v in values], textposition="inside",
+    fig.add_trace(go.Bar(x=["<br>".join(textwrap.wrap(n, 14)) for n in names], y=values, name=label, marker_color=colour,
+                         text=[f"{v:.1%}" for v in values], textposition="inside", insidetextanchor="start", textangle=0,
+                         customdata=intervals, hovertemplate=label + ": %{y:.1%} (95% interval %{customdata[0]:.1%} to "
+                         "%{customdata[1]:.1%})<extra></extra>",
                          error_y=dict(type="data", symmetric=False, array=highs, arrayminus=lows)))
 
 
@@ -83,16 +89,17 @@ def what_was_learned_chart(rows: list[dict]) -> go.Figure:
     """Accuracy with 95% intervals of each model and baseline: grouped, random and grouped colour-neutral.
     rows: {"name", "grouped", "random", "colour_neutral"}, each a metrics-like {"value", "ci95"} or None."""
     fig = go.Figure()
-    series = (("grouped", "Grouped split (honest)"), ("random", "Random split (leaky)"),
-              ("colour_neutral", "Grouped, colour-neutral tiles"))
-    for key, label in series:
+    series = (("grouped", "Grouped split (honest)", "#1f4e99"), ("random", "Random split (leaky)", "#9ab8e0"),
+              ("colour_neutral", "Grouped, colour-neutral tiles", "#2a9d8f"))
+    for key, label, colour in series:
         present = [r for r in rows if r.get(key)]
         if present:
             _interval_bar(fig, [r["name"] for r in present], [r[key]["value"] for r in present],
-                          [r[key]["ci95"] for r in present], label)
+                          [r[key]["ci95"] for r in present], label, colour)
     fig.add_hline(y=1 / 3, line_dash="dot", line_color="grey", annotation_text="chance")
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.05], tickformat=".0%", title="3-class accuracy"),
-                      height=420, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
+                      height=440, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
+                      uniformtext=dict(minsize=9, mode="show"), xaxis=dict(tickangle=0))
     return fig
 
 
@@ -109,14 +116,23 @@ def reliability_chart(metrics: dict) -> go.Figure:
     return fig
 
 
+ROBUSTNESS_TARGET_POINTS = 5  # the model issue's bound: no single shift may cost more
+
+
 def robustness_chart(by_model: dict[str, dict]) -> go.Figure:
-    """Accuracy per named shift (rows) for each model (bars)."""
-    fig = go.Figure()
-    for name, table in by_model.items():
-        shifts = list(table)
-        fig.add_trace(go.Bar(y=shifts, x=[table[s] for s in shifts], name=name, orientation="h",
-                             text=[f"{table[s]:.0%}" for s in shifts], textposition="auto"))
-    fig.update_layout(barmode="group", xaxis=dict(range=[0, 1], tickformat=".0%", title="3-class accuracy"),
-                      yaxis=dict(autorange="reversed"), height=120 + 40 * max((len(t) for t in by_model.values()), default=1),
-                      margin=dict(l=10, r=10, t=30, b=10))
+    """Each named shift's change in accuracy against the clean tiles, in points: shifts (rows) by models
+    (columns), red for a loss, full red at the bound a shift may cost. Accuracy itself sits near 95%
+    everywhere, which bars on a 0-100% axis flatten into one length."""
+    names = list(by_model)
+    shifts = [s for s in next(iter(by_model.values()), {}) if s != "clean"]
+    change = [[100 * (by_model[n][s] - by_model[n]["clean"]) for n in names] for s in shifts]
+    accuracy = [[[by_model[n][s], by_model[n]["clean"]] for n in names] for s in shifts]
+    fig = go.Figure(go.Heatmap(
+        z=change, x=["<br>".join(textwrap.wrap(n, 18)) for n in names], y=shifts, customdata=accuracy,
+        text=[[f"{c:+.1f}" for c in row] for row in change], texttemplate="%{text}",
+        colorscale="RdBu", zmid=0, zmin=-ROBUSTNESS_TARGET_POINTS, zmax=ROBUSTNESS_TARGET_POINTS,
+        colorbar=dict(title="points"),
+        hovertemplate="%{y}: %{customdata[0]:.1%} against %{customdata[1]:.1%} clean (%{z:+.1f} points)<extra></extra>"))
+    fig.update_layout(yaxis=dict(autorange="reversed"), xaxis=dict(side="top"), height=120 + 34 * len(shifts),
+                      margin=dict(l=10, r=10, t=60, b=10))
     return fig

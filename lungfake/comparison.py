@@ -16,11 +16,30 @@ def _accuracy(metrics: dict | None) -> dict | None:
     return {"value": metrics["accuracy"], "ci95": metrics["accuracy_ci95"]} if metrics else None
 
 
+def in_display_order(archs) -> list[str]:
+    """The served models first (by name), then the ensemble, then the baselines: what a reader looks for first."""
+    return sorted(set(archs), key=lambda a: (a in BASELINES, a == "ensemble", a))
+
+
+def detail_choices(metrics: dict[tuple[str, str], dict]) -> dict[str, str]:
+    """Display name -> arch of every model, the ensemble and every baseline, in display order."""
+    names = {arch: m["display_name"] for (arch, _), m in metrics.items()}
+    return {names[arch]: arch for arch in in_display_order(names)}
+
+
+def training_sentence(metrics: dict) -> str:
+    """How long a model trained (wall and, where recorded, CPU minutes) and the size it is served at."""
+    if "history" not in metrics:
+        return ""
+    cpu = metrics.get("train_cpu_minutes")
+    return (f"Trained for {len(metrics['history']['loss'])} epochs in {metrics['train_minutes']} minutes"
+            + (f" ({cpu} CPU minutes)" if cpu else "") + f"; served at {metrics['input_size']} px.")
+
+
 def learned_rows(metrics: dict[tuple[str, str], dict]) -> list[dict]:
     """One row per model or baseline: accuracy on each protocol and colour-neutral, for the chart."""
-    names = sorted({a for a, _ in metrics}, key=lambda a: (a in BASELINES, a == "ensemble", a))
     rows = []
-    for arch in names:
+    for arch in in_display_order(a for a, _ in metrics):
         grouped, random = metrics.get((arch, "grouped")), metrics.get((arch, "random"))
         shown = grouped or random
         rows.append({"arch": arch, "name": shown["display_name"], "grouped": _accuracy(grouped), "random": _accuracy(random),
@@ -90,6 +109,13 @@ def leak_sentence(metrics: dict[tuple[str, str], dict]) -> str:
     for name, grouped_acc, random_acc in cnns:
         text += f"{name}: {grouped_acc:.1%} grouped, {random_acc:.1%} random. "
     return text
+
+
+def robustness_by_model(metrics: dict[tuple[str, str], dict]) -> dict[str, dict[str, float]]:
+    """Display name -> {shift: accuracy} of every model and baseline with a grouped robustness table, in display order."""
+    return {metrics[(arch, "grouped")]["display_name"]: metrics[(arch, "grouped")]["robustness"]["accuracy"]
+            for arch in in_display_order(a for a, p in metrics if p == "grouped")
+            if "robustness" in metrics[(arch, "grouped")]}
 
 
 def domain_shift_caution(metrics: dict[tuple[str, str], dict]) -> str:

@@ -47,6 +47,14 @@ def robustness_caution() -> str:
         return "The robustness figures could not be read."
 
 
+def wrap_metric_values() -> None:
+    """Let a metric's value wrap instead of ending in an ellipsis: in a model's column, "Lung squamous cell
+    carcinoma" was cut to "Lung squamous c...". A style-only st.html goes to the page's event container,
+    so it takes no room; the browser test checks that no prediction is cut."""
+    value = '[data-testid="stMetricValue"] [data-testid="stMarkdownContainer"]'
+    st.html(f"<style>{value}, {value} p {{white-space: normal; overflow: visible; text-overflow: clip}}</style>")
+
+
 def case_report(title: str, source: str) -> report.CaseReport:
     """A case report naming the served models (and their weights' sha256)."""
     return report.CaseReport(title, source, [served.entry for served in scorer().served])

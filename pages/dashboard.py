@@ -2,6 +2,7 @@ import streamlit as st
 
 from lungfake.charts import (
     PROTOCOL_LABELS,
+    ROBUSTNESS_TARGET_POINTS,
     classification_report_table,
     confusion_heatmap,
     reliability_chart,
@@ -11,7 +12,8 @@ from lungfake.charts import (
     what_was_learned_chart,
 )
 from lungfake.calibration import ece_interval_text
-from lungfake.comparison import colour_verdicts, leak_sentence, learned_rows, mcnemar_table
+from lungfake.comparison import (colour_verdicts, detail_choices, leak_sentence, learned_rows, mcnemar_table,
+                                 robustness_by_model, training_sentence)
 from lungfake.errors import LungfakeError
 from lungfake.evaluation import load_all_metrics, split_warning
 from pages.common import route_through_entrypoint
@@ -42,22 +44,24 @@ for sentence in colour_verdicts(metrics):
 st.markdown(leak_sentence(metrics))
 
 st.header("One model in detail")
-names = {m["display_name"]: arch for (arch, _), m in sorted(metrics.items())}
+names = detail_choices(metrics)
 arch = names[st.selectbox("Model or baseline", list(names))]
 protocols = {PROTOCOL_LABELS[p]: p for p in PROTOCOL_LABELS if (arch, p) in metrics}
 m = metrics[(arch, protocols[st.radio("Split protocol", list(protocols), horizontal=True)])]
-trained = f" Trained for {len(m['history']['loss'])} epochs at {m['input_size']} px in {m['train_minutes']} CPU minutes." if "history" in m else ""
+trained = training_sentence(m)
 st.caption(f"{m['n_test']} held-out test tiles from {m['n_test_families']} families; 95% intervals from a bootstrap "
-           f"over families; probabilities after temperature scaling ({m.get('temperature', 1.0):.2f}).{trained}")
+           f"over families; probabilities after temperature scaling ({m.get('temperature', 1.0):.2f}). {trained}")
 cols = st.columns(6)
-cols[0].metric("Accuracy", f"{m['accuracy']:.1%}", f"{m['accuracy_ci95'][0]:.1%} to {m['accuracy_ci95'][1]:.1%}", delta_color="off")
-cols[1].metric("Macro F1", f"{m['macro_f1']:.3f}", f"{m['macro_f1_ci95'][0]:.3f} to {m['macro_f1_ci95'][1]:.3f}", delta_color="off")
+cols[0].metric("Accuracy", f"{m['accuracy']:.1%}", f"{m['accuracy_ci95'][0]:.1%} to {m['accuracy_ci95'][1]:.1%}",
+               delta_color="off", delta_arrow="off")
+cols[1].metric("Macro F1", f"{m['macro_f1']:.3f}", f"{m['macro_f1_ci95'][0]:.3f} to {m['macro_f1_ci95'][1]:.3f}",
+               delta_color="off", delta_arrow="off")
 cols[2].metric("Cancer vs benign", f"{m['binary_accuracy']:.1%}")
 cols[3].metric("Sensitivity", f"{m['binary_sensitivity']:.1%}")
 cols[4].metric("Specificity", f"{m['binary_specificity']:.1%}")
 cols[5].metric("ECE", f"{m['expected_calibration_error']:.3f}",
                f"{m['expected_calibration_error_uncalibrated']:.3f} before" if "expected_calibration_error_uncalibrated" in m else None,
-               delta_color="off", help=ece_interval_text(m))
+               delta_color="off", delta_arrow="off", help=ece_interval_text(m))
 
 st.dataframe(classification_report_table(m), hide_index=True,
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("Precision", "Recall", "F1")})
@@ -80,10 +84,13 @@ if "history" in m:
     st.subheader("Training curves")
     st.plotly_chart(training_curves(m), key="curves")
 
-robust = {mm["display_name"]: mm["robustness"]["accuracy"] for (a, p), mm in sorted(metrics.items()) if p == "grouped" and "robustness" in mm}
+robust = robustness_by_model(metrics)
 if robust:
     st.header("Robustness: the grouped test tiles under one change at a time")
     st.plotly_chart(robustness_chart(robust), key="robustness")
+    sample = next(mm["robustness"] for mm in metrics.values() if "robustness" in mm)
+    st.caption(f"Change in accuracy against the same {sample['tiles']} tiles unchanged (one grouped test tile "
+               f"in {sample['every']}), in points; hover for the accuracies. A shift may cost at most {ROBUSTNESS_TARGET_POINTS} points.")
 table = mcnemar_table(metrics)
 if len(table):
     st.header("Do the models differ? (exact McNemar test, grouped test tiles)")

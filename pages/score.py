@@ -8,13 +8,14 @@ from lungfake.classes import display_name
 from lungfake.images import decode_image
 from lungfake.report import CaseReport
 from lungfake.scoring import csv_text, json_text, percent_pair
-from pages.common import DISCLAIMER, computed_once, robustness_caution, route_through_entrypoint, scorer
+from pages.common import (DISCLAIMER, computed_once, robustness_caution, route_through_entrypoint, scorer,
+                          wrap_metric_values)
 
 
 def show_model(score, rgb, opacity: float, key: str) -> None:
     st.subheader(score.name)
     confidence, threshold = percent_pair(score.confidence, score.warn_below)
-    st.metric("Prediction", display_name(score.predicted), f"{confidence} confidence", delta_color="off")
+    st.metric("Prediction", display_name(score.predicted), f"{confidence} confidence", delta_color="off", delta_arrow="off")
     if score.low_confidence:
         st.warning(f"Low confidence (under {threshold}, the level chosen on validation tiles): treat as uncertain.")
     st.write(f"Cancer vs benign: **{'cancer' if score.cancer_probability >= 0.5 else 'benign'}** "
@@ -44,6 +45,7 @@ def show_results(report, opacity: float) -> None:
 
 
 route_through_entrypoint()
+wrap_metric_values()
 st.title("Score a lung H&E tile")
 st.warning(DISCLAIMER)
 upload = st.file_uploader("Upload an H&E tile (JPEG, PNG or TIFF)", type=["jpg", "jpeg", "png", "tif", "tiff"])

@@ -43,6 +43,7 @@ def test_scoring_page_shows_disclaimer_and_waits_for_upload():
 def test_dashboard_switches_model_and_protocol():
     at = _app()
     at.switch_page("pages/dashboard.py").run()
+    assert at.selectbox[0].value in {entry.display_name for entry in load_registry().values()}  # opens on a model
     evaluated = load_all_metrics()
     for name in at.selectbox[0].options:
         at.selectbox[0].set_value(name).run()

@@ -63,7 +63,7 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app
     from playwright.sync_api import expect, sync_playwright
 
     app_url, log_path = served_app
-    tile = DATA_DIR / "lung_aca" / "lungaca1.jpeg"
+    tile = DATA_DIR / "lung_scc" / "lungscc1.jpeg"  # the longest class name
     started = time.time() - 1
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -80,6 +80,11 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app
             expect(page.get_by_text("Prediction", exact=True)).to_have_count(served + (served > 1), timeout=60_000)
             assert page.get_by_text("Prediction", exact=True).count() == served + (served > 1)  # and the ensemble
             assert page.locator("[data-testid=stImage] img").count() >= served + 1
+            # Every prediction reads in full, even "Lung squamous cell carcinoma" in a model's narrow column.
+            values = page.locator("[data-testid=stMetricValue] [data-testid=stMarkdownContainer]")
+            assert values.count() == served + (served > 1)
+            cut = "values => values.flatMap(v => [v, ...v.querySelectorAll('p')]).filter(e => e.scrollWidth > e.clientWidth + 1)"
+            assert values.evaluate_all(cut + ".length") == 0
             assert page.get_by_text("Traceback").count() == 0
             if os.environ.get("LUNGFAKE_SCREENSHOT"):
                 page.screenshot(path=os.environ["LUNGFAKE_SCREENSHOT"], full_page=True)

@@ -1,0 +1,34 @@
+"""The dashboard's figures and choices, built from small made-up metrics files."""
+from lungfake.charts import ROBUSTNESS_TARGET_POINTS, robustness_chart
+from lungfake.comparison import detail_choices, robustness_by_model, training_sentence
+
+
+def _metrics(arch: str, name: str, protocol: str = "grouped", **extra) -> tuple[tuple[str, str], dict]:
+    return (arch, protocol), {"arch": arch, "protocol": protocol, "display_name": name, **extra}
+
+
+def test_the_detail_view_offers_the_models_first_then_the_ensemble_then_the_baselines():
+    metrics = dict([_metrics("baseline_colour", "Colour statistics"), _metrics("baseline_colour", "Colour statistics", "random"),
+                    _metrics("ensemble", "Ensemble"), _metrics("resnet50", "ResNet50"), _metrics("densenet121", "DenseNet121"),
+                    _metrics("baseline_copy_lookup", "Copy lookup")])
+    assert list(detail_choices(metrics)) == ["DenseNet121", "ResNet50", "Ensemble", "Colour statistics", "Copy lookup"]
+    assert detail_choices(metrics)["Colour statistics"] == "baseline_colour"
+
+
+def test_the_robustness_chart_shows_each_shifts_cost_in_points_saturating_at_the_bound():
+    tables = {"clean": 0.96, "blur": 0.95, "magnification 1.6x": 0.89}
+    metrics = dict([_metrics("resnet50", "ResNet50", robustness={"accuracy": tables}), _metrics("baseline_colour", "Colour")])
+    by_model = robustness_by_model(metrics)
+    assert by_model == {"ResNet50": tables}
+    figure = robustness_chart(by_model)
+    cells = figure.data[0]
+    assert list(cells.y) == ["blur", "magnification 1.6x"]  # the clean row is the reference, not a row
+    assert [[round(z, 6) for z in row] for row in cells.z] == [[-1.0], [-7.0]]
+    assert (cells.zmin, cells.zmid, cells.zmax) == (-ROBUSTNESS_TARGET_POINTS, 0, ROBUSTNESS_TARGET_POINTS)
+
+
+def test_the_training_sentence_tells_wall_minutes_from_cpu_minutes_and_names_the_served_size():
+    trained = {"history": {"loss": [1.0] * 40}, "train_minutes": 62.9, "train_cpu_minutes": 115.2, "input_size": 160}
+    assert training_sentence(trained) == "Trained for 40 epochs in 62.9 minutes (115.2 CPU minutes); served at 160 px."
+    assert "CPU" not in training_sentence({**trained, "train_cpu_minutes": None})
+    assert training_sentence({"input_size": 160}) == ""  # a baseline: nothing trained
