@@ -97,14 +97,17 @@ def score_batch(scorer: Scorer, files: list[tuple[str, bytes]],
 
 
 def summary(rows: list[BatchRow]) -> dict:
-    """Counts per predicted class (the ensemble's, or the single model's), flagged and unreadable files."""
+    """Counts per predicted class (the ensemble's, or the single model's), flagged, unreadable and refused files.
+    A file refused as not lung H&E counts under not_he only: its forced class means nothing (the score page
+    hides it too), and counting it would put holiday photographs among the benign tiles."""
     predicted = Counter()
     for row in rows:
-        if row.score is not None:
+        if row.score is not None and not row.score.ood.ood:
             verdict = row.score.ensemble or next(iter(row.score.models.values()))
             predicted[display_name(verdict.predicted)] += 1
     return {"files": len(rows), "predicted": dict(predicted), "flagged": sum(r.flagged for r in rows),
             "unreadable": sum(r.score is None for r in rows),
+            "not_he": sum(bool(r.score and r.score.ood.ood) for r in rows),
             "domain_shift": sum(bool(r.score and r.score.ood.domain_shift) for r in rows),
             "low_confidence": sum(r.low_confidence for r in rows)}
 

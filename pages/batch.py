@@ -35,16 +35,16 @@ key = hashlib.sha256(b"".join(hashlib.sha256(u.getvalue()).digest() + u.name.enc
 rows = computed_once("batch", key, lambda: score_uploads(uploads))
 
 counts = summary(rows)
-columns = st.columns(4 + len(counts["predicted"]))
+columns = st.columns(5)
 columns[0].metric("Files", counts["files"])
 columns[1].metric("Flagged", f"{counts['flagged'] / counts['files']:.0%}", help=f"{counts['flagged']} files: unreadable, "
                   "not H&E, unlike LC25000's tissue, or the models disagree")
 columns[2].metric("Unreadable", counts["unreadable"])
-columns[3].metric("Low confidence", counts["low_confidence"], help="Ensemble confidence under the threshold chosen on val")
-for column, (name, count) in zip(columns[4:], sorted(counts["predicted"].items())):
+columns[3].metric("Not H&E", counts["not_he"], help="Refused: not a lung H&E tile; not counted under any class")
+columns[4].metric("Low confidence", counts["low_confidence"], help="Ensemble confidence under the threshold chosen on val")
+st.caption("Predicted class (the ensemble's; the single model's where only one is served), of the files read as H&E:")
+for column, (name, count) in zip(st.columns(max(len(counts["predicted"]), 1)), sorted(counts["predicted"].items())):
     column.metric(name, count)
-st.caption("Per predicted class: the ensemble's prediction (the single model's where only one is served).")
-
 keep = FILTERS[st.selectbox("Show", list(FILTERS))]
 shown = [row for row in rows if keep(row)]
 records = table_rows(shown, lambda rgb: image_uri(rgb, 64))
@@ -60,7 +60,8 @@ report.add_table(headers, [["" if r[k] is None else r[k] for k in headers] for r
 for row in rows:
     if row.error:
         report.add_warning(f"{row.name}: {row.error}")
-report.add_text("Predicted (ensemble): " + ", ".join(f"{n} {c}" for n, c in sorted(counts["predicted"].items())))
+report.add_text("Predicted (ensemble), of the files read as H&E: " + ", ".join(
+    f"{n} {c}" for n, c in sorted(counts["predicted"].items())) + f"; refused as not H&E: {counts['not_he']}")
 left, middle, right = st.columns(3)
 left.download_button("Download results (CSV)", csv_data, "batch_lungfake.csv", "text/csv", on_click="ignore")
 middle.download_button("Download results (JSON)", json_data, "batch_lungfake.json", "application/json", on_click="ignore")

@@ -142,6 +142,23 @@ def test_an_unreadable_file_keeps_its_row_and_the_rest_are_scored(tiny_weights):
     assert '"error"' in json_data
 
 
+def test_the_batch_summary_counts_a_refused_image_apart_from_every_class():
+    from types import SimpleNamespace
+
+    from lungfake.batch import BatchRow
+
+    def scored(predicted: str, ood: bool) -> BatchRow:
+        verdict = SimpleNamespace(predicted=predicted, low_confidence=False)
+        score = SimpleNamespace(ensemble=verdict, models={"m": verdict}, models_agree=True,
+                                ood=SimpleNamespace(ood=ood, domain_shift=False))
+        return BatchRow(predicted, score)
+
+    rows = [scored("lung_n", False), scored("lung_n", True), scored("lung_aca", False), BatchRow("x.png", error="bad")]
+    counts = summary(rows)
+    assert counts["predicted"] == {"Benign lung tissue": 1, "Lung adenocarcinoma": 1}
+    assert (counts["not_he"], counts["unreadable"], counts["flagged"], counts["files"]) == (1, 1, 2, 4)
+
+
 def test_case_report_is_self_contained_and_names_the_weights(tiny_weights):
     scorer = Scorer.load("all", tiny_weights)
     score = scorer.score([he_like(3, 64)], ["<script>alert(1)</script>.png"], explain=True)[0]
