@@ -12,12 +12,11 @@ from typing import Callable
 
 from .classes import display_name
 from .errors import ImageDecodeError, UploadLimitError
-from .images import decode_image
+from .images import UPLOAD_SUFFIXES, decode_image
 from .scoring import BATCH, ImageScore, Progress, Scorer, csv_text, json_text
 
 MAX_TILES = 300
 MAX_UNPACKED_BYTES = 200 * 1024 * 1024  # a zip's members together; a zip bomb is refused before unpacking
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def _zip_members(name: str, data: bytes) -> list[tuple[str, bytes]]:
 def _is_image_member(member: zipfile.ZipInfo) -> bool:
     path = PurePosixPath(member.filename)
     hidden = any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
-    return not member.is_dir() and not hidden and path.suffix.lower() in IMAGE_SUFFIXES
+    return not member.is_dir() and not hidden and path.suffix.lower() in UPLOAD_SUFFIXES
 
 
 def score_batch(scorer: Scorer, files: list[tuple[str, bytes]],

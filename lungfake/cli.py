@@ -229,13 +229,14 @@ def _print_result(file: str, outcome, as_json: bool) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .errors import ImageDecodeError
-    from .images import read_image_file
+    from .images import expand_folders, read_image_file
     from .scoring import Scorer
 
+    files = expand_folders(args.files)
     scorer = Scorer.load(args.model, _store(args).root)
     failures = 0
-    for start in range(0, len(args.files), args.batch_size):
-        chunk = args.files[start : start + args.batch_size]
+    for start in range(0, len(files), args.batch_size):
+        chunk = files[start : start + args.batch_size]
         decoded: dict[str, object] = {}
         for file in chunk:
             try:
@@ -247,8 +248,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for file in chunk:
             failures += file not in scored
             _print_result(file, scored.get(file, decoded[file]), args.json)
-        if len(args.files) > args.batch_size:
-            print(f"scored {min(start + args.batch_size, len(args.files))}/{len(args.files)} files", file=sys.stderr, flush=True)
+        if len(files) > args.batch_size:
+            print(f"scored {min(start + args.batch_size, len(files))}/{len(files)} files", file=sys.stderr, flush=True)
     return 1 if failures else 0
 
 
@@ -344,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     ood.set_defaults(run=cmd_ood_fit)
 
     predict = commands.add_parser("predict", help="score image files with the committed models")
-    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("files", nargs="+", metavar="FILE", help="image files, or folders: every image file under them")
     predict.add_argument("--model", default="all", help="an architecture in weights/registry.json, several separated by commas, or all")
     predict.add_argument("--json", action="store_true", help="one JSON object per line per file")
     predict.add_argument("--batch-size", type=int, default=32)

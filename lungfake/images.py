@@ -117,6 +117,27 @@ def decode_image(data: bytes, name: str = "upload", limits: DecodeLimits = TILE)
     return np.asarray(rgb, dtype=np.uint8)
 
 
+UPLOAD_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}  # what a user may hand in
+
+
+def expand_folders(paths: list[str]) -> list[str]:
+    """Each path as given, except that a folder stands for the image files under it (any depth, sorted,
+    hidden files and folders skipped): "score this folder" is what a user with a case's tiles asks."""
+    expanded = []
+    for path in paths:
+        folder = Path(path)
+        if not folder.is_dir():
+            expanded.append(path)
+            continue
+        found = sorted(str(f) for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in UPLOAD_SUFFIXES
+                       and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+        if not found:
+            raise ImageDecodeError(f"{path} is a folder with no image files ({', '.join(sorted(UPLOAD_SUFFIXES))}) "
+                                   "in it; pass the tiles' files or the folder that holds them.")
+        expanded += found
+    return expanded
+
+
 def read_image_file(path: str | Path) -> np.ndarray:
     """decode_image for a file on disk, with the same errors (also for a missing file)."""
     try:

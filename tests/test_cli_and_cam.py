@@ -42,6 +42,22 @@ def test_predict_batches_and_unknown_model(tiny_weights, tmp_path, monkeypatch, 
     assert "No model 'resnet50'" in capsys.readouterr().err
 
 
+def test_predict_scores_every_image_under_a_folder_and_refuses_a_folder_without_one(tiny_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
+    case = tmp_path / "case"
+    (case / "slide 2").mkdir(parents=True)
+    (case / ".thumbnails").mkdir()
+    for i, path in enumerate([case / "b.png", case / "a.jpeg", case / "slide 2" / "c.TIF", case / ".thumbnails" / "x.png"]):
+        Image.fromarray(texture(i, 40)).save(path)
+    (case / "notes.txt").write_text("not a tile")
+    assert cli.main(["predict", str(case), "--json"]) == 0
+    scored = [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()]
+    assert scored == [str(case / "a.jpeg"), str(case / "b.png"), str(case / "slide 2" / "c.TIF")]
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["predict", str(tmp_path / "empty")]) == 2
+    assert "is a folder with no image files" in capsys.readouterr().err
+
+
 def test_tta_averages_the_eight_views_and_keeps_the_json_shape(tiny_weights, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
     tile = tmp_path / "tile.png"
