@@ -149,9 +149,11 @@ def test_the_calibration_crossfit_benchmark_calibrates_each_held_out_half_of_the
     probabilities = np.full((len(families), 3), 0.005)
     probabilities[np.arange(len(families)), predicted] = 0.99
     found = crossfit(probabilities, y_true, families, halvings=5)
-    assert set(found) == {"uncalibrated", "NLL temperature", "least-ECE temperature"}
+    assert set(found) == {"uncalibrated", "NLL temperature", "least-ECE temperature", "family-weighted NLL temperature",
+                          "temperature and class biases"}
     assert np.mean(found["uncalibrated"]) > 0.15
     assert np.mean(found["NLL temperature"]) < 0.05 and np.mean(found["least-ECE temperature"]) < 0.05
+    assert all(np.mean(found[arm]) < np.mean(found["uncalibrated"]) / 2 for arm in set(found) - {"uncalibrated"})
 
 
 def test_a_confidence_just_under_its_warning_threshold_never_reads_as_equal_to_it():
