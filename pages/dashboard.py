@@ -48,9 +48,9 @@ names = detail_choices(metrics)
 arch = names[st.selectbox("Model or baseline", list(names))]
 protocols = {PROTOCOL_LABELS[p]: p for p in PROTOCOL_LABELS if (arch, p) in metrics}
 m = metrics[(arch, protocols[st.radio("Split protocol", list(protocols), horizontal=True)])]
-trained = training_sentence(m)
+scaled = f"; probabilities after temperature scaling ({m['temperature']:.2f})" if "temperature" in m else ""
 st.caption(f"{m['n_test']} held-out test tiles from {m['n_test_families']} families; 95% intervals from a bootstrap "
-           f"over families; probabilities after temperature scaling ({m.get('temperature', 1.0):.2f}). {trained}")
+           f"over families{scaled}. {training_sentence(m)}")
 cols = st.columns(6)
 cols[0].metric("Accuracy", f"{m['accuracy']:.1%}", f"{m['accuracy_ci95'][0]:.1%} to {m['accuracy_ci95'][1]:.1%}",
                delta_color="off", delta_arrow="off")
