@@ -6,6 +6,7 @@ from lungfake.cam import overlay
 from lungfake.charts import probability_chart
 from lungfake.classes import display_name
 from lungfake.images import decode_image
+from lungfake.region import region_hint
 from lungfake.report import CaseReport
 from lungfake.scoring import csv_text, json_text, percent_pair
 from pages.common import (DISCLAIMER, computed_once, robustness_caution, route_through_entrypoint, scorer,
@@ -69,6 +70,10 @@ elif report.ood.ood is None:
 elif report.ood.domain_shift:
     st.warning(f"**H&E tissue, but unlike LC25000's tiles**: {report.ood.domain_shift_reason}. The predictions are "
                f"shown; trust them less. {robustness_caution()}")
+hint = region_hint(report.rgb.shape)
+if hint:
+    st.info(hint)
+    st.page_link("pages/region.py", label="Map a region", icon=":material/map:")
 with st.expander("Show the models' output anyway", expanded=False) if report.ood.ood else st.container():
     show_results(report, opacity)
 

@@ -166,7 +166,7 @@ def test_a_missing_registry_is_explained_without_paths(tmp_path, monkeypatch):
         assert all("Traceback" not in e.value and str(tmp_path) not in e.value for e in at.error)
 
 
-def _a_tile_png(seed: int = 1) -> bytes:
+def _a_tile_png(seed: int = 1, width: int = 224, height: int = 224) -> bytes:
     import io
 
     from PIL import Image
@@ -174,8 +174,18 @@ def _a_tile_png(seed: int = 1) -> bytes:
     from tests.helpers import texture
 
     buffer = io.BytesIO()
-    Image.fromarray(texture(seed, 224)).save(buffer, "PNG")
+    Image.fromarray(texture(seed, max(width, height))[:height, :width]).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_a_field_larger_than_a_tile_is_scored_and_pointed_to_the_region_page():
+    at = _app()
+    at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
+    assert not any("Map a region" in i.value for i in at.info)
+    at.file_uploader[0].upload("field.png", _a_tile_png(2, 1400, 900), "image/png").run()
+    assert not at.exception
+    assert any("larger than the 768-pixel photographs" in i.value for i in at.info)
+    assert at.metric  # still scored: the hint advises, it does not refuse
 
 
 def test_batch_page_scores_readable_files_and_keeps_a_row_for_the_unreadable_one():

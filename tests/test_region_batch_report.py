@@ -212,3 +212,12 @@ def test_tiles_reach_the_right_and_bottom_edges_with_glass_beyond_them():
     last = region.cut_tile(rgb, 224, 224, 224)
     assert last.shape == (224, 224, 3) and (last[-20:, -20:] == region.GLASS).all()
     assert not (last[:100, :100] == region.GLASS).all()
+
+
+def test_the_tile_page_points_a_large_image_or_a_strip_to_the_region_page():
+    from lungfake.region import region_hint
+
+    assert region_hint((224, 224, 3)) is None and region_hint((768, 768, 3)) is None  # a tile, an LC25000 photograph
+    assert region_hint((500, 700, 3)) is None  # 1.4:1 costs under a point or two: scored as it is
+    assert "larger than the 768-pixel photographs" in region_hint((683, 1024, 3))
+    assert "strip (about 2.3:1)" in region_hint((300, 700, 3)) and "Map a region" in region_hint((300, 700, 3))
