@@ -36,6 +36,15 @@ def training_sentence(metrics: dict) -> str:
             + (f" ({cpu} CPU minutes)" if cpu else "") + f"; served at {metrics['input_size']} px.")
 
 
+def agreement_sentence(metrics: dict) -> str:
+    """For the ensemble: how often all its members agree on the test tiles, and how often they are then right."""
+    agree = metrics.get("all_members_agree")
+    if not agree:
+        return ""
+    return (f"Its {len(metrics.get('members', []))} members agree on {agree['share']:.1%} of the test tiles and are "
+            f"then right on {agree['accuracy_when_agreeing']:.1%} of them; the rest is where a disagreement banner shows.")
+
+
 def learned_rows(metrics: dict[tuple[str, str], dict]) -> list[dict]:
     """One row per model or baseline: accuracy on each protocol and colour-neutral, for the chart."""
     rows = []
@@ -51,9 +60,8 @@ def colour_verdicts(metrics: dict[tuple[str, str], dict]) -> list[str]:
     """Plain sentences: does each model beat the colour baseline, and keep its accuracy without colour?"""
     colour = metrics.get(("baseline_colour", "grouped"))
     sentences = []
-    for (arch, protocol), m in sorted(metrics.items()):
-        if protocol != "grouped" or arch in BASELINES:
-            continue
+    for arch in in_display_order(a for a, p in metrics if p == "grouped" and a not in BASELINES):
+        m = metrics[(arch, "grouped")]
         parts = []
         if colour is not None:
             low = m["accuracy_ci95"][0]

@@ -1,6 +1,6 @@
 """The dashboard's figures and choices, built from small made-up metrics files."""
 from lungfake.charts import ROBUSTNESS_TARGET_POINTS, robustness_chart
-from lungfake.comparison import detail_choices, robustness_by_model, training_sentence
+from lungfake.comparison import agreement_sentence, detail_choices, robustness_by_model, training_sentence
 
 
 def _metrics(arch: str, name: str, protocol: str = "grouped", **extra) -> tuple[tuple[str, str], dict]:
@@ -32,3 +32,9 @@ def test_the_training_sentence_tells_wall_minutes_from_cpu_minutes_and_names_the
     assert training_sentence(trained) == "Trained for 40 epochs in 62.9 minutes (115.2 CPU minutes); served at 160 px."
     assert "CPU" not in training_sentence({**trained, "train_cpu_minutes": None})
     assert training_sentence({"input_size": 160}) == ""  # a baseline: nothing trained
+
+
+def test_the_ensembles_caption_says_how_often_its_members_agree_and_are_then_right():
+    ensemble = {"members": ["a", "b", "c"], "all_members_agree": {"share": 0.9506, "accuracy_when_agreeing": 0.9859}}
+    assert agreement_sentence(ensemble).startswith("Its 3 members agree on 95.1% of the test tiles and are then right on 98.6%")
+    assert agreement_sentence({"members": []}) == ""
