@@ -17,9 +17,11 @@ class TissueClass:
 
 
 CLASSES: tuple[TissueClass, ...] = (
-    TissueClass("lung_n", "Benign lung tissue", is_cancer=False, colour="#2ca02c"),
-    TissueClass("lung_aca", "Lung adenocarcinoma", is_cancer=True, colour="#d62728"),
-    TissueClass("lung_scc", "Lung squamous cell carcinoma", is_cancer=True, colour="#7b3fb5"),
+    # Teal, orange and purple stay apart for colour-blind readers; the green and red used before were one
+    # colour to a deuteranope on the region map (tests/test_data.py simulates it: 5 apart in CAM02-UCS).
+    TissueClass("lung_n", "Benign lung tissue", is_cancer=False, colour="#35978f"),
+    TissueClass("lung_aca", "Lung adenocarcinoma", is_cancer=True, colour="#e66100"),
+    TissueClass("lung_scc", "Lung squamous cell carcinoma", is_cancer=True, colour="#542788"),
 )
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 _BY_NAME = {c.name: c for c in CLASSES}

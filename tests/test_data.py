@@ -13,6 +13,23 @@ def test_class_registry():
     assert [is_cancer(n) for n in CLASS_NAMES] == [False, True, True]
 
 
+@pytest.mark.parametrize("deficiency", ["deuteranomaly", "protanomaly", "tritanomaly"])
+def test_class_colours_stay_apart_for_colour_blind_readers(deficiency):
+    """The region map paints each class its colour: under a simulated full dichromacy (Machado et al. 2009, via
+    colorspacious) every two classes stay at least 20 apart in CAM02-UCS (the green and red used before: 5)."""
+    import itertools
+
+    import numpy as np
+    from colorspacious import cspace_convert
+
+    from lungfake.classes import colour_of
+
+    rgb = np.array([[int(colour_of(c)[i : i + 2], 16) for i in (1, 3, 5)] for c in CLASS_NAMES]) / 255
+    seen = np.clip(cspace_convert(rgb, {"name": "sRGB1+CVD", "cvd_type": deficiency, "severity": 100}, "sRGB1"), 0, 1)
+    uniform = cspace_convert(seen, "sRGB1", "CAM02-UCS")
+    assert min(np.linalg.norm(uniform[a] - uniform[b]) for a, b in itertools.combinations(range(len(rgb)), 2)) >= 20
+
+
 def test_finds_class_folders_at_any_depth(tiny_dataset):
     tiles = list_tiles(tiny_dataset)
     assert len(tiles) == 36

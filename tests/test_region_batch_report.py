@@ -100,9 +100,9 @@ def test_probability_map_averages_the_tiles_covering_each_cell():
     assert np.allclose(merged[1, 2], [0.2, 0.8, 0])
     assert result.tissue_share_by_class("m") == pytest.approx({"lung_n": 4 / 6, "lung_aca": 2 / 6, "lung_scc": 0.0})
     painted = result.map_image(np.full((224, 336, 3), 255, np.uint8), "m", 1.0)
-    green, red = np.array([0x2C, 0xA0, 0x2C]), np.array([0xD6, 0x27, 0x28])
-    assert np.allclose(painted[10, 10], 0.9 * green + 0.1 * red, atol=1)
-    assert np.allclose(painted[10, 330], 0.2 * green + 0.8 * red, atol=1)
+    benign, adenocarcinoma = np.array([0x35, 0x97, 0x8F]), np.array([0xE6, 0x61, 0x00])
+    assert np.allclose(painted[10, 10], 0.9 * benign + 0.1 * adenocarcinoma, atol=1)
+    assert np.allclose(painted[10, 330], 0.2 * benign + 0.8 * adenocarcinoma, atol=1)
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
