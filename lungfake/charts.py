@@ -8,16 +8,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .classes import display_name
+from .classes import colour_of, display_name
 
 PROTOCOL_LABELS = {"grouped": "Grouped by family (honest)", "random": "Random tiles (leaky, as published)"}
 
 
 def probability_chart(prediction) -> go.Figure:
-    """A bar per class of one model's calibrated probabilities (a scoring.ModelScore), its prediction in red."""
+    """A bar per class of one model's calibrated probabilities (a scoring.ModelScore): its prediction in the class's
+    colour, as on the region map, the others grey (red marked the prediction even when it was benign tissue)."""
     names = [display_name(c) for c in prediction.probabilities]
     values = list(prediction.probabilities.values())
-    colours = ["#1f77b4" if c != prediction.predicted else "#d62728" for c in prediction.probabilities]
+    colours = [colour_of(c) if c == prediction.predicted else "#9e9e9e" for c in prediction.probabilities]
     fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colours,
                            text=[f"{v:.1%}" for v in values], textposition="auto"))
     fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis=dict(autorange="reversed"),

@@ -38,3 +38,14 @@ def test_the_ensembles_caption_says_how_often_its_members_agree_and_are_then_rig
     ensemble = {"members": ["a", "b", "c"], "all_members_agree": {"share": 0.9506, "accuracy_when_agreeing": 0.9859}}
     assert agreement_sentence(ensemble).startswith("Its 3 members agree on 95.1% of the test tiles and are then right on 98.6%")
     assert agreement_sentence({"members": []}) == ""
+
+
+def test_a_probability_chart_marks_the_prediction_in_its_class_colour_whatever_the_class():
+    from types import SimpleNamespace
+
+    from lungfake.charts import probability_chart
+    from lungfake.classes import colour_of
+
+    benign = SimpleNamespace(probabilities={"lung_n": 0.9, "lung_aca": 0.06, "lung_scc": 0.04}, predicted="lung_n")
+    colours = list(probability_chart(benign).data[0].marker.color)
+    assert colours[0] == colour_of("lung_n") and colours[1] == colours[2] != colours[0]
