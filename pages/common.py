@@ -55,6 +55,23 @@ def wrap_metric_values() -> None:
     st.html(f"<style>{value}, {value} p {{white-space: normal; overflow: visible; text-overflow: clip}}</style>")
 
 
+REGION_HANDOFF = "region_from_tile_page"  # an image the tile page sent on: (name, bytes), in this session only
+
+
+def hand_to_region_page(name: str, data: bytes) -> None:
+    """Open the region page on an image uploaded to the tile page, so it need not be uploaded again."""
+    st.session_state[REGION_HANDOFF] = (name, data)
+    st.switch_page("pages/region.py")
+
+
+def region_source(upload) -> tuple[str, bytes] | None:
+    """The region page's image: its own upload (which replaces anything handed over), else what the tile page sent."""
+    if upload is not None:
+        st.session_state.pop(REGION_HANDOFF, None)
+        return upload.name, upload.getvalue()
+    return st.session_state.get(REGION_HANDOFF)
+
+
 def case_report(title: str, source: str) -> report.CaseReport:
     """A case report naming the served models (and their weights' sha256)."""
     return report.CaseReport(title, source, [served.entry for served in scorer().served])

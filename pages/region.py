@@ -10,7 +10,7 @@ from lungfake.region import (
 )
 from lungfake.scoring import ENSEMBLE
 from pages.common import (
-    DISCLAIMER, computed_once, progress_bar, robustness_caution, route_through_entrypoint, scorer,
+    DISCLAIMER, computed_once, progress_bar, region_source, robustness_caution, route_through_entrypoint, scorer,
 )
 
 SCALES = {
@@ -46,13 +46,16 @@ st.markdown(f"Upload a microscope photograph or a region exported from a slide. 
 upload = st.file_uploader("Region (JPEG, PNG or TIFF, up to 40 megapixels)", type=["jpg", "jpeg", "png", "tif", "tiff"])
 scale = chosen_scale()
 st.caption(f"At this scale a tile is {scale.tile_pixels} pixels of your image.")
-if upload is None:
+source = region_source(upload)
+if source is None:
     st.info("Upload a region to see a class map over it.")
     st.stop()
 
-data = upload.getvalue()
+image_name, data = source
+if upload is None:
+    st.caption(f"Mapping {image_name}, sent from the tile page; an upload here replaces it.")
 key = (hashlib.sha256(data).hexdigest(), scale.microns_per_pixel)
-state = computed_once("region", key, lambda: analyse(data, upload.name, scale))
+state = computed_once("region", key, lambda: analyse(data, image_name, scale))
 result = state["result"]
 
 st.success(result.summary())
@@ -84,12 +87,12 @@ for score in state["suspicious"]:
         column.image(overlay(score.rgb, model.heatmap, 0.45), width="stretch",
                      caption=f"{model.name}: {display_name(model.predicted)} {model.confidence:.0%}")
 
-stem = upload.name.rsplit(".", 1)[0]
+stem = image_name.rsplit(".", 1)[0]
 models = [s.entry for s in scorer().served]
 left, middle, right = st.columns(3)
 left.download_button("Download map (PNG)", png_bytes(map_rgb), f"{stem}_map.png", "image/png", on_click="ignore")
 middle.download_button("Download tiles (CSV)", result.csv_text(), f"{stem}_tiles.csv", "text/csv", on_click="ignore")
-report_html = lambda: region_report(result, map_rgb, which, state["suspicious"], upload.name, models).html()  # noqa: E731
+report_html = lambda: region_report(result, map_rgb, which, state["suspicious"], image_name, models).html()  # noqa: E731
 right.download_button("Download case report (HTML)", report_html, f"{stem}_report.html", "text/html",
                       on_click="ignore")  # built on download: it encodes every image, which no rerun needs
-st.text(f"Scored: {upload.name}")
+st.text(f"Scored: {image_name}")

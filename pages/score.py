@@ -9,8 +9,8 @@ from lungfake.images import decode_image
 from lungfake.region import region_hint
 from lungfake.report import CaseReport
 from lungfake.scoring import csv_text, json_text, percent_pair
-from pages.common import (DISCLAIMER, computed_once, robustness_caution, route_through_entrypoint, scorer,
-                          wrap_metric_values)
+from pages.common import (DISCLAIMER, computed_once, hand_to_region_page, robustness_caution, route_through_entrypoint,
+                          scorer, wrap_metric_values)
 
 
 def show_model(score, rgb, opacity: float, key: str) -> None:
@@ -73,7 +73,8 @@ elif report.ood.domain_shift:
 hint = region_hint(report.rgb.shape)
 if hint:
     st.info(hint)
-    st.page_link("pages/region.py", label="Map a region", icon=":material/map:")
+    if st.button("Map this image as a region", icon=":material/map:", key="map_as_region"):
+        hand_to_region_page(upload.name, data)
 with st.expander("Show the models' output anyway", expanded=False) if report.ood.ood else st.container():
     show_results(report, opacity)
 

@@ -186,6 +186,9 @@ def test_a_field_larger_than_a_tile_is_scored_and_pointed_to_the_region_page():
     assert not at.exception
     assert any("larger than the 768-pixel photographs" in i.value for i in at.info)
     assert at.metric  # still scored: the hint advises, it does not refuse
+    # Its button hands the image to the region page: tests/test_browser.py clicks it (AppTest reruns every page
+    # through the entry point once, which spends a button's click before the page sees it).
+    assert [b.label for b in at.button] == ["Map this image as a region"]
 
 
 def test_batch_page_scores_readable_files_and_keeps_a_row_for_the_unreadable_one():

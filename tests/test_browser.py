@@ -97,6 +97,32 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app
     assert tile.name not in log_path.read_text(errors="ignore")
 
 
+def test_a_large_image_on_the_tile_page_is_sent_on_to_the_region_page(served_app, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.helpers import he_like
+
+    field = tmp_path / "field.png"
+    rows = [np.concatenate([he_like(3 * row + col, 768) for col in range(3)], axis=1) for row in range(2)]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(field)  # 2304 x 1536: at the default 40x, 3 x 2 tiles
+    app_url, _log = served_app
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app_url)
+            page.locator("input[type=file]").set_input_files(str(field))
+            page.get_by_role("button", name="Map this image as a region").click(timeout=300_000)
+            expect(page.get_by_role("heading", name="Map a whole region")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Mapping field.png, sent from the tile page")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Scored: field.png")).to_be_visible(timeout=300_000)
+            assert page.get_by_text("Traceback").count() == 0
+        finally:
+            browser.close()
+
+
 @needs_data
 def test_region_page_in_a_real_browser_maps_a_microscope_sized_photograph(served_app, tmp_path):
     """A 2048x1536 'photograph' made of real tiles, at the page's default scale (40x): tissue found, tiles
