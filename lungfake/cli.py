@@ -208,6 +208,7 @@ def cmd_ood_fit(args: argparse.Namespace) -> int:
 
 def _print_result(file: str, outcome, as_json: bool) -> None:
     from .classes import display_name
+    from .region import region_hint
 
     if isinstance(outcome, Exception):
         payload = {"file": file, "error": str(outcome)}
@@ -221,6 +222,9 @@ def _print_result(file: str, outcome, as_json: bool) -> None:
     elif outcome.ood.domain_shift:
         print(f"{file}: CAUTION: H&E tissue unlike LC25000's ({outcome.ood.domain_shift_reason}); trust the predictions less",
               flush=True)
+    hint = region_hint(outcome.rgb.shape, "`python -m lungfake region`")
+    if hint:
+        print(f"{file}: NOTE: {hint}", flush=True)
     shown = {**outcome.models, **({"ensemble": outcome.ensemble} if outcome.ensemble else {})}
     for arch, p in shown.items():
         flag = " (low confidence)" if p.low_confidence else ""

@@ -53,13 +53,13 @@ LC25000_ORIGINAL_PIXELS = 768  # the photographs LC25000's tiles were resized fr
 STRIP_ASPECT = 2.0  # squashing a 2:1 field to a square cost 1.4-3.6 points (benchmarks/non_square_uploads.py)
 
 
-def region_hint(shape: tuple[int, ...]) -> str | None:
+def region_hint(shape: tuple[int, ...], region_tool: str = "**Map a region**") -> str | None:
     """Why an upload to the tile page may be better mapped as a region, or None. Its decoded pixels are at most
     images.WORKING_SIDE: an image that reaches well past LC25000's 768-px photographs, or a long strip, likely
     shows more than one tile's field, which the models would see squashed into one input."""
     height, width = shape[:2]
     whole = (f"The models score the whole image as one tile, as if it showed one field about {LC25000_TILE_MICRONS:.0f} um "
-             "across. If it shows more tissue than that, **Map a region** cuts it into tiles at a scale you state.")
+             f"across. If it shows more tissue than that, {region_tool} cuts it into tiles at a scale you state.")
     if max(height, width) > 1.25 * LC25000_ORIGINAL_PIXELS:
         return f"This image is larger than the {LC25000_ORIGINAL_PIXELS}-pixel photographs LC25000's tiles come from. " + whole
     if max(height, width) >= STRIP_ASPECT * min(height, width):

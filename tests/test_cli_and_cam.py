@@ -58,6 +58,17 @@ def test_predict_scores_every_image_under_a_folder_and_refuses_a_folder_without_
     assert "is a folder with no image files" in capsys.readouterr().err
 
 
+def test_predict_notes_that_a_large_image_is_better_mapped_as_a_region(tiny_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
+    tile, field = tmp_path / "tile.png", tmp_path / "field.png"
+    Image.fromarray(texture(1, 224)).save(tile)
+    Image.fromarray(texture(2, 1200)[:800]).save(field)
+    assert cli.main(["predict", str(tile), str(field)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if ": NOTE: " in line]
+    assert len(notes) == 1 and notes[0].startswith(f"{field}: NOTE: This image is larger")
+    assert "`python -m lungfake region`" in notes[0] and "**" not in notes[0]
+
+
 def test_tta_averages_the_eight_views_and_keeps_the_json_shape(tiny_weights, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
     tile = tmp_path / "tile.png"
