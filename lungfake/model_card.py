@@ -28,7 +28,22 @@ def model_card_facts(folder: Path | None = None) -> dict:
         "models": [
             (entry, {p: m for (a, p), m in sorted(metrics.items()) if a == arch}) for arch, entry in registry.items()
         ],
+        "ensemble": ensemble_sentence(metrics),
     }
+
+
+def ensemble_sentence(metrics: dict) -> str | None:
+    """What the ensemble is and how it scores on the grouped test tiles, or None before it is evaluated."""
+    from .comparison import agreement_sentence
+
+    m = metrics.get(("ensemble", "grouped"))
+    if m is None:
+        return None
+    low, high = m["accuracy_ci95"]
+    return (f"the mean of the {len(m.get('members', []))} models' calibrated probabilities, then its own temperature "
+            f"(T = {m['temperature']:.2f}), fitted on validation tiles like theirs. Grouped by family (honest): accuracy "
+            f"{m['accuracy']:.1%} (95% CI {low:.1%}-{high:.1%}), cancer-vs-benign {m['binary_accuracy']:.1%}, on "
+            f"{m['n_test']} test tiles. " + agreement_sentence(m))
 
 
 def _audit_sentence(store: WeightsStore) -> str:

@@ -44,6 +44,8 @@ for entry, metrics in facts["models"]:
         f"- {PROTOCOL_LABELS[protocol]}: accuracy {m['accuracy']:.1%} (95% CI {m['accuracy_ci95'][0]:.1%}-"
         f"{m['accuracy_ci95'][1]:.1%}), cancer-vs-benign {m['binary_accuracy']:.1%}, on {m['n_test']} test tiles."
         for protocol, m in metrics.items()))
+if facts["ensemble"]:
+    st.markdown(f"**Ensemble**: {facts['ensemble']}")
 
 st.header("Intended use")
 st.markdown(

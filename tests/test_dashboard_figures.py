@@ -1,4 +1,4 @@
-"""The dashboard's figures and choices, built from small made-up metrics files."""
+"""The dashboard's and the model card's figures, sentences and choices, built from small made-up metrics files."""
 from lungfake.charts import ROBUSTNESS_TARGET_POINTS, robustness_chart
 from lungfake.comparison import agreement_sentence, detail_choices, robustness_by_model, training_sentence
 
@@ -49,3 +49,14 @@ def test_a_probability_chart_marks_the_prediction_in_its_class_colour_whatever_t
     benign = SimpleNamespace(probabilities={"lung_n": 0.9, "lung_aca": 0.06, "lung_scc": 0.04}, predicted="lung_n")
     colours = list(probability_chart(benign).data[0].marker.color)
     assert colours[0] == colour_of("lung_n") and colours[1] == colours[2] != colours[0]
+
+
+def test_the_model_card_describes_the_ensemble_from_its_metrics_file():
+    from lungfake.model_card import ensemble_sentence
+
+    ensemble = {"members": ["a", "b", "c"], "temperature": 0.92, "accuracy": 0.968, "accuracy_ci95": [0.936, 0.992],
+                "binary_accuracy": 1.0, "n_test": 1417, "all_members_agree": {"share": 0.95, "accuracy_when_agreeing": 0.986}}
+    sentence = ensemble_sentence({("ensemble", "grouped"): ensemble})
+    assert sentence.startswith("the mean of the 3 models' calibrated probabilities, then its own temperature (T = 0.92)")
+    assert "accuracy 96.8% (95% CI 93.6%-99.2%)" in sentence and "agree on 95.0%" in sentence
+    assert ensemble_sentence({}) is None
