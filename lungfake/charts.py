@@ -28,7 +28,8 @@ def probability_chart(prediction) -> go.Figure:
 
 def confusion_heatmap(metrics: dict, normalised: bool) -> go.Figure:
     counts = np.asarray(metrics["confusion_matrix"], dtype=float)
-    names = ["<br>".join(textwrap.wrap(display_name(c), 16)) for c in metrics["class_names"]]  # side by side, unwrapped, they overlap
+    # Wrapped: side by side under the matrix, the full names overlap.
+    names = ["<br>".join(textwrap.wrap(display_name(c), 16)) for c in metrics["class_names"]]
     values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalised else counts
     text = [[f"{v:.1%}" if normalised else f"{int(v)}" for v in row] for row in values]
     fig = go.Figure(go.Heatmap(z=values, x=names, y=names, text=text, texttemplate="%{text}", colorscale="Blues",

@@ -90,7 +90,8 @@ if robust:
     st.plotly_chart(robustness_chart(robust), key="robustness")
     sample = next(mm["robustness"] for mm in metrics.values() if "robustness" in mm)
     st.caption(f"Change in accuracy against the same {sample['tiles']} tiles unchanged (one grouped test tile "
-               f"in {sample['every']}), in points; hover for the accuracies. A shift may cost at most {ROBUSTNESS_TARGET_POINTS} points.")
+               f"in {sample['every']}), in points; hover for the accuracies. A shift may cost at most "
+               f"{ROBUSTNESS_TARGET_POINTS} points.")
 table = mcnemar_table(metrics)
 if len(table):
     st.header("Do the models differ? (exact McNemar test, grouped test tiles)")
