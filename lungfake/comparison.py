@@ -10,6 +10,7 @@ from scipy.stats import binomtest
 from .baselines import BASELINES
 
 COLOUR_NEUTRAL_TARGET = 0.95
+ACCURACY_TARGET, ENSEMBLE_ACCURACY_TARGET = 0.975, 0.98  # the model issue's, on the grouped test tiles
 
 
 def _accuracy(metrics: dict | None) -> dict | None:
@@ -34,6 +35,15 @@ def training_sentence(metrics: dict) -> str:
     cpu = metrics.get("train_cpu_minutes")
     return (f"Trained for {len(metrics['history']['loss'])} epochs in {metrics['train_minutes']} minutes"
             + (f" ({cpu} CPU minutes)" if cpu else "") + f"; served at {metrics['input_size']} px.")
+
+
+def accuracy_target_sentence(metrics: dict) -> str:
+    """Whether a served model (or the ensemble) reaches the model issue's grouped test accuracy; "" for baselines."""
+    if metrics.get("baseline") or metrics["arch"] in BASELINES or metrics["protocol"] != "grouped":
+        return ""
+    target = ENSEMBLE_ACCURACY_TARGET if metrics["arch"] == "ensemble" else ACCURACY_TARGET
+    verdict = "met" if metrics["accuracy"] >= target else "NOT met"
+    return f" Accuracy target {target:.1%} on these tiles: {verdict}."
 
 
 def agreement_sentence(metrics: dict) -> str:

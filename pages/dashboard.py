@@ -12,8 +12,8 @@ from lungfake.charts import (
     what_was_learned_chart,
 )
 from lungfake.calibration import ece_interval_text
-from lungfake.comparison import (agreement_sentence, colour_verdicts, detail_choices, leak_sentence, learned_rows,
-                                 mcnemar_table, robustness_by_model, training_sentence)
+from lungfake.comparison import (accuracy_target_sentence, agreement_sentence, colour_verdicts, detail_choices,
+                                 leak_sentence, learned_rows, mcnemar_table, robustness_by_model, training_sentence)
 from lungfake.errors import LungfakeError
 from lungfake.evaluation import load_all_metrics, split_warning
 from pages.common import route_through_entrypoint
@@ -50,7 +50,8 @@ protocols = {PROTOCOL_LABELS[p]: p for p in PROTOCOL_LABELS if (arch, p) in metr
 m = metrics[(arch, protocols[st.radio("Split protocol", list(protocols), horizontal=True)])]
 scaled = f"; probabilities after temperature scaling ({m['temperature']:.2f})" if "temperature" in m else ""
 st.caption(f"{m['n_test']} held-out test tiles from {m['n_test_families']} families; 95% intervals from a bootstrap "
-           f"over families{scaled}. {training_sentence(m)}{agreement_sentence(m)}")
+           f"over families{scaled}. {training_sentence(m)}{agreement_sentence(m)}"
+           f"{accuracy_target_sentence(m)}")
 cols = st.columns(6)
 cols[0].metric("Accuracy", f"{m['accuracy']:.1%}", f"{m['accuracy_ci95'][0]:.1%} to {m['accuracy_ci95'][1]:.1%}",
                delta_color="off", delta_arrow="off")

@@ -53,6 +53,8 @@ def test_dashboard_switches_model_and_protocol():
             assert not at.exception
             accuracy = next(m for m in at.metric if m.label == "Accuracy")
             assert accuracy.value == f"{evaluated[(arch, protocol)]['accuracy']:.1%}"
+            if "temperature" in evaluated[(arch, protocol)]:  # a served model or the ensemble, not a baseline
+                assert any("Accuracy target" in caption.value for caption in at.caption)
     at.toggle[0].set_value(True).run()
     assert not at.exception
 

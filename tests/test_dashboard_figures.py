@@ -1,6 +1,6 @@
 """The dashboard's and the model card's figures, sentences and choices, built from small made-up metrics files."""
 from lungfake.charts import ROBUSTNESS_TARGET_POINTS, robustness_chart
-from lungfake.comparison import agreement_sentence, detail_choices, robustness_by_model, training_sentence
+from lungfake.comparison import accuracy_target_sentence, agreement_sentence, detail_choices, robustness_by_model, training_sentence
 
 
 def _metrics(arch: str, name: str, protocol: str = "grouped", **extra) -> tuple[tuple[str, str], dict]:
@@ -60,3 +60,12 @@ def test_the_model_card_describes_the_ensemble_from_its_metrics_file():
     assert sentence.startswith("the mean of the 3 models' calibrated probabilities, then its own temperature (T = 0.92)")
     assert "accuracy 96.8% (95% CI 93.6%-99.2%)" in sentence and "agree on 95.0%" in sentence
     assert ensemble_sentence({}) is None
+
+
+def test_the_detail_view_says_whether_a_model_meets_its_accuracy_target():
+    model = {"arch": "resnet50", "protocol": "grouped", "accuracy": 0.970}
+    assert accuracy_target_sentence(model) == " Accuracy target 97.5% on these tiles: NOT met."
+    assert accuracy_target_sentence({**model, "accuracy": 0.976}).endswith(": met.")
+    assert "98.0%" in accuracy_target_sentence({**model, "arch": "ensemble", "accuracy": 0.976})
+    assert accuracy_target_sentence({**model, "arch": "baseline_colour"}) == ""
+    assert accuracy_target_sentence({**model, "protocol": "random"}) == ""
