@@ -30,18 +30,10 @@ def least_ece_temperature(probabilities: np.ndarray, y_true: np.ndarray) -> floa
 
 def family_weighted_temperature(probabilities: np.ndarray, y_true: np.ndarray, families: np.ndarray) -> float:
     """The NLL temperature with every family weighing the same (validation families hold 2-207 tiles)."""
-    from scipy.optimize import minimize_scalar
-
-    from lungfake.calibration import apply_temperature
+    from lungfake.calibration import fit_temperature
 
     _, index, counts = np.unique(families, return_inverse=True, return_counts=True)
-    weights = 1.0 / counts[index]
-
-    def nll(log_t: float) -> float:
-        calibrated = apply_temperature(probabilities, float(np.exp(log_t)))
-        return float(-(weights * np.log(np.clip(calibrated[np.arange(len(y_true)), y_true], 1e-12, 1.0))).sum())
-
-    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
+    return fit_temperature(probabilities, y_true, weights=1.0 / counts[index])
 
 
 def vector_scaled(fit_p: np.ndarray, fit_y: np.ndarray, held_p: np.ndarray) -> np.ndarray:

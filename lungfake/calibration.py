@@ -24,13 +24,14 @@ def ensemble_probabilities(member_probabilities, temperature: float = 1.0) -> np
     return apply_temperature(np.mean(np.asarray(member_probabilities, np.float64), axis=0), temperature)
 
 
-def fit_temperature(probabilities: np.ndarray, y_true: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of the true classes (Guo et al. 2017)."""
+def fit_temperature(probabilities: np.ndarray, y_true: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The temperature that minimises the negative log-likelihood of the true classes (Guo et al. 2017), each
+    tile weighing the same unless weights say otherwise."""
     y_true = np.asarray(y_true)
 
     def nll(log_t: float) -> float:
         calibrated = apply_temperature(probabilities, float(np.exp(log_t)))
-        return float(-np.log(np.clip(calibrated[np.arange(len(y_true)), y_true], 1e-12, 1.0)).mean())
+        return float(-np.average(np.log(np.clip(calibrated[np.arange(len(y_true)), y_true], 1e-12, 1.0)), weights=weights))
 
     result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(result.x))
