@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from lungfake.synthetic import recoloured_as_he
+
 CHROMIUM = Path("/usr/bin/chromium")
 FONT_DIRS = (Path("/usr/share/fonts/truetype"),)
 TEXT_SOURCES = (Path("/usr/share/common-licenses"), Path("/usr/share/doc"))
@@ -163,21 +165,13 @@ def noise(rng: random.Random, count: int = 40) -> list[tuple[str, bytes]]:
     return items
 
 
-def _recoloured_as_he(rgb: np.ndarray) -> np.ndarray:
-    """Any image mapped onto an H&E palette: dark = haematoxylin purple, light = eosin pink to white."""
-    grey = rgb.astype(np.float32).mean(axis=2, keepdims=True) / 255.0
-    purple, pink, white = np.array([90, 40, 130]), np.array([225, 130, 185]), np.array([245, 235, 240])
-    lower = purple + (pink - purple) * np.clip(grey * 2, 0, 1)
-    return np.where(grey < 0.5, lower, pink + (white - pink) * np.clip(grey * 2 - 1, 0, 1)).astype(np.uint8)
-
-
 def he_coloured_fakes(rng: random.Random, count: int = 40) -> list[tuple[str, bytes]]:
     """The hardest case for a colour check: photographs, documents, drawings and noise in H&E colours."""
     sources = photographs(rng, 12) + documents(rng, 8) + drawings(rng, 10) + noise(rng, 10)
     items = []
     for name, data in rng.sample(sources, min(count, len(sources))):
         with Image.open(io.BytesIO(data)) as image:
-            items.append((f"he_coloured_{name}", _encode(Image.fromarray(_recoloured_as_he(np.asarray(image.convert("RGB")))))))
+            items.append((f"he_coloured_{name}", _encode(Image.fromarray(recoloured_as_he(np.asarray(image.convert("RGB")))))))
     return items
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 from .classes import display_name
 from .errors import ImageDecodeError, UploadLimitError
 from .images import UPLOAD_SUFFIXES, decode_image
+from .report import CaseReport
 from .scoring import BATCH, ImageScore, Progress, Scorer, csv_text, json_text
 
 MAX_TILES = 300
@@ -127,6 +128,21 @@ def table_rows(rows: list[BatchRow], thumbnail: Callable | None = None) -> list[
         records.append(record)
     columns = list(dict.fromkeys(key for record in records for key in record))  # unreadable rows lack model columns
     return [{key: record.get(key) for key in columns} for record in records]
+
+
+def batch_report(rows: list[BatchRow], source: str, models: list) -> CaseReport:
+    """The case report of a batch: every row of the table (no thumbnails), each unreadable file's error, and the
+    counts per class of the files read as H&E. File names and errors are the user's: CaseReport escapes them."""
+    counts, everything = summary(rows), table_rows(rows)
+    report = CaseReport("Batch report", source, models)
+    headers = [key for key in everything[0] if key != "thumbnail"] if everything else ["file"]
+    report.add_table(headers, [["" if r[k] is None else r[k] for k in headers] for r in everything])
+    for row in rows:
+        if row.error:
+            report.add_warning(f"{row.name}: {row.error}")
+    report.add_text("Predicted (ensemble), of the files read as H&E: " + ", ".join(
+        f"{n} {c}" for n, c in sorted(counts["predicted"].items())) + f"; refused as not H&E: {counts['not_he']}")
+    return report
 
 
 def downloads(rows: list[BatchRow]) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """Synthetic copies of a tile: the transforms LC25000's copies went through, with known parameters.
 
-Used to measure the family detector (``benchmarks/family_recall.py``) and to test it.
+Used to measure the family detector (``benchmarks/family_recall.py``) and to test it; and images recoloured
+as H&E, to test the out-of-distribution check.
 """
 from __future__ import annotations
 
@@ -69,3 +70,12 @@ def make_copy(rgb: np.ndarray, transform: CopyTransform, rng: np.random.Generato
     buffer = io.BytesIO()
     Image.fromarray(out).save(buffer, format="JPEG", quality=transform.jpeg_quality)
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def recoloured_as_he(rgb: np.ndarray) -> np.ndarray:
+    """Any image mapped onto an H&E palette: dark = haematoxylin purple, light = eosin pink to white. The hardest
+    case for a colour check: a photograph or document in H&E's colours (benchmarks/nonhistology.py, tests)."""
+    grey = rgb.astype(np.float32).mean(axis=2, keepdims=True) / 255.0
+    purple, pink, white = np.array([90, 40, 130]), np.array([225, 130, 185]), np.array([245, 235, 240])
+    lower = purple + (pink - purple) * np.clip(grey * 2, 0, 1)
+    return np.where(grey < 0.5, lower, pink + (white - pink) * np.clip(grey * 2 - 1, 0, 1)).astype(np.uint8)

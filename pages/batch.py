@@ -2,9 +2,9 @@ import hashlib
 
 import streamlit as st
 
-from lungfake.batch import MAX_TILES, downloads, expand_uploads, score_batch, summary, table_rows
+from lungfake.batch import MAX_TILES, batch_report, downloads, expand_uploads, score_batch, summary, table_rows
 from lungfake.report import image_uri
-from pages.common import DISCLAIMER, case_report, computed_once, progress_bar, route_through_entrypoint, scorer
+from pages.common import DISCLAIMER, computed_once, progress_bar, route_through_entrypoint, scorer
 
 FILTERS = {
     "All files": lambda row: True,
@@ -53,15 +53,7 @@ st.dataframe(records, width="stretch", hide_index=True,
 st.caption(f"{len(shown)} of {len(rows)} files shown; click a column header to sort.")
 
 csv_data, json_data = downloads(rows)
-report = case_report("Batch report", ", ".join(u.name for u in uploads))
-everything = table_rows(rows)
-headers = [key for key in everything[0] if key != "thumbnail"]
-report.add_table(headers, [["" if r[k] is None else r[k] for k in headers] for r in everything])
-for row in rows:
-    if row.error:
-        report.add_warning(f"{row.name}: {row.error}")
-report.add_text("Predicted (ensemble), of the files read as H&E: " + ", ".join(
-    f"{n} {c}" for n, c in sorted(counts["predicted"].items())) + f"; refused as not H&E: {counts['not_he']}")
+report = batch_report(rows, ", ".join(u.name for u in uploads), [served.entry for served in scorer().served])
 left, middle, right = st.columns(3)
 left.download_button("Download results (CSV)", csv_data, "batch_lungfake.csv", "text/csv", on_click="ignore")
 middle.download_button("Download results (JSON)", json_data, "batch_lungfake.json", "application/json", on_click="ignore")

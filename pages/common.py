@@ -72,11 +72,6 @@ def region_source(upload) -> tuple[str, bytes] | None:
     return st.session_state.get(REGION_HANDOFF)
 
 
-def case_report(title: str, source: str) -> report.CaseReport:
-    """A case report naming the served models (and their weights' sha256)."""
-    return report.CaseReport(title, source, [served.entry for served in scorer().served])
-
-
 def computed_once(name: str, key, compute):
     """compute()'s result, kept in the session under name until key changes (a new upload or setting).
     A lungfake error is shown with what to do and stops the page."""

@@ -36,7 +36,7 @@ def shared_tiny_dataset(tmp_path_factory):
     return write_tiny_dataset(tmp_path_factory.mktemp("lc"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
-    """A weights store with a tiny model and an OOD reference; tests that change files work on a copy."""
+    """A weights store with a tiny model and an OOD reference, built once; tests that change files work on a copy."""
     return register_tiny_model(tmp_path_factory.mktemp("weights"))

@@ -68,3 +68,25 @@ def register_tiny_model(folder: Path) -> Path:
     (folder / "ood.npz").write_bytes(reference.to_bytes())
     register_ood(OodEntry("ood.npz", sha256_of(folder / "ood.npz"), "tiny", 0.99), folder)
     return folder
+
+
+def store_with_ood_limits(source: Path, folder: Path, tissue: float, stain: float, features: float) -> Path:
+    """A copy of a weights store whose out-of-distribution reference has the given limits (registered with its
+    sha256): a negative limit fails every image on that check, infinity passes every one."""
+    import shutil
+
+    from lungfake.ood import GaussianReference, OodReference
+    from lungfake.registry import OodEntry, load_ood_entry, register_ood, sha256_of
+
+    shutil.copytree(source, folder)
+    entry = load_ood_entry(folder)
+    fitted = OodReference.from_file(folder / entry.file)
+
+    def limited(reference: GaussianReference, limit: float) -> GaussianReference:
+        return GaussianReference(reference.mean, reference.precision, limit, reference.projection)
+
+    reference = OodReference(limited(fitted.stain, stain), limited(fitted.features, features), fitted.feature_model,
+                             fitted.quantile, limited(fitted.stain, tissue), fitted.blur_sigma)
+    (folder / entry.file).write_bytes(reference.to_bytes())
+    register_ood(OodEntry(entry.file, sha256_of(folder / entry.file), entry.feature_model, entry.quantile), folder)
+    return folder

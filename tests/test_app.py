@@ -8,6 +8,7 @@ from lungfake.registry import load_registry
 from tests.helpers import DATA_DIR, REPO, needs_data
 
 APP = str(REPO / "streamlit_app.py")
+pytestmark = pytest.mark.slow  # every page on the three committed models
 MODEL_LOAD_TIMEOUT = 180  # the first run loads both models and builds Grad-CAM
 
 

@@ -13,6 +13,7 @@ from tests.helpers import DATA_DIR, needs_data
 from tests.serving import CHROMIUM, CHROMIUM_ARGS, REPO, running_app
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian chromium not installed at {CHROMIUM}"),
     pytest.mark.skipif(shutil.which("streamlit", path=os.path.dirname(sys.executable)) is None, reason="streamlit not installed"),
 ]

@@ -2,6 +2,8 @@
 import collections
 import json
 
+import pytest
+
 from lungfake.data import list_tiles, read_rgb
 from lungfake.families import MATCH_THRESHOLD, keypoints_of, match_pair
 from lungfake.splits import load_split
@@ -9,6 +11,7 @@ from lungfake.store import WeightsStore
 from tests.helpers import DATA_DIR, needs_data
 
 STORE = WeightsStore.resolve()
+pytestmark = pytest.mark.slow  # the real tiles: family detection and the audit on them
 # Copies the first split missed (issue "leak-free split, part 2"): the same field, one of them turned,
 # mirrored or 1.5x as magnified.
 KNOWN_COPIES = (("lung_n/lungn2285.jpeg", "lung_n/lungn2591.jpeg"), ("lung_n/lungn2601.jpeg", "lung_n/lungn4756.jpeg"))

@@ -15,6 +15,7 @@ from lungfake.store import WeightsStore
 from tests.helpers import DATA_DIR, needs_data
 
 STORE = WeightsStore.resolve()
+pytestmark = pytest.mark.slow  # the committed models on real tiles
 REQUIRED_METRICS = {
     "accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "classification_report", "confusion_matrix",
     "binary_accuracy", "binary_sensitivity", "binary_specificity", "roc_auc", "expected_calibration_error",

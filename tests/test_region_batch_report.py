@@ -14,7 +14,7 @@ from lungfake.errors import ImageDecodeError, UploadLimitError
 from lungfake.region import RegionResult, RegionScale, TileGrid, score_region, tissue_mask
 from lungfake.report import CaseReport
 from lungfake.scoring import Scorer
-from tests.helpers import he_like
+from tests.helpers import he_like, store_with_ood_limits
 
 WHITE = 245
 
@@ -71,8 +71,9 @@ def test_impossible_scales_are_explained(tile, message):
         TileGrid.over(rgb.shape[:2], tile, *tissue_mask(rgb, 224))
 
 
-def test_region_is_scored_in_batches_with_progress_and_merged(tiny_weights, monkeypatch):
-    scorer = Scorer.load("all", tiny_weights)
+def test_region_is_scored_in_batches_with_progress_and_merged(tiny_weights, monkeypatch, tmp_path):
+    inf = float("inf")  # every tile taken as tissue: the untrained tiny model's own reference refuses these
+    scorer = Scorer.load("all", store_with_ood_limits(tiny_weights, tmp_path / "w", inf, inf, inf))
     batch_sizes, progress = [], []
     score = scorer.score
     monkeypatch.setattr(scorer, "score", lambda images, names, **kw: batch_sizes.append(len(images)) or score(images, names, **kw))
@@ -86,7 +87,10 @@ def test_region_is_scored_in_batches_with_progress_and_merged(tiny_weights, monk
     assert result.csv_text().count("\n") == 24
     thumb = region.thumbnail(_region(2, 3))
     assert result.map_image(thumb, "tiny", 0.5).shape == thumb.shape
-    assert len(result.most_suspicious(4)) <= 4
+    cancer = probabilities[:, 1:].sum(axis=1)  # adenocarcinoma and squamous cell carcinoma
+    assert result.most_suspicious(4) == [int(i) for i in np.argsort(-cancer)[:4]]
+    result.ood[result.most_suspicious(1)[0]] = True  # a tile refused as not H&E is never among the suspicious
+    assert result.most_suspicious(4) == [int(i) for i in np.argsort(-cancer)[1:5]]
 
 
 def test_probability_map_averages_the_tiles_covering_each_cell():

@@ -1,0 +1,122 @@
+"""The pages' warnings and refusals, through AppTest, on a tiny model whose out-of-distribution reference is set
+to pass or fail every image: each test fails if its message is removed or shown for the wrong case."""
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from lungfake.batch import MAX_TILES
+from tests.helpers import REPO, he_like, store_with_ood_limits
+
+APP = str(REPO / "streamlit_app.py")
+INF = float("inf")
+TIMEOUT = 60
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _page(weights, monkeypatch, page: str | None = None) -> AppTest:
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(weights))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+@pytest.fixture(scope="module")
+def plain_weights(tiny_weights, tmp_path_factory):
+    return store_with_ood_limits(tiny_weights, tmp_path_factory.mktemp("p") / "w", INF, INF, INF)
+
+
+@pytest.fixture(scope="module")
+def shifted_weights(tiny_weights, tmp_path_factory):
+    return store_with_ood_limits(tiny_weights, tmp_path_factory.mktemp("s") / "w", INF, -1.0, INF)
+
+
+def _warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning]
+
+
+def test_the_score_page_cautions_on_tissue_unlike_lc25000s(shifted_weights, monkeypatch):
+    at = _page(shifted_weights, monkeypatch)
+    at.file_uploader[0].upload("t.png", _png(he_like(3, 64)), "image/png").run()
+    assert not at.exception and not at.error
+    caution = [w for w in _warnings(at) if "unlike LC25000's tiles" in w]
+    assert len(caution) == 1 and "stain distance" in caution[0] and "trust them less" in caution[0]
+    assert [m for m in at.metric if m.label == "Prediction"]  # shown, not tucked away
+
+
+def test_the_score_page_shows_no_caution_for_tissue_like_lc25000s(plain_weights, monkeypatch):
+    at = _page(plain_weights, monkeypatch)
+    at.file_uploader[0].upload("t.png", _png(he_like(3, 64)), "image/png").run()
+    assert not at.exception and not at.error
+    assert not [w for w in _warnings(at) if "unlike LC25000" in w]
+
+
+def test_the_score_page_warns_of_low_confidence_below_the_fallback(plain_weights, monkeypatch):
+    """The untrained tiny model is about a third sure of anything; its registry has no threshold, so 60% applies."""
+    at = _page(plain_weights, monkeypatch)
+    at.file_uploader[0].upload("t.png", _png(he_like(3, 64)), "image/png").run()
+    score = at.session_state["report"].models["tiny"]
+    assert score.confidence < 0.6
+    low = [w for w in _warnings(at) if w.startswith("Low confidence")]
+    assert low == ["Low confidence (under 60.0%, the level chosen on validation tiles): treat as uncertain."]
+
+
+def test_the_batch_page_counts_shifted_and_low_confidence_tiles(shifted_weights, monkeypatch):
+    at = _page(shifted_weights, monkeypatch, "pages/batch.py")
+    at.file_uploader[0].upload("a.png", _png(he_like(1, 64)), "image/png")
+    at.file_uploader[0].upload("b.png", _png(he_like(2, 64)), "image/png").run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Files"] == "2" and metrics["Flagged"] == "100%" and metrics["Low confidence"] == "2"
+    assert metrics["Not H&E"] == "0"
+    table = at.dataframe[0].value
+    assert table["unlike LC25000"].tolist() == [True, True] and table["low confidence"].tolist() == [True, True]
+
+
+def test_the_batch_page_explains_a_zip_over_the_limit(plain_weights, monkeypatch):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(MAX_TILES + 1):
+            archive.writestr(f"{i}.png", b"x")
+    at = _page(plain_weights, monkeypatch, "pages/batch.py")
+    at.file_uploader[0].upload("many.zip", buffer.getvalue(), "application/zip").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"many.zip holds {MAX_TILES + 1} images (at most {MAX_TILES}); split it."]
+    assert not at.dataframe
+
+
+def test_the_region_page_says_when_it_finds_no_tissue(plain_weights, monkeypatch):
+    at = _page(plain_weights, monkeypatch, "pages/region.py")
+    at.file_uploader[0].upload("glass.png", _png(np.full((800, 800, 3), 245, np.uint8)), "image/png").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "no tissue was found" in at.error[0].value
+
+
+def test_the_region_page_refuses_a_scale_that_makes_too_many_tiles(plain_weights, monkeypatch):
+    at = _page(plain_weights, monkeypatch, "pages/region.py")
+    at.radio[0].set_value("Microns per pixel").run()
+    at.number_input[0].set_value(5.0).run()  # a 37-pixel tile: 3000 x 3000 pixels make 161 x 161 positions
+    at.file_uploader[0].upload("big.png", _png(np.full((3000, 3000, 3), 200, np.uint8)), "image/png").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "tiles (at most 20,000)" in at.error[0].value
+
+
+def test_the_region_page_warns_when_its_tiles_are_unlike_lc25000s(shifted_weights, monkeypatch):
+    from tests.test_region_batch_report import _region
+
+    at = _page(shifted_weights, monkeypatch, "pages/region.py")
+    at.radio[0].set_value("Microns per pixel").run()
+    at.number_input[0].set_value(184 / 224).run()  # LC25000's tiles' scale: a tile is 224 pixels
+    at.file_uploader[0].upload("r.png", _png(_region(1, 2)), "image/png").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(w.startswith("100% of the tissue tiles are H&E but unlike LC25000's") for w in _warnings(at))
