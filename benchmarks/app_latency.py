@@ -67,7 +67,7 @@ def cold_start(tile: str, models: str) -> None:
 
     scorer = Scorer.load(models)
     for served in scorer.served:
-        served.explainer
+        _ = served.explainer  # built now, as the app's cache builds it
     scorer.score([decode_image(Path(tile).read_bytes())], explain=True)
     print(f"cold start (load, verify, Grad-CAM build, first score), fresh process: {time.perf_counter() - started:.2f} s")
     print(f"peak RSS of that process (one copy of every served model, Grad-CAM built, one tile scored): {peak_rss_mb():.0f} MB")
@@ -90,7 +90,8 @@ def main() -> None:
         return cold_start(args.tile, args.models)
     if args.compare:
         run_at_revision(args.compare, args.tile, args.repeats, args.compare_runs)
-        print(f"=== this checkout ({subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout.strip()})", flush=True)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        print(f"=== this checkout ({head})", flush=True)
     data = Path(args.tile).read_bytes()
     fresh_cold_starts(args.tile, args.models, args.cold_repeats)
 

@@ -155,7 +155,8 @@ def _summary(report: dict, seconds: float) -> str:
     other = [r["false_matches_other_classes"] for r in report.values() if "false_matches_other_classes" in r]
     if other:
         hit, n = sum(o["matches"] for o in other), sum(o["pairs"] for o in other)
-        lines.append(f"false matches, different classes: {hit}/{n} = {hit / n:.3%} (highest score {max(o['highest_score'] for o in other)})")
+        highest = max(o["highest_score"] for o in other)
+        lines.append(f"false matches, different classes: {hit}/{n} = {hit / n:.3%} (highest score {highest})")
     return "\n".join(lines)
 
 

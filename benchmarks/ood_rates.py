@@ -124,7 +124,8 @@ def nonhistology_rate(screen: OodScreen, save_misses: Path | None) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir")
-    parser.add_argument("--external-dir", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "external_dev")
+    external = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "external_dev"
+    parser.add_argument("--external-dir", type=Path, default=external)
     parser.add_argument("--skip-nonhistology", action="store_true")
     parser.add_argument("--save-misses", type=Path, help="write missed non-histology images here for inspection")
     args = parser.parse_args()

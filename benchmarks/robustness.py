@@ -28,10 +28,11 @@ def shift_table(evaluator: Evaluator) -> dict[str, dict[str, float]]:
     from lungfake.registry import load_model, load_registry
 
     tables, parts = {}, []
-    for arch, entry in load_registry(evaluator.store.root).items():
+    for entry in load_registry(evaluator.store.root).values():
         model = load_model(entry, evaluator.store.root)
         shifted = evaluator.shift_metrics(model, entry.input_size, list(entry.class_names), entry.temperature)
-        tables[entry.display_name] = {**shifted["robustness"]["accuracy"], "colour-neutral (all test tiles)": shifted["colour_neutral_accuracy"]["value"]}
+        neutral = {"colour-neutral (all test tiles)": shifted["colour_neutral_accuracy"]["value"]}
+        tables[entry.display_name] = {**shifted["robustness"]["accuracy"], **neutral}
         parts.append(shifted)
     if len(parts) > 1:
         y = evaluator.labels("grouped", "test", list(entry.class_names))[:: evaluator.ROBUSTNESS_EVERY]

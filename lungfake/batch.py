@@ -6,9 +6,9 @@ import io
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Callable
 
 from .classes import display_name
 from .errors import ImageDecodeError, UploadLimitError

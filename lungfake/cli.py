@@ -10,7 +10,6 @@ from pathlib import Path
 from .errors import LungfakeError
 
 
-
 def _store(args: argparse.Namespace):
     """The weights store every command reads and writes: --weights-dir, else $LUNGFAKE_WEIGHTS_DIR, else weights/."""
     from .store import WeightsStore
@@ -331,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=cmd_evaluate)
 
     serve_size = commands.add_parser("serve-size", help="serve a model's weights at another input size (chosen on val "
-                                     "tiles with benchmarks/input_size_on_val.py)")
+                                     "tiles; see docs/decisions.md)")
     serve_size.add_argument("--arch", choices=ARCHITECTURES, required=True)
     serve_size.add_argument("--input-size", type=int, required=True)
     serve_size.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")

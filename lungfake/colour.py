@@ -36,19 +36,19 @@ class ColourTarget:
     std: tuple[float, float, float]
 
     @staticmethod
-    def of(images: np.ndarray) -> "ColourTarget":
+    def of(images: np.ndarray) -> ColourTarget:
         """The average statistics of a set of tiles (e.g. the training set's)."""
         stats = lab_statistics(images).mean(axis=0)
         return ColourTarget(tuple(map(float, stats[:3])), tuple(map(float, stats[3:])))
 
     @staticmethod
-    def of_many(images: list[np.ndarray]) -> "ColourTarget":
+    def of_many(images: list[np.ndarray]) -> ColourTarget:
         """The average statistics of tiles of different sizes."""
         stats = np.concatenate([lab_statistics(rgb) for rgb in images]).mean(axis=0)
         return ColourTarget(tuple(map(float, stats[:3])), tuple(map(float, stats[3:])))
 
     @staticmethod
-    def from_json(payload: dict) -> "ColourTarget":
+    def from_json(payload: dict) -> ColourTarget:
         return ColourTarget(tuple(payload["lab_mean"]), tuple(payload["lab_std"]))
 
     def to_json(self) -> dict:

@@ -140,7 +140,7 @@ def domain_shift_caution(metrics: dict[tuple[str, str], dict]) -> str:
     """What the robustness table says about tissue unlike LC25000's: the largest accuracy drop any served
     model (or the ensemble) shows under one simulated change, on the grouped test tiles."""
     drops = []
-    for (arch, protocol), m in metrics.items():
+    for (_arch, protocol), m in metrics.items():
         table = m.get("robustness", {}).get("accuracy") if protocol == "grouped" else None
         if table:
             worst = min((name for name in table if name != "clean"), key=table.get)

@@ -39,3 +39,7 @@ class TrainingError(LungfakeError):
 
 class UploadLimitError(LungfakeError):
     """An upload exceeds a stated limit (tiles in a batch, a zip's unpacked size) or a zip cannot be opened."""
+
+
+class ScoringProcessError(LungfakeError):
+    """The process that holds the app's models stopped, or failed on a request."""

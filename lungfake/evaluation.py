@@ -129,7 +129,8 @@ def predict_probabilities(model, pixels: np.ndarray, batch_size: int = 64) -> np
 
 def with_intervals(y_true, correct_or_pred, groups, metric=accuracy_score) -> dict:
     """A metric of predictions and its 95% interval over families, as {value, ci95}."""
-    return {"value": float(metric(y_true, correct_or_pred)), "ci95": _cluster_bootstrap(np.asarray(y_true), np.asarray(correct_or_pred), groups, metric)}
+    interval = _cluster_bootstrap(np.asarray(y_true), np.asarray(correct_or_pred), groups, metric)
+    return {"value": float(metric(y_true, correct_or_pred)), "ci95": interval}
 
 
 def evaluate_all(root, arch: str = "all", protocol: str = "all", store=None, external_dir=None) -> list:
@@ -270,7 +271,8 @@ class Evaluator:
         history_file = self.store.history_json(arch, protocol)
         trained_on = json.loads(history_file.read_text()).get("split_sha256") if history_file.exists() else None
         if trained_on != self.split_sha(protocol) and not self.folded_from(protocol, trained_on):
-            why = "has no training history" if not history_file.exists() else f"was trained on another {protocol} split than the committed one"
+            why = ("has no training history" if not history_file.exists()
+                   else f"was trained on another {protocol} split than the committed one")
             log.warning("skipping %s/%s: it %s; train it (python -m lungfake train --arch %s --split %s) before evaluating",
                         arch, protocol, why, arch, protocol)
             return None
@@ -388,7 +390,8 @@ class Evaluator:
                        reliability_uncalibrated=reliability_curve(y_true, uncalibrated),
                        colour_neutral_accuracy=with_intervals(y_true, neutral.argmax(1), families),
                        robustness={"tiles": int(len(clean)), "every": every, "accuracy": table},
-                       all_members_agree={"share": float(agree.mean()), "accuracy_when_agreeing": float((probabilities.argmax(1) == y_true)[agree].mean())})
+                       all_members_agree={"share": float(agree.mean()),
+                                          "accuracy_when_agreeing": float((probabilities.argmax(1) == y_true)[agree].mean())})
         return self._write("ensemble", "grouped", metrics)
 
     def evaluate_baselines(self, protocol: str) -> list[Path]:

@@ -22,9 +22,9 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -238,7 +238,8 @@ def match_scores(keys_a: list[Keypoints], keys_b: list[Keypoints], pairs: np.nda
             done += len(chunk)
             if len(pairs) >= 20_000 and len(scores) % 10 == 0:
                 elapsed = time.perf_counter() - started
-                log.info("verified %d/%d pairs (%.0f s, about %.0f s left)", done, len(pairs), elapsed, elapsed / done * (len(pairs) - done))
+                left = elapsed / done * (len(pairs) - done)
+                log.info("verified %d/%d pairs (%.0f s, about %.0f s left)", done, len(pairs), elapsed, left)
     return np.concatenate(scores)
 
 

@@ -49,7 +49,7 @@ class LoadedModel:
         self._pool, self._output = model.get_layer(POOLED_FEATURES_LAYER), model.get_layer(OUTPUT_LAYER)
 
     @classmethod
-    def load(cls, entry: ModelEntry, folder: Path | None = None) -> "LoadedModel":
+    def load(cls, entry: ModelEntry, folder: Path | None = None) -> LoadedModel:
         return cls(entry, load_model(entry, folder))
 
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +69,7 @@ class OodScreen:
         self.reference, self.feature_model = reference, feature_model
 
     @classmethod
-    def load(cls, scoring: list[LoadedModel], folder: Path | None = None) -> "OodScreen":
+    def load(cls, scoring: list[LoadedModel], folder: Path | None = None) -> OodScreen:
         """Reuses the feature model when it is among the scoring models, else loads it."""
         entry = load_ood_entry(folder)
         if entry is None:
@@ -83,7 +83,8 @@ class OodScreen:
             raise RegistryError(f"The out-of-distribution check reads {entry.feature_model}, which is not in the registry.")
         return cls(reference, LoadedModel.load(feature_entry, folder))
 
-    def assess(self, images: list[np.ndarray], features: dict[str, np.ndarray], inputs: dict[int, np.ndarray] | None = None) -> list[OodVerdict]:
+    def assess(self, images: list[np.ndarray], features: dict[str, np.ndarray],
+               inputs: dict[int, np.ndarray] | None = None) -> list[OodVerdict]:
         """A verdict per image; features are the pooled features already computed, keyed by architecture,
         and inputs the images already resized, keyed by size (either spares the feature model's work)."""
         if self.reference is None:

@@ -33,7 +33,7 @@ STATS_SIDE = 128
 # LC25000's tiles are soft and other scanners' are sharper, and without it 5.8% of validation tiles under an
 # unsharp mask (x2, radius 2) were refused as not tissue. 0.75 is the least blur at which sharpened validation
 # tiles (x1.5-3, radius 1-2) are refused no more often than validation tiles as other labs show them, with
-# non-histology still refused >= 95% (benchmarks/tissue_sharpness.py, LC25000 and built images only; the need
+# non-histology still refused >= 95% (docs/decisions.md, LC25000 and built images only; the need
 # was seen on the external development tiles, the value was not chosen on them).
 STATS_BLUR_SIGMA = 0.75
 FEATURE_COMPONENTS = 32
@@ -103,7 +103,7 @@ def _band_powers(image: np.ndarray) -> list[float]:
     """Log share of the image's (mean-removed) spectral power in each frequency band."""
     power = np.abs(np.fft.fft2(image - image.mean())) ** 2
     total = power.sum() + 1e-9
-    return [np.log(power[(_RADIAL_FREQUENCY >= low) & (_RADIAL_FREQUENCY < high)].sum() / total + 1e-6)
+    return [np.log(power[(low <= _RADIAL_FREQUENCY) & (high > _RADIAL_FREQUENCY)].sum() / total + 1e-6)
             for low, high in _FREQUENCY_BANDS]
 
 
@@ -131,7 +131,7 @@ class GaussianReference:
     projection: np.ndarray | None = None  # rows: principal axes
 
     @classmethod
-    def fit(cls, train: np.ndarray, held_out: np.ndarray, quantile: float, components: int | None = None) -> "GaussianReference":
+    def fit(cls, train: np.ndarray, held_out: np.ndarray, quantile: float, components: int | None = None) -> GaussianReference:
         from sklearn.covariance import LedoitWolf
 
         projection = None
@@ -219,7 +219,7 @@ class OodReference:
         return buffer.getvalue()
 
     @classmethod
-    def from_file(cls, path: Path) -> "OodReference":
+    def from_file(cls, path: Path) -> OodReference:
         try:
             with np.load(path, allow_pickle=False) as saved:
                 if saved["stain_mean"].shape != (len(STAIN_STATISTICS),):

@@ -7,7 +7,8 @@ Scale. LC25000 does not record its magnification. Its round, compact nuclei (lym
 about 7 um across in tissue) span a median 8.5 px of a 224-px benign tile (``scripts/estimate_tile_scale.py``),
 so a tile covers roughly 184 um: about 0.82 um per pixel at 224 px, or a 768-px original at 0.24 um/px,
 like a 40x-objective photograph. It is an estimate, good to perhaps 25%; the models were trained with
-random magnification of 0.6-1.6x, which covers that uncertainty. A region is cut into tiles of that many microns, given its own microns per pixel.
+random magnification of 0.6-1.6x, which covers that uncertainty. A region is cut into tiles of that many microns,
+given its own microns per pixel.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import io
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -50,7 +51,7 @@ GLASS = 245  # what a tile's part beyond the image's edge is filled with: unstai
 
 
 LC25000_ORIGINAL_PIXELS = 768  # the photographs LC25000's tiles were resized from
-STRIP_ASPECT = 2.0  # squashing a 2:1 field to a square cost 1.4-3.6 points (benchmarks/non_square_uploads.py)
+STRIP_ASPECT = 2.0  # squashing a 2:1 field to a square cost 1.4-3.6 points (docs/decisions.md)
 
 
 def region_hint(shape: tuple[int, ...], region_tool: str = "**Map a region**") -> str | None:
@@ -74,11 +75,11 @@ class RegionScale:
     microns_per_pixel: float
 
     @classmethod
-    def from_magnification(cls, objective: float) -> "RegionScale":
+    def from_magnification(cls, objective: float) -> RegionScale:
         return cls(SCANNER_MICRONS_AT_1X / objective)
 
     @classmethod
-    def like_lc25000_tiles(cls) -> "RegionScale":
+    def like_lc25000_tiles(cls) -> RegionScale:
         """The region has the pixel scale of LC25000's 224-px tiles (one tile = 224 of its pixels)."""
         return cls(LC25000_TILE_MICRONS / LC25000_TILE_PIXELS)
 
@@ -135,7 +136,7 @@ class TileGrid:
     tissue: np.ndarray  # (n,) float: share of the tile that is tissue
 
     @classmethod
-    def over(cls, shape: tuple[int, int], tile: int, mask: np.ndarray, mask_scale: float) -> "TileGrid":
+    def over(cls, shape: tuple[int, int], tile: int, mask: np.ndarray, mask_scale: float) -> TileGrid:
         height, width = shape
         if tile < MIN_TILE_PIXELS:
             raise ImageDecodeError(f"at this scale a tile would be only {tile} pixels; check the microns per pixel "

@@ -137,7 +137,8 @@ def load_ood_entry(folder: Path | None = None) -> OodEntry | None:
     try:
         return OodEntry(**raw) if raw is not None else None
     except TypeError as exc:
-        raise RegistryError(f"The ood entry of the model registry is malformed ({exc}); refit it with python -m lungfake ood-fit.") from None
+        raise RegistryError(f"The ood entry of the model registry is malformed ({exc}); "
+                            "refit it with python -m lungfake ood-fit.") from None
 
 
 def verified_file(file: str, sha256: str, what: str, folder: Path | None = None) -> Path:

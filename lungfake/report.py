@@ -33,7 +33,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#222;m
 h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:22px;border-bottom:1px solid #ddd}
 .disclaimer{border:2px solid #b00;padding:8px 12px;background:#fff4f4;font-weight:600}
 .warning{border-left:4px solid #e69500;padding:4px 10px;background:#fff8e6;margin:6px 0}
-table{border-collapse:collapse;font-size:13px;margin:8px 0;max-width:100%} td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;overflow-wrap:anywhere}
+table{border-collapse:collapse;font-size:13px;margin:8px 0;max-width:100%}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;overflow-wrap:anywhere}
 figure{max-width:300px}
 .images{display:flex;flex-wrap:wrap;gap:10px} figure{margin:0;break-inside:avoid} figcaption{font-size:12px;color:#555}
 .block{break-inside:avoid;page-break-inside:avoid} .meta{font-size:12px;color:#555}
@@ -120,7 +121,7 @@ class CaseReport:
         self.sections.append('<div class="block">' + "".join(parts) + "</div>")
 
     def html(self, now: dt.datetime | None = None) -> str:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         models = _table(["model", "weights file", "sha256", "trained on split", "input px", "temperature"],
                         [[m.display_name or m.arch, m.file, m.sha256, m.split, m.input_size, f"{m.temperature:.3f}"]
                          for m in self.models])

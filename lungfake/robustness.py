@@ -7,8 +7,8 @@ are used to measure here, never to train or choose anything.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,7 +159,7 @@ class ServedModel:
         self.lock = threading.Lock()
 
     @classmethod
-    def load(cls, arch: str, folder: Path | None = None) -> "ServedModel":
+    def load(cls, arch: str, folder: Path | None = None) -> ServedModel:
         entry = next(e for e in select_entries(arch, folder))
         return cls(LoadedModel.load(entry, folder))
 
@@ -198,10 +199,17 @@ class Scorer:
         self.served, self.screen, self.ensemble_calibration = served, screen, ensemble_calibration
 
     @classmethod
-    def load(cls, which: str = "all", folder: Path | None = None) -> "Scorer":
+    def load(cls, which: str = "all", folder: Path | None = None,
+             on_model: Callable[[int, int, str], None] | None = None) -> Scorer:
+        """The registry's models (verified), their calibration and the OOD screen; on_model(i, n, name) is
+        called before the i-th of n models loads (the app shows it)."""
         from .registry import load_ensemble_calibration
 
-        served = [ServedModel(LoadedModel.load(entry, folder)) for entry in select_entries(which, folder)]
+        entries, served = select_entries(which, folder), []
+        for i, entry in enumerate(entries):
+            if on_model:
+                on_model(i, len(entries), entry.display_name or entry.arch)
+            served.append(ServedModel(LoadedModel.load(entry, folder)))
         return cls(served, OodScreen.load([s.loaded for s in served], folder), load_ensemble_calibration(folder))
 
     def score(self, images: list[np.ndarray], names: list[str] | None = None, explain: bool = False,

@@ -18,7 +18,7 @@ class WeightsStore:
     root: Path
 
     @staticmethod
-    def resolve(override: str | os.PathLike | None = None) -> "WeightsStore":
+    def resolve(override: str | os.PathLike | None = None) -> WeightsStore:
         if isinstance(override, WeightsStore):
             return override
         return WeightsStore(Path(override or os.environ.get(WEIGHTS_DIR_ENV) or DEFAULT_WEIGHTS_DIR))

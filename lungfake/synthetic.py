@@ -24,7 +24,7 @@ class CopyTransform:
     hue_shift: float = 0.0
 
     @staticmethod
-    def random(rng: np.random.Generator, magnification: tuple[float, float] = (1.0, 2.5)) -> "CopyTransform":
+    def random(rng: np.random.Generator, magnification: tuple[float, float] = (1.0, 2.5)) -> CopyTransform:
         return CopyTransform(
             degrees=float(rng.uniform(0, 360)), mirrored=bool(rng.integers(2)),
             magnification=float(rng.uniform(*magnification)), off_centre=bool(rng.integers(2)),

@@ -2,7 +2,7 @@
 
 Each epoch draws a few copies of every training family rather than all ~20: the copies are
 rotations and flips of one image, which augmentation provides anyway. At the same number of
-training images this scores the same on validation as every copy (benchmarks/family_sampling.py);
+training images this scores the same on validation as every copy (docs/decisions.md);
 what it buys is short epochs (a checkpoint and a validation reading about every minute, so an
 interrupted run loses little) and families that weigh the same whatever their size.
 """
@@ -61,7 +61,7 @@ class Recipe:
     restart_learning_rates: tuple[float, ...] = ()
 
     @staticmethod
-    def from_json(payload: dict) -> "Recipe":
+    def from_json(payload: dict) -> Recipe:
         augmentation = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload.get("augmentation", {}).items()})
         known = {k: tuple(v) if isinstance(v, list) else v
                  for k, v in payload.items() if k in Recipe.__dataclass_fields__ and k != "augmentation"}
@@ -89,7 +89,7 @@ class Recipe:
         return self._of_cycle(epoch, self.restart_learning_rates, self.restart_learning_rate, self.learning_rate,
                               "restart_learning_rates")
 
-    def single_cycle(self) -> "Recipe":
+    def single_cycle(self) -> Recipe:
         """This recipe with its warm restarts dropped: one cosine cycle over all epochs at input_size."""
         return replace(self, restart_epochs=(), restart_input_sizes=(), restart_learning_rates=())
 
@@ -98,7 +98,7 @@ class Recipe:
         """The input size of the last cycle: the size export registers (serve-size may serve it at another)."""
         return self.input_size_at(self.epochs - 1)
 
-    def same_schedule_until(self, other: "Recipe", epoch: int) -> bool:
+    def same_schedule_until(self, other: Recipe, epoch: int) -> bool:
         """Whether this recipe trains its first `epoch` epochs exactly as other does (other may end there)."""
         # Per-cycle settings are compared below as each earlier cycle used them (the shared restart rate included).
         ignore = {"epochs", "restart_epochs", "restart_input_sizes", "restart_learning_rates", "restart_learning_rate"}
@@ -463,7 +463,7 @@ def serve_at_input_size(arch: str, size: int, folder: Path | None = None) -> Pat
     """Save the served model of arch again with the same weights in a network built at size, and register it
     uncalibrated (run `evaluate` next: it refits the temperature and the warning threshold at that size). A
     network trained with magnification augmentation can see tiles better at a larger size than it was trained
-    at (the "FixRes" effect); choose the size on validation tiles (benchmarks/input_size_on_val.py)."""
+    at (the "FixRes" effect); choose the size on validation tiles (docs/decisions.md)."""
 
     from .registry import load_model, load_registry, register, sha256_of
     from .store import WeightsStore

@@ -4,9 +4,9 @@ from lungfake.charts import PROTOCOL_LABELS
 from lungfake.classes import CLASSES
 from lungfake.errors import LungfakeError
 from lungfake.model_card import model_card_facts, model_recipe_sentence
-from pages.common import DISCLAIMER, route_through_entrypoint
+from pages.common import DISCLAIMER, enter_page
 
-route_through_entrypoint()
+enter_page()
 st.title("About lungfake / model card")
 st.warning(DISCLAIMER)
 try:

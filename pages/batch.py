@@ -4,7 +4,7 @@ import streamlit as st
 
 from lungfake.batch import MAX_TILES, batch_report, downloads, expand_uploads, score_batch, summary, table_rows
 from lungfake.report import image_uri
-from pages.common import DISCLAIMER, computed_once, progress_bar, route_through_entrypoint, scorer
+from pages.common import DISCLAIMER, computed_once, enter_page, progress_bar, scorer
 
 FILTERS = {
     "All files": lambda row: True,
@@ -22,7 +22,7 @@ def score_uploads(uploads) -> list:
     return rows
 
 
-route_through_entrypoint()
+enter_page()
 st.title("Score a batch of tiles")
 st.warning(DISCLAIMER)
 uploads = st.file_uploader(f"Tiles, or .zip archives of tiles (at most {MAX_TILES} tiles in all)", accept_multiple_files=True,

@@ -1,41 +1,83 @@
-"""What the pages share: routing through the entry point, the cached scorer and the disclaimer.
+"""What the pages share: the menu and routing, the models' process, the disclaimer.
 
-Pages live in pages/ and are registered with st.navigation in streamlit_app.py, which sets the menu, titles
-and order in one place. The cost: Streamlit's older convention also treats a pages/ folder as pages of
-its own, so a page URL opened first on a fresh server runs without the entry point; route_through_entrypoint
-sends it back through st.navigation.
+Pages live in pages/ and are registered with st.navigation (app_pages), which sets the menu, titles and
+order in one place. Streamlit's older convention also treats a pages/ folder as pages of their own, until
+the first call of st.navigation in the server's life (documented: from then on the app ignores pages/ in
+every session). So a page URL opened first on a fresh server runs the page without the entry point:
+enter_page sees that, calls st.navigation and reruns, which goes through the entry point.
 """
-import gc
-import sys
 from pathlib import Path
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
-from streamlit.runtime.scriptrunner import script_runner
 
 from lungfake import report
 from lungfake.comparison import domain_shift_caution
 from lungfake.errors import LungfakeError
 from lungfake.evaluation import load_all_metrics
-from lungfake.scoring import Scorer
+from lungfake.scoring_process import ScoringProcess
 from lungfake.store import WeightsStore
 
 DISCLAIMER = report.DISCLAIMER.replace("Research use only.", "**Research use only.**", 1)
+ROUTED = "entered_through_streamlit_app"  # set by the entry point before every page run it routes
 
 
-@st.cache_resource(show_spinner="Loading the models and their Grad-CAM explainers (first time only)...")
-def _scorer(folder: str) -> Scorer:
-    scorer = Scorer.load("all", Path(folder))
-    for served in scorer.served:
-        served.explainer  # built now, once, rather than inside the first user's upload
-    _exempt_from_collection()
-    return scorer
+def app_pages() -> list:
+    """The app's pages, in menu order: the score page first and the default."""
+    return [
+        st.Page("pages/score.py", title="Score a tile", icon=":material/biotech:", default=True),
+        st.Page("pages/batch.py", title="Score a batch", icon=":material/grid_view:"),
+        st.Page("pages/region.py", title="Map a region", icon=":material/map:"),
+        st.Page("pages/dashboard.py", title="Evaluation dashboard", icon=":material/monitoring:"),
+        st.Page("pages/error_browser.py", title="Error browser", icon=":material/image_search:"),
+        st.Page("pages/about.py", title="About / model card", icon=":material/info:"),
+    ]
 
 
-def scorer() -> Scorer:
-    """Every served model, calibrated, with its Grad-CAM explainer and the out-of-distribution screen;
-    keyed by the weights folder, so other weights are never served from the cache."""
-    return _scorer(str(WeightsStore.resolve().root))
+def route() -> None:
+    """The entry point's whole work: mark the run as routed, then run the page the URL names."""
+    st.session_state[ROUTED] = True
+    st.navigation(app_pages()).run()
+
+
+def enter_page() -> None:
+    """Call first on every page: send a run that did not come through the entry point back through it, and
+    start loading the models (in their own process) so they are ready, or nearly, when they are needed."""
+    if not st.session_state.pop(ROUTED, False):
+        st.navigation(app_pages())  # the documented switch away from the pages/ folder's own pages
+        st.rerun()
+    _models_process(str(WeightsStore.resolve().root))
+
+
+def _release(process: ScoringProcess) -> None:
+    process.close()
+
+
+@st.cache_resource(show_spinner=False, validate=lambda process: process.alive, on_release=_release)
+def _models_process(folder: str) -> ScoringProcess:
+    """One models' process per weights folder, so other weights are never served from the cache; a process
+    that stopped is replaced on the next call."""
+    return ScoringProcess("all", Path(folder))
+
+
+def scorer() -> ScoringProcess:
+    """Every served model, calibrated, with its Grad-CAM explainer and the out-of-distribution screen, in the
+    models' process. While they load, a progress bar says which; a loading error is raised as LungfakeError."""
+    process = _models_process(str(WeightsStore.resolve().root))
+    if not process.status().ready:
+        bar = st.progress(0.0, text=process.status().text)
+        process.wait_until_ready(lambda status: bar.progress(status.fraction, text=status.text))
+        bar.empty()
+    return process
+
+
+def loading_note() -> None:
+    """A caption while the models load (never waits), so a user knows why a first upload may take longer."""
+    try:
+        status = _models_process(str(WeightsStore.resolve().root)).status()
+    except LungfakeError:
+        return  # the page says so, with what to do, when it needs the models
+    if not status.ready:
+        st.caption(f"The models are loading in the background: {status.text} You can upload already.")
 
 
 @st.cache_data(show_spinner=False)
@@ -98,37 +140,3 @@ def progress_bar(unit: str):
                      + (f", about {left:.0f} s left" if left is not None else ""))
 
     return bar, show
-
-
-def _exempt_from_collection() -> None:
-    """The loaded models are ~440,000 Python objects that live as long as the process. Streamlit runs a
-    full gc.collect(2) after every script run (twice per upload: the uploader's clearing run, then the
-    scoring run), and scanning them took 0.5 s each time, holding the GIL. gc.freeze() moves every object
-    alive now out of the collector's sight; later garbage is still collected."""
-    gc.freeze()
-
-
-def route_through_entrypoint() -> None:
-    """Call first on every page. On a fresh server whose first request is a page URL, Streamlit runs the
-    page on its own in its old pages/-folder mode, skipping streamlit_app.py (layout, titles, menu)."""
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False  # what st.navigation itself sets; the rerun goes through it
-        st.rerun()
-
-
-def _close_pyplot_figures() -> None:
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None:
-        pyplot.close("all")
-
-
-def keep_tensorflow_kernels_between_runs() -> None:
-    """After every script run Streamlit calls keras.backend.clear_session(), which empties TensorFlow's
-    kernel cache: the next run then re-optimises every traced model function (Grappler), 0.5-7 s of CPU
-    on this machine, and concurrent sessions keep wiping each other's caches. Our models and Grad-CAM
-    objects live in st.cache_resource and no run builds Keras objects, so there is no state to clear;
-    matplotlib figures are still closed as before."""
-    script_runner._clean_problem_modules = _close_pyplot_figures
-
-
-keep_tensorflow_kernels_between_runs()

@@ -1,5 +1,6 @@
 import streamlit as st
 
+from lungfake.calibration import ece_interval_text
 from lungfake.charts import (
     PROTOCOL_LABELS,
     ROBUSTNESS_TARGET_POINTS,
@@ -11,14 +12,22 @@ from lungfake.charts import (
     training_curves,
     what_was_learned_chart,
 )
-from lungfake.calibration import ece_interval_text
-from lungfake.comparison import (accuracy_target_sentence, agreement_sentence, colour_verdicts, detail_choices,
-                                 leak_sentence, learned_rows, mcnemar_table, robustness_by_model, training_sentence)
+from lungfake.comparison import (
+    accuracy_target_sentence,
+    agreement_sentence,
+    colour_verdicts,
+    detail_choices,
+    leak_sentence,
+    learned_rows,
+    mcnemar_table,
+    robustness_by_model,
+    training_sentence,
+)
 from lungfake.errors import LungfakeError
 from lungfake.evaluation import load_all_metrics, split_warning
-from pages.common import route_through_entrypoint
+from pages.common import enter_page
 
-route_through_entrypoint()
+enter_page()
 st.title("Evaluation dashboard")
 try:
     metrics = load_all_metrics()
@@ -70,7 +79,7 @@ left, right = st.columns(2)
 with left:
     st.subheader("Confusion matrix")
     st.plotly_chart(confusion_heatmap(m, st.toggle("Row-normalised (recall per true class)")), key="confusion")
-    st.page_link("pages/errors.py", label="See the tiles behind any cell in the error browser", icon=":material/image_search:")
+    st.page_link("pages/error_browser.py", label="See the tiles behind any cell in the error browser", icon=":material/image_search:")
 with right:
     st.subheader("ROC curves (one vs rest)")
     st.plotly_chart(roc_chart(m), key="roc")

@@ -5,12 +5,24 @@ import streamlit as st
 from lungfake.cam import overlay
 from lungfake.classes import colour_of, display_name
 from lungfake.region import (
-    LC25000_TILE_MICRONS, RegionScale, decode_region, explain_tiles, png_bytes, region_report, score_region,
+    LC25000_TILE_MICRONS,
+    RegionScale,
+    decode_region,
+    explain_tiles,
+    png_bytes,
+    region_report,
+    score_region,
     thumbnail,
 )
 from lungfake.scoring import ENSEMBLE
 from pages.common import (
-    DISCLAIMER, computed_once, progress_bar, region_source, robustness_caution, route_through_entrypoint, scorer,
+    DISCLAIMER,
+    computed_once,
+    enter_page,
+    progress_bar,
+    region_source,
+    robustness_caution,
+    scorer,
 )
 
 SCALES = {
@@ -36,7 +48,7 @@ def analyse(data: bytes, name: str, scale: RegionScale) -> dict:
     return {"result": result, "thumbnail": thumbnail(rgb), "suspicious": suspicious, "name": name}
 
 
-route_through_entrypoint()
+enter_page()
 st.title("Map a whole region")
 st.warning(DISCLAIMER)
 st.markdown(f"Upload a microscope photograph or a region exported from a slide. Its tissue is cut into tiles of the "
@@ -92,7 +104,7 @@ models = [s.entry for s in scorer().served]
 left, middle, right = st.columns(3)
 left.download_button("Download map (PNG)", png_bytes(map_rgb), f"{stem}_map.png", "image/png", on_click="ignore")
 middle.download_button("Download tiles (CSV)", result.csv_text(), f"{stem}_tiles.csv", "text/csv", on_click="ignore")
-report_html = lambda: region_report(result, map_rgb, which, state["suspicious"], image_name, models).html()  # noqa: E731
+report_html = lambda: region_report(result, map_rgb, which, state["suspicious"], image_name, models).html()
 right.download_button("Download case report (HTML)", report_html, f"{stem}_report.html", "text/html",
                       on_click="ignore")  # built on download: it encodes every image, which no rerun needs
 st.text(f"Scored: {image_name}")

@@ -9,8 +9,16 @@ from lungfake.images import decode_image
 from lungfake.region import region_hint
 from lungfake.report import CaseReport
 from lungfake.scoring import csv_text, json_text, percent_pair
-from pages.common import (DISCLAIMER, computed_once, hand_to_region_page, robustness_caution, route_through_entrypoint,
-                          scorer, wrap_metric_values)
+from pages.common import (
+    DISCLAIMER,
+    computed_once,
+    enter_page,
+    hand_to_region_page,
+    loading_note,
+    robustness_caution,
+    scorer,
+    wrap_metric_values,
+)
 
 
 def show_model(score, rgb, opacity: float, key: str) -> None:
@@ -26,26 +34,26 @@ def show_model(score, rgb, opacity: float, key: str) -> None:
         st.image(overlay(rgb, score.heatmap, opacity), caption=f"Grad-CAM: {display_name(score.predicted)}", width="stretch")
 
 
-def show_results(report, opacity: float) -> None:
-    ensemble = report.ensemble
-    if report.models_agree:
-        st.success(f"All {len(report.models)} models agree: **{display_name(next(iter(report.models.values())).predicted)}**.")
+def show_results(tile_score, opacity: float) -> None:
+    ensemble = tile_score.ensemble
+    if tile_score.models_agree:
+        st.success(f"All {len(tile_score.models)} models agree: **{display_name(next(iter(tile_score.models.values())).predicted)}**.")
     else:
         st.error("The models **disagree**: " + "; ".join(
-            f"{m.name} says {display_name(m.predicted)}" for m in report.models.values()) + ".")
+            f"{m.name} says {display_name(m.predicted)}" for m in tile_score.models.values()) + ".")
     left, right = st.columns([1, 2])
-    left.image(report.rgb, caption="Uploaded tile", width="stretch")
+    left.image(tile_score.rgb, caption="Uploaded tile", width="stretch")
     if ensemble is not None:
         with right:
-            show_model(ensemble, report.rgb, opacity, "ensemble")
+            show_model(ensemble, tile_score.rgb, opacity, "ensemble")
             st.caption("The ensemble averages the models' calibrated probabilities, then applies its own "
                        "temperature (fitted on validation tiles).")
-    for column, (arch, score) in zip(st.columns(len(report.models)), report.models.items()):
+    for column, (arch, score) in zip(st.columns(len(tile_score.models)), tile_score.models.items()):
         with column:
-            show_model(score, report.rgb, opacity, arch)
+            show_model(score, tile_score.rgb, opacity, arch)
 
 
-route_through_entrypoint()
+enter_page()
 wrap_metric_values()
 st.title("Score a lung H&E tile")
 st.warning(DISCLAIMER)
@@ -54,29 +62,30 @@ opacity = st.slider("Grad-CAM overlay opacity", 0.0, 1.0, 0.45, 0.05)
 tta = st.toggle("Test-time augmentation (average over the tile's 8 rotations and mirror images; slower)")
 if upload is None:
     st.info("Upload a tile to see what each model makes of it, with Grad-CAM showing where it looked.")
+    loading_note()
     st.stop()
 
 data = upload.getvalue()
 key = (hashlib.sha256(data).hexdigest(), tta)
-report = computed_once("report", key, lambda: scorer().score([decode_image(data, upload.name)], [upload.name],
+tile_score = computed_once("tile_score", key, lambda: scorer().score([decode_image(data, upload.name)], [upload.name],
                                                               explain=True, tta=tta)[0])
 
-if report.ood.ood:
-    st.error(f"**This does not look like a lung H&E tile**: {report.ood.reason}. The models know only three kinds "
+if tile_score.ood.ood:
+    st.error(f"**This does not look like a lung H&E tile**: {tile_score.ood.reason}. The models know only three kinds "
              "of lung tissue and force any image into one of them, so their output below means nothing. "
              "Upload an H&E-stained lung tile at a magnification like LC25000's.")
-elif report.ood.ood is None:
-    st.info(f"Out-of-distribution check {report.ood.reason}.")
-elif report.ood.domain_shift:
-    st.warning(f"**H&E tissue, but unlike LC25000's tiles**: {report.ood.domain_shift_reason}. The predictions are "
+elif tile_score.ood.ood is None:
+    st.info(f"Out-of-distribution check {tile_score.ood.reason}.")
+elif tile_score.ood.domain_shift:
+    st.warning(f"**H&E tissue, but unlike LC25000's tiles**: {tile_score.ood.domain_shift_reason}. The predictions are "
                f"shown; trust them less. {robustness_caution()}")
-hint = region_hint(report.rgb.shape)
+hint = region_hint(tile_score.rgb.shape)
 if hint:
     st.info(hint)
     if st.button("Map this image as a region", icon=":material/map:", key="map_as_region"):
         hand_to_region_page(upload.name, data)
-with st.expander("Show the models' output anyway", expanded=False) if report.ood.ood else st.container():
-    show_results(report, opacity)
+with st.expander("Show the models' output anyway", expanded=False) if tile_score.ood.ood else st.container():
+    show_results(tile_score, opacity)
 
 stem = upload.name.rsplit(".", 1)[0]
 models = [served.entry for served in scorer().served]
@@ -84,13 +93,13 @@ models = [served.entry for served in scorer().served]
 
 def report_html() -> str:  # built only when downloaded: it encodes every image, which no rerun needs
     tile_report = CaseReport("Tile report", upload.name, models)
-    tile_report.add_score(report, upload.name, opacity)
+    tile_report.add_score(tile_score, upload.name, opacity)
     return tile_report.html()
 
 
 left, middle, right = st.columns(3)
-left.download_button("Download result (JSON)", json_text([report]), f"{stem}_lungfake.json", "application/json",
+left.download_button("Download result (JSON)", json_text([tile_score]), f"{stem}_lungfake.json", "application/json",
                      on_click="ignore")  # a download changes nothing on the page, so it need not rerun it
-middle.download_button("Download result (CSV)", csv_text([report]), f"{stem}_lungfake.csv", "text/csv", on_click="ignore")
+middle.download_button("Download result (CSV)", csv_text([tile_score]), f"{stem}_lungfake.csv", "text/csv", on_click="ignore")
 right.download_button("Download case report (HTML)", report_html, f"{stem}_report.html", "text/html", on_click="ignore")
 st.text(f"Scored: {upload.name}")

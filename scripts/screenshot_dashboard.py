@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.serving import CHROMIUM, CHROMIUM_ARGS, running_app
+from lungfake.app_server import CHROMIUM, CHROMIUM_ARGS, running_app
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -46,7 +46,8 @@ def cells(seed: int, size: int = 224) -> np.ndarray:
 def he_like(seed: int, size: int = 96) -> np.ndarray:
     """Pink-and-purple blobs on a pale background: a crude stand-in for an H&E tile."""
     rng = np.random.default_rng(seed)
-    mix = np.asarray(Image.fromarray((rng.random((size // 8, size // 8)) * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)) / 255.0
+    coarse = Image.fromarray((rng.random((size // 8, size // 8)) * 255).astype(np.uint8))
+    mix = np.asarray(coarse.resize((size, size), Image.Resampling.BICUBIC)) / 255.0
     purple, pink = np.array([120, 70, 160]), np.array([235, 150, 200])
     pixels = purple * mix[..., None] + pink * (1 - mix[..., None]) + rng.normal(0, 8, (size, size, 3))
     return np.clip(pixels, 0, 255).astype(np.uint8)

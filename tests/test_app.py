@@ -24,7 +24,7 @@ def _texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
-PAGES = ["pages/score.py", "pages/batch.py", "pages/region.py", "pages/dashboard.py", "pages/errors.py", "pages/about.py"]
+PAGES = ["pages/score.py", "pages/batch.py", "pages/region.py", "pages/dashboard.py", "pages/error_browser.py", "pages/about.py"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -105,32 +105,30 @@ def test_a_photograph_is_flagged_as_not_a_tile_and_its_output_is_tucked_away():
     assert len([m for m in at.expander[0].metric if m.label == "Prediction"]) == served + (served > 1)
 
 
-def test_reruns_keep_tensorflows_optimised_kernels(monkeypatch):
-    """Streamlit's after-run cleanup calls keras.backend.clear_session(), which would make every upload
-    re-optimise the traced models (seconds of CPU) and let sessions wipe each other's kernels."""
-    from tensorflow.python.eager import context
-
-    clears = []
-    clear = context.Context.clear_kernel_cache
-    monkeypatch.setattr(context.Context, "clear_kernel_cache", lambda self: clears.append(1) or clear(self))
-    at = _app()
-    at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
-    at.switch_page("pages/dashboard.py").run()
-    assert not at.exception
-    assert clears == []
+SERVER_SIDE = r"""
+import sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=300)
+at.run()
+at.file_uploader[0].upload("tile.png", open(sys.argv[2], "rb").read(), "image/png").run()
+assert not at.exception and [m for m in at.metric if m.label == "Prediction"], "not scored"
+at.switch_page("pages/dashboard.py").run()
+print(sorted(name for name in ("keras", "tensorflow", "tf_keras_vis") if name in sys.modules))
+"""
 
 
-def test_loaded_models_are_kept_out_of_the_garbage_collectors_scans():
-    """Streamlit collects garbage after every run; scanning the models' objects each time cost 0.5 s."""
-    import gc
+def test_the_servers_process_never_imports_keras_so_streamlits_clear_session_has_nothing_to_clear(tmp_path):
+    """After every run Streamlit calls keras.backend.clear_session() if Keras is imported, which empties
+    TensorFlow's kernel cache: every upload re-optimised every model (about 4 s). The models live in their own
+    process (lungfake.scoring_process), so the server's process, here a fresh one, never imports them."""
+    import subprocess
+    import sys
 
-    from pages.common import scorer
-
-    at = _app()
-    at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
-    assert not at.exception
-    tracked = {id(o) for o in gc.get_objects()}
-    assert all(id(served.loaded.model) not in tracked for served in scorer().served)
+    (tmp_path / "tile.png").write_bytes(_a_tile_png())
+    run = subprocess.run([sys.executable, "-c", SERVER_SIDE, APP, str(tmp_path / "tile.png")], capture_output=True,
+                         text=True, cwd=REPO, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]"
 
 
 def _copy_weights(tmp_path, tamper: str | None = None):
@@ -257,7 +255,7 @@ def test_error_browser_shows_a_cells_tiles_and_one_tile_with_every_model(monkeyp
         monkeypatch.setenv("LC25000_DIR", "/nonexistent")
         monkeypatch.setattr(data, "SHARED_DATA_DIR", data.Path("/nonexistent"))
     at = _app()
-    at.switch_page("pages/errors.py").run()
+    at.switch_page("pages/error_browser.py").run()
     assert not at.exception and not at.error
     true_box, predicted_box = at.selectbox[1], at.selectbox[2]
     assert true_box.value != predicted_box.value  # opens on the busiest error cell

@@ -65,7 +65,7 @@ def test_the_score_page_warns_of_low_confidence_below_the_fallback(plain_weights
     """The untrained tiny model is about a third sure of anything; its registry has no threshold, so 60% applies."""
     at = _page(plain_weights, monkeypatch)
     at.file_uploader[0].upload("t.png", _png(he_like(3, 64)), "image/png").run()
-    score = at.session_state["report"].models["tiny"]
+    score = at.session_state["tile_score"].models["tiny"]
     assert score.confidence < 0.6
     low = [w for w in _warnings(at) if w.startswith("Low confidence")]
     assert low == ["Low confidence (under 60.0%, the level chosen on validation tiles): treat as uncertain."]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from lungfake.app_server import CHROMIUM, CHROMIUM_ARGS, REPO, running_app
 from lungfake.registry import load_registry
 from tests.helpers import DATA_DIR, needs_data
-from tests.serving import CHROMIUM, CHROMIUM_ARGS, REPO, running_app
 
 pytestmark = [
     pytest.mark.browser,
@@ -42,24 +42,31 @@ def _files_changed_since(started: float) -> list[Path]:
     return changed
 
 
-def test_a_fresh_server_opened_at_a_page_url_is_routed_by_the_entry_point():
-    """Streamlit runs a page alone on a fresh server's first request to its URL unless the page reroutes."""
+FIRST_URLS = {"": "Score a lung H&E tile", "batch": "Score a batch of tiles", "region": "Map a whole region",
+              "dashboard": "Evaluation dashboard", "error_browser": "Error browser", "about": "About lungfake / model card"}
+
+
+@pytest.mark.parametrize("path", list(FIRST_URLS), ids=[p or "root" for p in FIRST_URLS])
+def test_each_page_url_opened_first_on_a_fresh_server_is_routed_by_the_entry_point(path):
+    """Until st.navigation is first called, Streamlit serves pages/ as pages of their own; a page opened first
+    on a fresh server must still get the app's menu and titles (pages.common.enter_page)."""
     from playwright.sync_api import expect, sync_playwright
 
     with running_app() as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
-            page.goto(f"{url}/dashboard")
-            expect(page.get_by_role("heading", name="Evaluation dashboard")).to_be_visible(timeout=60_000)
+            page.goto(f"{url}/{path}")
+            expect(page.get_by_role("heading", name=FIRST_URLS[path])).to_be_visible(timeout=60_000)
             navigation = page.get_by_test_id("stSidebarNav")
-            expect(navigation.get_by_text("About / model card")).to_be_visible(timeout=30_000)
+            for title in ("Score a tile", "Evaluation dashboard", "About / model card"):
+                expect(navigation.get_by_text(title, exact=True)).to_be_visible(timeout=30_000)
             assert navigation.get_by_text("common", exact=True).count() == 0
+            assert navigation.get_by_text("streamlit app", exact=True).count() == 0
         finally:
             browser.close()
 
 
-@needs_data
 def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app):
     from playwright.sync_api import expect, sync_playwright
 

@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from lungfake import cli
@@ -96,7 +95,7 @@ def test_gradcam_heatmap_and_overlay(tiny_weights):
     explainer = GradcamExplainer(LoadedModel(entry, model))
     tile = texture(9, 50)
     heat = explainer.heatmap(tile, "lung_aca")
-    assert heat.shape == (32, 32) and 0.0 <= heat.min() and heat.max() <= 1.0
+    assert heat.shape == (32, 32) and heat.min() >= 0.0 and heat.max() <= 1.0
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert model.get_layer("probabilities").activation.__name__ == "softmax"  # the model keeps its softmax
     blended = overlay(tile, heat, 0.5)

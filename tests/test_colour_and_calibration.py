@@ -99,7 +99,8 @@ def test_the_ensemble_warns_at_its_own_val_threshold_not_the_strictest_models(tm
     assert load_ensemble_calibration(tmp_path) == EnsembleCalibration(1.0, None)
     update_ensemble_calibration(1.0, {"threshold": 0.8, "val_coverage": 0.7, "val_accuracy": 0.99}, tmp_path)
     assert load_ensemble_calibration(tmp_path) == EnsembleCalibration(1.0, 0.8)
-    models = {a: ModelScore(a, a, {"lung_n": 0.9, "lung_aca": 0.05, "lung_scc": 0.05}, "0" * 64, warn) for a, warn in (("a", 0.999), ("b", 0.7))}
+    probabilities = {"lung_n": 0.9, "lung_aca": 0.05, "lung_scc": 0.05}
+    models = {a: ModelScore(a, a, probabilities, "0" * 64, warn) for a, warn in (("a", 0.999), ("b", 0.7))}
     rgb = np.zeros((4, 4, 3), np.uint8)
     assert ImageScore("t", rgb, models, NOT_CHECKED).ensemble.low_confidence  # the strictest model's 0.999
     assert not ImageScore("t", rgb, models, NOT_CHECKED, load_ensemble_calibration(tmp_path)).ensemble.low_confidence
@@ -135,25 +136,6 @@ def test_every_named_shift_changes_a_tile_and_sharpening_is_the_opposite_of_blur
 
     soft = blurred(tile, 1.0)  # as soft as LC25000's tiles
     assert edge(sharpened(soft, 1.5)) > 1.1 * edge(soft) and edge(blurred(soft)) < edge(soft) / 1.1
-
-
-def test_the_calibration_crossfit_benchmark_calibrates_each_held_out_half_of_the_families():
-    """Over-confident predictions: a temperature fitted on half the families cuts ECE on the other half."""
-    from benchmarks.calibration_crossfit import crossfit
-
-    rng = np.random.default_rng(0)
-    families = np.repeat(np.arange(40), 20)
-    y_true = rng.integers(0, 3, len(families))
-    right = rng.random(len(families)) < 0.8  # 80% right, each said with 99% confidence
-    predicted = np.where(right, y_true, (y_true + 1) % 3)
-    probabilities = np.full((len(families), 3), 0.005)
-    probabilities[np.arange(len(families)), predicted] = 0.99
-    found = crossfit(probabilities, y_true, families, halvings=5)
-    assert set(found) == {"uncalibrated", "NLL temperature", "least-ECE temperature", "family-weighted NLL temperature",
-                          "temperature and class biases"}
-    assert np.mean(found["uncalibrated"]) > 0.15
-    assert np.mean(found["NLL temperature"]) < 0.05 and np.mean(found["least-ECE temperature"]) < 0.05
-    assert all(np.mean(found[arm]) < np.mean(found["uncalibrated"]) / 2 for arm in set(found) - {"uncalibrated"})
 
 
 def test_a_confidence_just_under_its_warning_threshold_never_reads_as_equal_to_it():

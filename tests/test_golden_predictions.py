@@ -98,12 +98,12 @@ def test_the_score_page_reproduces_them():
         at.file_uploader[0].upload(path.rsplit("/", 1)[-1], (DATA_DIR / path).read_bytes(), "image/jpeg").run()
         assert not at.exception
         predictions = [m for m in at.metric if m.label == "Prediction"]
-        score = at.session_state["report"]
+        score = at.session_state["tile_score"]
         everyone = {**score.models, "ensemble": score.ensemble}
         for arch, model in everyone.items():
             _check(model.to_json(), arch, index, path)
         # What the page shows, in the order it shows it: the ensemble first, then each model.
-        for metric, (arch, model) in zip(predictions, [("ensemble", score.ensemble), *score.models.items()]):
+        for metric, arch in zip(predictions, ["ensemble", *score.models]):
             predicted, confidence = expected(arch, index)
             assert metric.value == display_name(predicted)
             shown = float(metric.delta.split("%")[0]) / 100  # to one decimal of a percent

@@ -17,7 +17,7 @@ def test_stain_statistics_tell_blank_green_and_stained_apart():
     white = stain_statistics(np.full((64, 64, 3), 255, np.uint8))
     green = stain_statistics(np.tile(np.array([40, 200, 60], np.uint8), (64, 64, 1)))
     tissue = stain_statistics(he_like(1))
-    named = lambda v: dict(zip(STAIN_STATISTICS, v))  # noqa: E731
+    named = lambda v: dict(zip(STAIN_STATISTICS, v))
     assert len(white) == len(STAIN_STATISTICS)
     assert named(white)["background_fraction"] == 1.0 and named(tissue)["background_fraction"] < 0.2
     assert named(green)["green_fraction"] == 1.0 and named(tissue)["green_fraction"] == 0.0
@@ -173,7 +173,7 @@ def test_tissue_from_another_lab_is_a_domain_shift_and_a_photograph_is_refused(t
     own = ColourTarget.of(np.stack(train[:100]))
     varied_train = [another_lab(t, rng, own) for t in train]
     varied_val = [another_lab(t, rng, own) for t in val]
-    features = lambda images: np.stack([stain_statistics(x)[:6] for x in images])  # noqa: E731  stand-in features
+    features = lambda images: np.stack([stain_statistics(x)[:6] for x in images])
     reference = fit_reference(train, features(train), val, features(val), "stand-in", 0.99, varied_train, varied_val, 0.999)
     (tmp_path / "reference.npz").write_bytes(reference.to_bytes())
     assert OodReference.from_file(tmp_path / "reference.npz").tissue.limit == reference.tissue.limit
@@ -190,16 +190,3 @@ def test_tissue_from_another_lab_is_a_domain_shift_and_a_photograph_is_refused(t
     refused = reference.assess(photo, features([photo])[0])
     assert refused.ood is True and "tissue distance" in refused.reason
     assert set(refused.to_json()) == {"ood", "ood_reason", "domain_shift", "domain_shift_reason"}
-
-
-def test_the_tissue_sharpness_rule_wants_sharpened_tissue_taken_as_often_as_other_labs_tissue():
-    from benchmarks.tissue_sharpness import refusal_rates, rule_met
-
-    rng = np.random.default_rng(0)
-    tissue = {k: rng.normal(size=(400, 4)) for k in ("train", "train as other labs", "val", "val as other labs")}
-    rates = refusal_rates({**tissue, "val sharpened x2 r2": rng.normal(size=(200, 4)) + 6.0,
-                           "non-histology": rng.normal(size=(50, 4)) + 10.0})
-    assert rates["val sharpened x2 r2"] > 0.9 and rates["non-histology"] == 1.0 and "train" not in rates
-    assert not rule_met(rates)
-    assert rule_met({**rates, "val sharpened x2 r2": rates["val as other labs"]})
-    assert not rule_met({**rates, "val sharpened x2 r2": 0.0, "non-histology": 0.9})

@@ -11,7 +11,7 @@ from lungfake.errors import ModelIntegrityError, RegistryError
 from lungfake.evaluation import Evaluator
 from lungfake.images import read_image_file
 from lungfake.inference import select_entries
-from lungfake.registry import load_registry, load_model
+from lungfake.registry import load_model, load_registry
 from lungfake.scoring import Scorer
 from lungfake.splits import make_split, save_split, split_sha256
 from lungfake.training import Recipe, export_trained, family_sample, train
@@ -115,24 +115,6 @@ def test_each_epoch_samples_a_few_tiles_of_every_family():
     assert list(picked) != list(family_sample(rows, 3, seed=2))
 
 
-def test_the_family_sampling_benchmark_matches_its_arms_in_images_and_warm_up_steps():
-    from benchmarks.family_sampling import arm_recipes
-    from lungfake.splits import SplitRow
-
-    # 40 families of 20 copies and 2 folded families of 200: every copy is 1,200 tiles an epoch, 4 a family 168.
-    sizes = [20] * 40 + [200] * 2
-    rows = [SplitRow(f"t{f}_{c}.png", "lung_n", f"fam{f}", "train") for f, n in enumerate(sizes) for c in range(n)]
-    (sampled_name, sampled), (every_name, every) = arm_recipes("mobilenetv2", 96, 3, rows).items()
-    assert every_name == "every copy" and len(family_sample(rows, every.copies_per_family, 0)) == len(rows)
-    per_epoch = len(family_sample(rows, sampled.copies_per_family, 0))
-    assert sampled_name.startswith(f"{sampled.copies_per_family} copies") and per_epoch == 42 * 4
-    assert abs(sampled.epochs * per_epoch - every.epochs * len(rows)) <= per_epoch / 2  # the same images, to an epoch
-    assert sampled.warmup_epochs * per_epoch == pytest.approx(every.warmup_epochs * len(rows))  # the same warm-up steps
-    differs = {k for k in Recipe.__dataclass_fields__ if getattr(sampled, k) != getattr(every, k)}
-    assert differs == {"epochs", "copies_per_family", "warmup_epochs"} and sampled.input_size == 96
-    assert not sampled.restart_epochs and not every.restart_epochs  # one cosine cycle each
-
-
 def test_export_registers_a_verified_inference_model(trained):
     weights = trained["base"] / "weights"
     path = export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights)
@@ -144,7 +126,9 @@ def test_export_registers_a_verified_inference_model(trained):
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
-        import h5py, io
+        import io
+
+        import h5py
 
         with h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as h5:
             assert "optimizer" not in h5 or len(h5["optimizer"]) == 0

@@ -7,7 +7,7 @@ from lungfake.errors import LungfakeError, MetricsError
 from lungfake.evaluation import served_grouped_metrics
 from lungfake.misclassified import TileSource, by_family, cell_rows, held_out_rows
 from lungfake.store import WeightsStore
-from pages.common import route_through_entrypoint, scorer
+from pages.common import enter_page, scorer
 
 SHOWN = 48
 
@@ -36,7 +36,7 @@ def show_tile(rgb, path: str, source: TileSource) -> None:
         column.write(" / ".join(f"{display_name(c)} {p:.0%}" for c, p in model.probabilities.items()))
 
 
-route_through_entrypoint()
+enter_page()
 st.title("Error browser")
 st.caption("Pick a cell of a confusion matrix on the grouped test tiles; see its tiles, then one tile with every "
            "served model's Grad-CAM and calibrated probabilities.")

@@ -1,0 +1,61 @@
+"""The app served by `streamlit run` on loopback, for browser tests, benchmarks and screenshots (they share it,
+so it lives here rather than in tests/ or benchmarks/); it starts the server as a process and never imports
+streamlit."""
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(port: int | None = None, start_timeout_s: float = 60, log_path: Path | None = None):
+    """The app served by `streamlit run` on 127.0.0.1; yields its base URL and stops it afterwards.
+    The server's output goes to log_path when given."""
+    with app_server(port, start_timeout_s, log_path) as (url, _process):
+        yield url
+
+
+@contextlib.contextmanager
+def app_server(port: int | None = None, start_timeout_s: float = 60, log_path: Path | None = None):
+    """As running_app, yielding the base URL and the server process (for memory measurements)."""
+    port = port or free_port()
+    streamlit = os.path.join(os.path.dirname(sys.executable), "streamlit")
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(log_path, "wb")) if log_path else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [streamlit, "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.headless", "true"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )
+        stack.callback(process.wait, timeout=20)
+        stack.callback(process.terminate)
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_healthy(url, process, start_timeout_s)
+        yield url, process
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"streamlit did not start on {url} within {timeout_s} s") from None
+            time.sleep(0.5)
