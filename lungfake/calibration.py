@@ -61,9 +61,10 @@ def choose_threshold(probabilities: np.ndarray, y_true: np.ndarray, target: floa
     return ConfidenceThreshold(float(confidence[order][last]), float((last + 1) / len(order)), float(running[last]))
 
 
-def ece_interval_text(metrics: dict) -> str:
-    """What a metrics file's expected calibration error means, with its interval over test families where it has one."""
-    ece, interval = metrics["expected_calibration_error"], metrics.get("expected_calibration_error_ci95")
+def ece_interval_text(metrics) -> str:
+    """What a metrics file's expected calibration error means (an EvaluationMetrics), with its interval over test
+    families where it has one."""
+    ece, interval = metrics.expected_calibration_error, metrics.expected_calibration_error_ci95
     text = (f"Expected calibration error on the test tiles: {ece:.3f} (target at most {TARGET_ECE}): the mean gap between "
             "confidence and accuracy, over bins of confidence.")
     if interval:

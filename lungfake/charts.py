@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .classes import colour_of, display_name
+from .metrics import EvaluationMetrics
 
 PROTOCOL_LABELS = {"grouped": "Grouped by family (honest)", "random": "Random tiles (leaky, as published)"}
 
@@ -26,10 +27,10 @@ def probability_chart(prediction) -> go.Figure:
     return fig
 
 
-def confusion_heatmap(metrics: dict, normalised: bool) -> go.Figure:
-    counts = np.asarray(metrics["confusion_matrix"], dtype=float)
+def confusion_heatmap(metrics: EvaluationMetrics, normalised: bool) -> go.Figure:
+    counts = np.asarray(metrics.confusion_matrix, dtype=float)
     # Wrapped: side by side under the matrix, the full names overlap.
-    names = ["<br>".join(textwrap.wrap(display_name(c), 16)) for c in metrics["class_names"]]
+    names = ["<br>".join(textwrap.wrap(display_name(c), 16)) for c in metrics.class_names]
     values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalised else counts
     text = [[f"{v:.1%}" if normalised else f"{int(v)}" for v in row] for row in values]
     fig = go.Figure(go.Heatmap(z=values, x=names, y=names, text=text, texttemplate="%{text}", colorscale="Blues",
@@ -39,8 +40,8 @@ def confusion_heatmap(metrics: dict, normalised: bool) -> go.Figure:
     return fig
 
 
-def training_curves(metrics: dict) -> go.Figure:
-    history = metrics["history"]
+def training_curves(metrics: EvaluationMetrics) -> go.Figure:
+    history = metrics.history
     epochs = list(range(1, len(history["loss"]) + 1))
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Accuracy", "Loss"))
     for column, key in ((1, "accuracy"), (2, "loss")):
@@ -52,10 +53,10 @@ def training_curves(metrics: dict) -> go.Figure:
     return fig
 
 
-def roc_chart(metrics: dict) -> go.Figure:
+def roc_chart(metrics: EvaluationMetrics) -> go.Figure:
     fig = go.Figure()
-    for name, curve in metrics["roc_curves"].items():
-        auc = metrics["roc_auc"].get(name)
+    for name, curve in metrics.roc_curves.items():
+        auc = metrics.roc_auc.get(name)
         fig.add_trace(go.Scatter(x=curve["fpr"], y=curve["tpr"], name=f"{display_name(name)} (AUC {auc:.3f})"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="chance", line=dict(dash="dot", color="grey")))
     fig.update_layout(xaxis_title="False positive rate", yaxis_title="True positive rate", height=380,
@@ -63,12 +64,12 @@ def roc_chart(metrics: dict) -> go.Figure:
     return fig
 
 
-def classification_report_table(metrics: dict) -> pd.DataFrame:
-    report = metrics["classification_report"]
+def classification_report_table(metrics: EvaluationMetrics) -> pd.DataFrame:
+    report = metrics.classification_report
     rows = [
         {"Class": display_name(name), "Precision": report[name]["precision"], "Recall": report[name]["recall"],
          "F1": report[name]["f1-score"], "Support": int(report[name]["support"])}
-        for name in metrics["class_names"]
+        for name in metrics.class_names
     ]
     for key, label in (("macro avg", "Macro average"), ("weighted avg", "Weighted average")):
         rows.append({"Class": label, "Precision": report[key]["precision"], "Recall": report[key]["recall"],
@@ -105,13 +106,13 @@ def what_was_learned_chart(rows: list[dict]) -> go.Figure:
     return fig
 
 
-def reliability_chart(metrics: dict) -> go.Figure:
+def reliability_chart(metrics: EvaluationMetrics) -> go.Figure:
     """Accuracy against confidence, before and after temperature scaling."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="perfect calibration", line=dict(dash="dot", color="grey")))
-    for key, label in (("reliability_uncalibrated", "uncalibrated"), ("reliability", f"temperature {metrics.get('temperature', 1):.2f}")):
-        if key in metrics:
-            curve = metrics[key]
+    temperature = metrics.temperature if metrics.temperature is not None else 1.0
+    for curve, label in ((metrics.reliability_uncalibrated, "uncalibrated"), (metrics.reliability, f"temperature {temperature:.2f}")):
+        if curve is not None:
             fig.add_trace(go.Scatter(x=curve["confidence"], y=curve["accuracy"], name=label, mode="lines+markers"))
     fig.update_layout(xaxis=dict(title="Confidence (predicted class)", range=[0, 1.02]),
                       yaxis=dict(title="Accuracy", range=[0, 1.02]), height=360, margin=dict(l=10, r=10, t=30, b=10))

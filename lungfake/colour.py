@@ -15,7 +15,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-STATISTIC_NAMES = ("L mean", "a mean", "b mean", "L std", "a std", "b std")
 MIN_STD = 1e-3
 
 

@@ -8,13 +8,14 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from .baselines import BASELINES
+from .metrics import EvaluationMetrics
 
 COLOUR_NEUTRAL_TARGET = 0.95
 ACCURACY_TARGET, ENSEMBLE_ACCURACY_TARGET = 0.975, 0.98  # the model issue's, on the grouped test tiles
 
 
-def _accuracy(metrics: dict | None) -> dict | None:
-    return {"value": metrics["accuracy"], "ci95": metrics["accuracy_ci95"]} if metrics else None
+def _accuracy(metrics: EvaluationMetrics | None) -> dict | None:
+    return {"value": metrics.accuracy, "ci95": metrics.accuracy_ci95} if metrics else None
 
 
 def in_display_order(archs) -> list[str]:
@@ -22,84 +23,83 @@ def in_display_order(archs) -> list[str]:
     return sorted(set(archs), key=lambda a: (a in BASELINES, a == "ensemble", a))
 
 
-def detail_choices(metrics: dict[tuple[str, str], dict]) -> dict[str, str]:
+def detail_choices(metrics: dict[tuple[str, str], EvaluationMetrics]) -> dict[str, str]:
     """Display name -> arch of every model, the ensemble and every baseline, in display order."""
-    names = {arch: m["display_name"] for (arch, _), m in metrics.items()}
+    names = {arch: m.display_name for (arch, _), m in metrics.items()}
     return {names[arch]: arch for arch in in_display_order(names)}
 
 
-def training_sentence(metrics: dict) -> str:
+def training_sentence(metrics: EvaluationMetrics) -> str:
     """How long a model trained (wall and, where recorded, CPU minutes) and the size it is served at."""
-    if "history" not in metrics:
+    if metrics.history is None:
         return ""
-    cpu = metrics.get("train_cpu_minutes")
-    return (f"Trained for {len(metrics['history']['loss'])} epochs in {metrics['train_minutes']} minutes"
-            + (f" ({cpu} CPU minutes)" if cpu else "") + f"; served at {metrics['input_size']} px.")
+    cpu = metrics.train_cpu_minutes
+    return (f"Trained for {len(metrics.history['loss'])} epochs in {metrics.train_minutes} minutes"
+            + (f" ({cpu} CPU minutes)" if cpu else "") + f"; served at {metrics.input_size} px.")
 
 
-def accuracy_target_sentence(metrics: dict) -> str:
+def accuracy_target_sentence(metrics: EvaluationMetrics) -> str:
     """Whether a served model (or the ensemble) reaches the model issue's grouped test accuracy; "" for baselines."""
-    if metrics.get("baseline") or metrics["arch"] in BASELINES or metrics["protocol"] != "grouped":
+    if metrics.is_baseline or metrics.protocol != "grouped":
         return ""
-    target = ENSEMBLE_ACCURACY_TARGET if metrics["arch"] == "ensemble" else ACCURACY_TARGET
-    verdict = "met" if metrics["accuracy"] >= target else "NOT met"
+    target = ENSEMBLE_ACCURACY_TARGET if metrics.is_ensemble else ACCURACY_TARGET
+    verdict = "met" if metrics.accuracy >= target else "NOT met"
     return f" Accuracy target {target:.1%} on these tiles: {verdict}."
 
 
-def agreement_sentence(metrics: dict) -> str:
+def agreement_sentence(metrics: EvaluationMetrics) -> str:
     """For the ensemble: how often all its members agree on the test tiles, and how often they are then right."""
-    agree = metrics.get("all_members_agree")
+    agree = metrics.all_members_agree
     if not agree:
         return ""
-    return (f"Its {len(metrics.get('members', []))} members agree on {agree['share']:.1%} of the test tiles and are "
+    return (f"Its {len(metrics.members or [])} members agree on {agree['share']:.1%} of the test tiles and are "
             f"then right on {agree['accuracy_when_agreeing']:.1%} of them; the rest is where a disagreement banner shows.")
 
 
-def learned_rows(metrics: dict[tuple[str, str], dict]) -> list[dict]:
+def learned_rows(metrics: dict[tuple[str, str], EvaluationMetrics]) -> list[dict]:
     """One row per model or baseline: accuracy on each protocol and colour-neutral, for the chart."""
     rows = []
     for arch in in_display_order(a for a, _ in metrics):
         grouped, random = metrics.get((arch, "grouped")), metrics.get((arch, "random"))
         shown = grouped or random
-        rows.append({"arch": arch, "name": shown["display_name"], "grouped": _accuracy(grouped), "random": _accuracy(random),
-                     "colour_neutral": grouped.get("colour_neutral_accuracy") if grouped else None})
+        rows.append({"arch": arch, "name": shown.display_name, "grouped": _accuracy(grouped), "random": _accuracy(random),
+                     "colour_neutral": grouped.colour_neutral_accuracy if grouped else None})
     return rows
 
 
-def colour_verdicts(metrics: dict[tuple[str, str], dict]) -> list[str]:
+def colour_verdicts(metrics: dict[tuple[str, str], EvaluationMetrics]) -> list[str]:
     """Plain sentences: does each model beat the colour baseline, and keep its accuracy without colour?"""
     colour = metrics.get(("baseline_colour", "grouped"))
     sentences = []
-    for arch in in_display_order(a for a, p in metrics if p == "grouped" and a not in BASELINES):
+    for arch in in_display_order(a for a, p in metrics if p == "grouped" and not metrics[(a, p)].is_baseline):
         m = metrics[(arch, "grouped")]
         parts = []
         if colour is not None:
-            low = m["accuracy_ci95"][0]
-            beats = low > colour["accuracy"]
+            low = m.accuracy_ci95[0]
+            beats = low > colour.accuracy
             parts.append(f"the lower end of its 95% interval ({low:.1%}) is {'above' if beats else 'NOT above'} "
-                         f"the colour baseline's {colour['accuracy']:.1%}")
-        neutral = m.get("colour_neutral_accuracy")
+                         f"the colour baseline's {colour.accuracy:.1%}")
+        neutral = m.colour_neutral_accuracy
         if neutral is not None:
             kept = neutral["value"] >= COLOUR_NEUTRAL_TARGET
             parts.append(f"on colour-neutral tiles it scores {neutral['value']:.1%} "
                          f"({'meets' if kept else 'MISSES'} the {COLOUR_NEUTRAL_TARGET:.0%} target)")
         else:
             parts.append("its colour-neutral accuracy has not been measured")
-        sentences.append(f"**{m['display_name']}**: " + "; ".join(parts) + ".")
+        sentences.append(f"**{m.display_name}**: " + "; ".join(parts) + ".")
     return sentences
 
 
-def mcnemar_table(metrics: dict[tuple[str, str], dict], protocol: str = "grouped") -> pd.DataFrame:
+def mcnemar_table(metrics: dict[tuple[str, str], EvaluationMetrics], protocol: str = "grouped") -> pd.DataFrame:
     """Exact McNemar test between every pair of models (ensemble included) on the same test tiles: how often
     each is right where the other is wrong, and the two-sided p-value (binomial test on those discordant tiles)."""
-    models = {m["display_name"]: m for (arch, p), m in sorted(metrics.items())
-              if p == protocol and arch not in BASELINES and "predictions" in m and "true_labels" in m}
+    models = {m.display_name: m for (_, p), m in sorted(metrics.items()) if p == protocol and not m.is_baseline}
     rows = []
     for a, b in itertools.combinations(models, 2):
-        truth = np.asarray(models[a]["true_labels"])
-        if not np.array_equal(truth, np.asarray(models[b]["true_labels"])):
+        truth = np.asarray(models[a].true_labels)
+        if not np.array_equal(truth, np.asarray(models[b].true_labels)):
             continue  # evaluated on different tiles: not comparable
-        pred_a, pred_b = np.asarray(models[a]["predictions"]), np.asarray(models[b]["predictions"])
+        pred_a, pred_b = np.asarray(models[a].predictions), np.asarray(models[b].predictions)
         right_a, right_b = pred_a == truth, pred_b == truth
         only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
         p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
@@ -108,13 +108,13 @@ def mcnemar_table(metrics: dict[tuple[str, str], dict], protocol: str = "grouped
     return pd.DataFrame(rows)
 
 
-def leak_sentence(metrics: dict[tuple[str, str], dict]) -> str:
+def leak_sentence(metrics: dict[tuple[str, str], EvaluationMetrics]) -> str:
     """What the grouped-vs-random comparison shows, in numbers, from the memoriser and the models."""
     memoriser = {p: metrics.get(("baseline_copy_lookup", p)) for p in ("grouped", "random")}
     if not all(memoriser.values()):
         return ("The copy-lookup memoriser has not been evaluated on both protocols yet "
                 "(python -m lungfake evaluate --arch baselines), so this page makes no claim about the leak.")
-    g, r = memoriser["grouped"]["accuracy"], memoriser["random"]["accuracy"]
+    g, r = memoriser["grouped"].accuracy, memoriser["random"].accuracy
     text = (f"A memoriser that only looks up each test tile's closest training tile and copies its class scores "
             f"**{r:.1%}** on the random split and **{g:.1%}** on the grouped split. ")
     if r > g:
@@ -122,29 +122,28 @@ def leak_sentence(metrics: dict[tuple[str, str], dict]) -> str:
                  "rewards memorising; the grouped split, which keeps every family on one side, does not. ")
     else:
         text += "On these splits the memoriser gains nothing from the random split. "
-    cnns = [(m["display_name"], m["accuracy"], metrics[(a, "random")]["accuracy"]) for (a, p), m in sorted(metrics.items())
-            if p == "grouped" and (a, "random") in metrics and a not in BASELINES]
+    cnns = [(m.display_name, m.accuracy, metrics[(a, "random")].accuracy) for (a, p), m in sorted(metrics.items())
+            if p == "grouped" and (a, "random") in metrics and not m.is_baseline]
     for name, grouped_acc, random_acc in cnns:
         text += f"{name}: {grouped_acc:.1%} grouped, {random_acc:.1%} random. "
     return text
 
 
-def robustness_by_model(metrics: dict[tuple[str, str], dict]) -> dict[str, dict[str, float]]:
+def robustness_by_model(metrics: dict[tuple[str, str], EvaluationMetrics]) -> dict[str, dict[str, float]]:
     """Display name -> {shift: accuracy} of every model and baseline with a grouped robustness table, in display order."""
-    return {metrics[(arch, "grouped")]["display_name"]: metrics[(arch, "grouped")]["robustness"]["accuracy"]
-            for arch in in_display_order(a for a, p in metrics if p == "grouped")
-            if "robustness" in metrics[(arch, "grouped")]}
+    grouped = {arch: m for (arch, p), m in metrics.items() if p == "grouped" and m.robustness is not None}
+    return {grouped[arch].display_name: grouped[arch].robustness["accuracy"] for arch in in_display_order(grouped)}
 
 
-def domain_shift_caution(metrics: dict[tuple[str, str], dict]) -> str:
+def domain_shift_caution(metrics: dict[tuple[str, str], EvaluationMetrics]) -> str:
     """What the robustness table says about tissue unlike LC25000's: the largest accuracy drop any served
     model (or the ensemble) shows under one simulated change, on the grouped test tiles."""
     drops = []
     for (_arch, protocol), m in metrics.items():
-        table = m.get("robustness", {}).get("accuracy") if protocol == "grouped" else None
+        table = m.robustness["accuracy"] if protocol == "grouped" and m.robustness else None
         if table:
             worst = min((name for name in table if name != "clean"), key=table.get)
-            drops.append((table["clean"] - table[worst], m["display_name"], worst))
+            drops.append((table["clean"] - table[worst], m.display_name, worst))
     if not drops:
         return "No robustness figures are committed, so how much accuracy such a change costs is not known."
     drop, name, shift = max(drops)

@@ -17,6 +17,7 @@ from sklearn.metrics import (
 
 from .classes import is_cancer
 from .errors import MetricsError
+from .metrics import EvaluationMetrics
 
 log = logging.getLogger(__name__)
 
@@ -138,19 +139,27 @@ def evaluate_all(root, arch: str = "all", protocol: str = "all", store=None, ext
     return Evaluator(root, store, external_dir).run(arch, protocol)
 
 
-def load_all_metrics(store=None) -> dict[tuple[str, str], dict]:
-    """Every committed metrics file, keyed by (arch, protocol)."""
-    import json
+def _plain(value):
+    """JSON-ready: numpy scalars and arrays as Python numbers and lists, tuples as lists (as a file reads back)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
+
+def load_all_metrics(store=None) -> dict[tuple[str, str], EvaluationMetrics]:
+    """Every committed metrics file, keyed by (arch, protocol)."""
     from .store import WeightsStore
 
     found = {}
     for path in WeightsStore.resolve(store).all_metrics():
-        try:
-            metrics = json.loads(path.read_text())
-            found[(metrics["arch"], metrics["protocol"])] = metrics
-        except (ValueError, KeyError) as exc:
-            raise MetricsError(f"Metrics file {path.name} is malformed ({exc}); rerun python -m lungfake evaluate.") from None
+        metrics = EvaluationMetrics.read(path)
+        found[(metrics.arch, metrics.protocol)] = metrics
     return found
 
 
@@ -320,7 +329,7 @@ class Evaluator:
                        history=history["history"], train_minutes=history.get("train_minutes"),
                        train_cpu_minutes=history.get("train_cpu_minutes"), recipe=history["recipe"],
                        trained_on_split_sha256=history.get("split_sha256"))
-        path = self._write(arch, protocol, metrics)
+        path = self._write(arch, protocol, metrics, "model")
         return path, (names, calibrated, metrics)
 
     def shift_metrics(self, model, size: int, names: list[str], temperature: float) -> dict:
@@ -392,7 +401,7 @@ class Evaluator:
                        robustness={"tiles": int(len(clean)), "every": every, "accuracy": table},
                        all_members_agree={"share": float(agree.mean()),
                                           "accuracy_when_agreeing": float((probabilities.argmax(1) == y_true)[agree].mean())})
-        return self._write("ensemble", "grouped", metrics)
+        return self._write("ensemble", "grouped", metrics, "ensemble")
 
     def evaluate_baselines(self, protocol: str) -> list[Path]:
         from .baselines import BASELINES, colour_baseline_probabilities, copy_lookup_probabilities
@@ -407,24 +416,26 @@ class Evaluator:
             probabilities, y_true = fit()
             metrics = compute_metrics(y_true, probabilities, list(CLASS_NAMES), self.families(protocol))
             metrics.update(arch=name, protocol=protocol, display_name=BASELINES[name], split_sha256=self.split_sha(protocol),
-                           predictions=probabilities.argmax(1).tolist(), true_labels=y_true.tolist(), baseline=True)
-            written.append(self._write(name, protocol, metrics))
+                           predictions=probabilities.argmax(1).tolist(), true_labels=y_true.tolist())
+            written.append(self._write(name, protocol, metrics, "baseline"))
         return written
 
-    def _write(self, name: str, protocol: str, metrics: dict) -> Path:
+    def _write(self, name: str, protocol: str, metrics: dict, kind: str) -> Path:
+        """The metrics file, through the typed schema (so nothing is written that the pages cannot read)."""
+        from .metrics import SCHEMA_VERSION
+
         target = self.store.metrics_json(name, protocol)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        public = {k: v for k, v in metrics.items() if not k.startswith("_")}
-        target.write_text(json.dumps(public, indent=1) + "\n")
-        accuracy = public["accuracy"]
-        log.info("%s/%s: accuracy %.4f %s -> %s", name, protocol, accuracy, public["accuracy_ci95"], target)
+        public = {k: _plain(v) for k, v in metrics.items() if not k.startswith("_")}
+        typed = EvaluationMetrics.from_json({"schema_version": SCHEMA_VERSION, "kind": kind, **public}, target.name)
+        typed.write(target)
+        log.info("%s/%s: accuracy %.4f %s -> %s", name, protocol, typed.accuracy, typed.accuracy_ci95, target)
         return target
 
 
-def served_grouped_metrics(store=None) -> dict[str, dict]:
+def served_grouped_metrics(store=None) -> dict[str, EvaluationMetrics]:
     """The served models' and the ensemble's grouped metrics computed on the committed split, by display name."""
-    return {m["display_name"]: m for (_, protocol), m in sorted(load_all_metrics(store).items())
-            if protocol == "grouped" and not m.get("baseline") and split_warning(m, store) is None}
+    return {m.display_name: m for (_, protocol), m in sorted(load_all_metrics(store).items())
+            if protocol == "grouped" and not m.is_baseline and split_warning(m, store) is None}
 
 
 def write_error_sprite(root, store=None) -> Path:
@@ -439,18 +450,18 @@ def write_error_sprite(root, store=None) -> Path:
     return write_sprite(root, misclassified_paths(graded, held_out_rows(store, graded[0])), store)
 
 
-def split_warning(metrics: dict, store=None) -> str | None:
+def split_warning(metrics: EvaluationMetrics, store=None) -> str | None:
     """Why these metrics may not describe the committed split (None when they do)."""
     from .splits import split_sha256
     from .store import WeightsStore
 
-    path = WeightsStore.resolve(store).split_csv(metrics["protocol"])
+    path = WeightsStore.resolve(store).split_csv(metrics.protocol)
     if not path.exists():
-        return f"The committed {metrics['protocol']} split is missing, so these figures cannot be tied to it."
-    recorded = metrics.get("split_sha256")
+        return f"The committed {metrics.protocol} split is missing, so these figures cannot be tied to it."
+    recorded = metrics.split_sha256
     if recorded == split_sha256(path):
         return None
     what = "no record of the split they were computed on" if recorded is None else "another split than the committed one"
-    return (f"{metrics.get('display_name', metrics['arch'])}: these {metrics['protocol']}-split figures come from {what} "
+    return (f"{metrics.display_name or metrics.arch}: these {metrics.protocol}-split figures come from {what} "
             f"(the split was rebuilt since). Until the model is retrained and re-evaluated on the committed split "
             "(python -m lungfake train, then evaluate), do not compare them with figures that are.")

@@ -43,7 +43,6 @@ SIFT_FEATURES = 600
 RATIO_TEST = 0.8
 MIN_RAW_MATCHES = 6
 RANSAC_PIXELS = 3.0
-MIN_INLIERS = 7
 MAX_SCALE = 3.5  # magnification ratio between two copies (2.5x asked for, with a rotation crop on top)
 # Consistent keypoints that make a copy. Measured: 51,200 pairs of tiles of different classes (surely
 # different tissue) reach at most 6; synthetic copies at 1.8-2.5x magnification keep 8 or more in 99%.

@@ -16,6 +16,7 @@ from PIL import Image
 
 from .data import read_rgb
 from .errors import MetricsError, SplitError
+from .metrics import EvaluationMetrics
 from .splits import SplitRow, load_split, rows_on, split_sha256
 from .store import WeightsStore
 
@@ -26,24 +27,24 @@ SPRITE_TILE = 112  # pixels a side: enough to see the tissue and to re-score it;
 SPRITE_COLUMNS = 16
 
 
-def held_out_rows(store: WeightsStore, metrics: dict) -> list[SplitRow]:
+def held_out_rows(store: WeightsStore, metrics: EvaluationMetrics) -> list[SplitRow]:
     """The committed grouped split's test rows, in the order of the metrics' predictions; SplitError when
     the metrics were computed on another split."""
-    csv_path = store.split_csv(metrics["protocol"])
-    if metrics.get("split_sha256") != split_sha256(csv_path):
-        raise SplitError(f"{metrics['display_name']}'s metrics were computed on another split than the committed one; "
+    csv_path = store.split_csv(metrics.protocol)
+    if metrics.split_sha256 != split_sha256(csv_path):
+        raise SplitError(f"{metrics.display_name}'s metrics were computed on another split than the committed one; "
                          "rerun python -m lungfake evaluate.")
     rows = rows_on(load_split(csv_path), "test")
-    if len(rows) != len(metrics["predictions"]):
-        raise MetricsError(f"{metrics['display_name']}'s metrics hold {len(metrics['predictions'])} predictions for "
+    if len(rows) != len(metrics.predictions):
+        raise MetricsError(f"{metrics.display_name}'s metrics hold {len(metrics.predictions)} predictions for "
                            f"{len(rows)} test tiles; rerun python -m lungfake evaluate.")
     return rows
 
 
-def cell_rows(metrics: dict, rows: list[SplitRow], true_label: str, predicted_label: str) -> list[SplitRow]:
+def cell_rows(metrics: EvaluationMetrics, rows: list[SplitRow], true_label: str, predicted_label: str) -> list[SplitRow]:
     """The test tiles of one confusion-matrix cell: true class true_label, predicted predicted_label."""
-    names = list(metrics["class_names"])
-    truth, predicted = np.asarray(metrics["true_labels"]), np.asarray(metrics["predictions"])
+    names = list(metrics.class_names)
+    truth, predicted = np.asarray(metrics.true_labels), np.asarray(metrics.predictions)
     chosen = np.flatnonzero((truth == names.index(true_label)) & (predicted == names.index(predicted_label)))
     return [rows[i] for i in chosen]
 
@@ -55,11 +56,11 @@ def by_family(chosen: list[SplitRow], rows: list[SplitRow]) -> list[tuple[str, i
     return [(family, n, sizes[family]) for family, n in Counter(row.family for row in chosen).most_common()]
 
 
-def misclassified_paths(all_metrics: list[dict], rows: list[SplitRow]) -> list[str]:
+def misclassified_paths(all_metrics: list[EvaluationMetrics], rows: list[SplitRow]) -> list[str]:
     """Every test tile some model (or the ensemble) gets wrong, in split order."""
     wrong = np.zeros(len(rows), bool)
     for metrics in all_metrics:
-        wrong |= np.asarray(metrics["true_labels"]) != np.asarray(metrics["predictions"])
+        wrong |= np.asarray(metrics.true_labels) != np.asarray(metrics.predictions)
     return [rows[i].path for i in np.flatnonzero(wrong)]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .classes import display_name
 from .evaluation import load_all_metrics, split_warning
+from .metrics import EvaluationMetrics
 from .registry import load_registry
 from .splits import load_split
 from .store import WeightsStore
@@ -32,18 +33,18 @@ def model_card_facts(folder: Path | None = None) -> dict:
     }
 
 
-def ensemble_sentence(metrics: dict) -> str | None:
+def ensemble_sentence(metrics: dict[tuple[str, str], EvaluationMetrics]) -> str | None:
     """What the ensemble is and how it scores on the grouped test tiles, or None before it is evaluated."""
     from .comparison import agreement_sentence
 
     m = metrics.get(("ensemble", "grouped"))
     if m is None:
         return None
-    low, high = m["accuracy_ci95"]
-    return (f"the mean of the {len(m.get('members', []))} models' calibrated probabilities, then its own temperature "
-            f"(T = {m['temperature']:.2f}), fitted on validation tiles like theirs. Grouped by family (honest): accuracy "
-            f"{m['accuracy']:.1%} (95% CI {low:.1%}-{high:.1%}), cancer-vs-benign {m['binary_accuracy']:.1%}, on "
-            f"{m['n_test']} test tiles. " + agreement_sentence(m))
+    low, high = m.accuracy_ci95
+    return (f"the mean of the {len(m.members or [])} models' calibrated probabilities, then its own temperature "
+            f"(T = {m.temperature:.2f}), fitted on validation tiles like theirs. Grouped by family (honest): accuracy "
+            f"{m.accuracy:.1%} (95% CI {low:.1%}-{high:.1%}), cancer-vs-benign {m.binary_accuracy:.1%}, on "
+            f"{m.n_test} test tiles. " + agreement_sentence(m))
 
 
 def _audit_sentence(store: WeightsStore) -> str:
@@ -57,17 +58,17 @@ def _audit_sentence(store: WeightsStore) -> str:
             f"{report['val']['with_copy_in_train']} of {report['val']['tiles']} validation tiles with a copy in train")
 
 
-def _colour_sentence(metrics: dict) -> str:
+def _colour_sentence(metrics: dict[tuple[str, str], EvaluationMetrics]) -> str:
     colour = metrics.get(("baseline_colour", "grouped"))
     if colour is None:
         return ("LC25000's classes differ in colour; the colour baseline has not been evaluated here "
                 "(python -m lungfake evaluate --arch baselines).")
     text = (f"LC25000's three classes were photographed so that each has its own colour: a logistic regression on six "
             f"colour numbers per tile (CIELAB mean and spread), which never looks at tissue, scores "
-            f"{colour['accuracy']:.1%} on the grouped test tiles. A model can reach published accuracy on this data by "
+            f"{colour.accuracy:.1%} on the grouped test tiles. A model can reach published accuracy on this data by "
             "learning the colour of each class.")
-    neutral = [f"{m['display_name']} {m['colour_neutral_accuracy']['value']:.1%}" for (a, p), m in sorted(metrics.items())
-               if p == "grouped" and "colour_neutral_accuracy" in m and a != "ensemble"]
+    neutral = [f"{m.display_name} {m.colour_neutral_accuracy['value']:.1%}" for (_, p), m in sorted(metrics.items())
+               if p == "grouped" and m.colour_neutral_accuracy is not None and m.kind == "model"]
     if neutral:
         text += (" With every test tile's colour statistics matched to the training set's (same tissue, neutral colour), "
                  "the served models score: " + ", ".join(neutral) + ".")

@@ -90,9 +90,6 @@ class CaseReport:
     def add_warning(self, text: str) -> None:
         self.sections.append(f'<div class="warning">{html.escape(text)}</div>')
 
-    def add_heading(self, text: str) -> None:
-        self.sections.append(f"<h2>{html.escape(text)}</h2>")
-
     def add_images(self, images: list[tuple[np.ndarray, str]], width: int = 300) -> None:
         self.sections.append('<div class="images">' + "".join(_figure(rgb, caption, width) for rgb, caption in images) + "</div>")
 

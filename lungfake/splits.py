@@ -12,7 +12,6 @@ from .data import Tile
 from .errors import DatasetError
 
 PROTOCOLS = ("grouped", "random")
-SIDES = ("train", "val", "test")
 SIDE_FRACTIONS = {"train": 0.7, "val": 0.2, "test": 0.1}
 SPLIT_COLUMNS = ("path", "label", "family", "side")
 

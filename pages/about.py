@@ -41,8 +41,8 @@ st.header("The models")
 for entry, metrics in facts["models"]:
     st.markdown(f"**{entry.display_name}**: {model_recipe_sentence(entry)}")
     st.markdown("\n".join(
-        f"- {PROTOCOL_LABELS[protocol]}: accuracy {m['accuracy']:.1%} (95% CI {m['accuracy_ci95'][0]:.1%}-"
-        f"{m['accuracy_ci95'][1]:.1%}), cancer-vs-benign {m['binary_accuracy']:.1%}, on {m['n_test']} test tiles."
+        f"- {PROTOCOL_LABELS[protocol]}: accuracy {m.accuracy:.1%} (95% CI {m.accuracy_ci95[0]:.1%}-"
+        f"{m.accuracy_ci95[1]:.1%}), cancer-vs-benign {m.binary_accuracy:.1%}, on {m.n_test} test tiles."
         for protocol, m in metrics.items()))
 if facts["ensemble"]:
     st.markdown(f"**Ensemble**: {facts['ensemble']}")

@@ -57,20 +57,20 @@ names = detail_choices(metrics)
 arch = names[st.selectbox("Model or baseline", list(names))]
 protocols = {PROTOCOL_LABELS[p]: p for p in PROTOCOL_LABELS if (arch, p) in metrics}
 m = metrics[(arch, protocols[st.radio("Split protocol", list(protocols), horizontal=True)])]
-scaled = f"; probabilities after temperature scaling ({m['temperature']:.2f})" if "temperature" in m else ""
-st.caption(f"{m['n_test']} held-out test tiles from {m['n_test_families']} families; 95% intervals from a bootstrap "
+scaled = f"; probabilities after temperature scaling ({m.temperature:.2f})" if m.temperature is not None else ""
+st.caption(f"{m.n_test} held-out test tiles from {m.n_test_families} families; 95% intervals from a bootstrap "
            f"over families{scaled}. {training_sentence(m)}{agreement_sentence(m)}"
            f"{accuracy_target_sentence(m)}")
 cols = st.columns(6)
-cols[0].metric("Accuracy", f"{m['accuracy']:.1%}", f"{m['accuracy_ci95'][0]:.1%} to {m['accuracy_ci95'][1]:.1%}",
+cols[0].metric("Accuracy", f"{m.accuracy:.1%}", f"{m.accuracy_ci95[0]:.1%} to {m.accuracy_ci95[1]:.1%}",
                delta_color="off", delta_arrow="off")
-cols[1].metric("Macro F1", f"{m['macro_f1']:.3f}", f"{m['macro_f1_ci95'][0]:.3f} to {m['macro_f1_ci95'][1]:.3f}",
+cols[1].metric("Macro F1", f"{m.macro_f1:.3f}", f"{m.macro_f1_ci95[0]:.3f} to {m.macro_f1_ci95[1]:.3f}",
                delta_color="off", delta_arrow="off")
-cols[2].metric("Cancer vs benign", f"{m['binary_accuracy']:.1%}")
-cols[3].metric("Sensitivity", f"{m['binary_sensitivity']:.1%}")
-cols[4].metric("Specificity", f"{m['binary_specificity']:.1%}")
-cols[5].metric("ECE", f"{m['expected_calibration_error']:.3f}",
-               f"{m['expected_calibration_error_uncalibrated']:.3f} before" if "expected_calibration_error_uncalibrated" in m else None,
+cols[2].metric("Cancer vs benign", f"{m.binary_accuracy:.1%}")
+cols[3].metric("Sensitivity", f"{m.binary_sensitivity:.1%}")
+cols[4].metric("Specificity", f"{m.binary_specificity:.1%}")
+cols[5].metric("ECE", f"{m.expected_calibration_error:.3f}",
+               f"{m.expected_calibration_error_uncalibrated:.3f} before" if m.expected_calibration_error_uncalibrated is not None else None,
                delta_color="off", delta_arrow="off", help=ece_interval_text(m))
 
 st.dataframe(classification_report_table(m), hide_index=True,
@@ -83,14 +83,14 @@ with left:
 with right:
     st.subheader("ROC curves (one vs rest)")
     st.plotly_chart(roc_chart(m), key="roc")
-if "reliability" in m:
+if m.reliability is not None:
     st.subheader("Reliability: is a 90% answer right 90% of the time?")
     st.plotly_chart(reliability_chart(m), key="reliability")
-    if "low_confidence" in m:
-        lc = m["low_confidence"]
+    if m.low_confidence is not None:
+        lc = m.low_confidence
         st.caption(f"The app warns below {lc['threshold']:.1%} confidence, chosen on validation tiles: above it, "
                    f"{lc['val_coverage']:.0%} of them, {lc['val_accuracy']:.1%} right.")
-if "history" in m:
+if m.history is not None:
     st.subheader("Training curves")
     st.plotly_chart(training_curves(m), key="curves")
 
@@ -98,7 +98,7 @@ robust = robustness_by_model(metrics)
 if robust:
     st.header("Robustness: the grouped test tiles under one change at a time")
     st.plotly_chart(robustness_chart(robust), key="robustness")
-    sample = next(mm["robustness"] for mm in metrics.values() if "robustness" in mm)
+    sample = next(mm.robustness for mm in metrics.values() if mm.robustness is not None)
     st.caption(f"Change in accuracy against the same {sample['tiles']} tiles unchanged (one grouped test tile "
                f"in {sample['every']}), in points; hover for the accuracies. A shift may cost at most "
                f"{ROBUSTNESS_TARGET_POINTS} points.")

@@ -5,6 +5,7 @@ from lungfake.classes import display_name
 from lungfake.data import optional_data_root
 from lungfake.errors import LungfakeError, MetricsError
 from lungfake.evaluation import served_grouped_metrics
+from lungfake.metrics import EvaluationMetrics
 from lungfake.misclassified import TileSource, by_family, cell_rows, held_out_rows
 from lungfake.store import WeightsStore
 from pages.common import enter_page, scorer
@@ -12,7 +13,7 @@ from pages.common import enter_page, scorer
 SHOWN = 48
 
 
-def graded_metrics() -> dict[str, dict]:
+def graded_metrics() -> dict[str, EvaluationMetrics]:
     """Every served model's and the ensemble's grouped metrics on the committed split, by display name."""
     found = served_grouped_metrics()
     if not found:
@@ -20,8 +21,8 @@ def graded_metrics() -> dict[str, dict]:
     return found
 
 
-def busiest_error(m: dict) -> tuple[int, int]:
-    matrix = [row[:] for row in m["confusion_matrix"]]
+def busiest_error(m: EvaluationMetrics) -> tuple[int, int]:
+    matrix = [row[:] for row in m.confusion_matrix]
     for i in range(len(matrix)):
         matrix[i][i] = -1
     return max(((i, j) for i in range(len(matrix)) for j in range(len(matrix))), key=lambda c: matrix[c[0]][c[1]])
@@ -48,7 +49,7 @@ try:
 except LungfakeError as exc:
     st.error(str(exc))
     st.stop()
-classes = list(m["class_names"])
+classes = list(m.class_names)
 default_true, default_predicted = busiest_error(m)
 left, right = st.columns(2)
 true_label = left.selectbox("True class", classes, default_true, format_func=display_name)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up from scratch and run every test layer. Usage: bash scripts/test.sh [pytest args]
+# Set up from scratch, lint, and run every test layer. Usage: bash scripts/test.sh [pytest args]
+# The fast layer alone: bash scripts/test.sh -m "not slow and not browser" (docs/testing.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements-dev.txt
 .venv/bin/python -m pip install -q --no-deps -e .
+
+.venv/bin/ruff check .
 
 export LC25000_DIR="${LC25000_DIR:-$(cd .. && pwd)/shared/data/lc25000_lung}"
 export TF_CPP_MIN_LOG_LEVEL=2

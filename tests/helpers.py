@@ -9,7 +9,6 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("LC25000_DIR", REPO.parent / "shared" / "data" / "lc25000_lung"))
-EXTERNAL_DIR = REPO.parent / "shared" / "data" / "external_dev"
 HAS_DATA = (DATA_DIR / "lung_n").is_dir()
 needs_data = pytest.mark.skipif(not HAS_DATA, reason=f"LC25000 lung data not found at {DATA_DIR} (set LC25000_DIR)")
 
@@ -91,3 +90,15 @@ def store_with_ood_limits(source: Path, folder: Path, tissue: float, stain: floa
     (folder / entry.file).write_bytes(reference.to_bytes())
     register_ood(OodEntry(entry.file, sha256_of(folder / entry.file), entry.feature_model, entry.quantile), folder)
     return folder
+
+
+def metrics_of(**fields):
+    """An EvaluationMetrics of a served model on the grouped split, with empty figures except those given."""
+    from lungfake.metrics import SCHEMA_VERSION, EvaluationMetrics
+
+    base = dict(schema_version=SCHEMA_VERSION, kind="model", arch="densenet121", protocol="grouped", display_name="M",
+                class_names=["lung_n", "lung_aca", "lung_scc"], split_sha256=None, n_test=0, n_test_families=0,
+                accuracy=0.0, accuracy_ci95=[0.0, 0.0], macro_f1=0.0, macro_f1_ci95=[0.0, 0.0], classification_report={},
+                confusion_matrix=[], binary_accuracy=0.0, binary_sensitivity=0.0, binary_specificity=0.0, roc_auc={},
+                roc_curves={}, expected_calibration_error=0.0, reliability={}, predictions=[], true_labels=[])
+    return EvaluationMetrics(**{**base, **fields})

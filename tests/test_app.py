@@ -48,13 +48,13 @@ def test_dashboard_switches_model_and_protocol():
     evaluated = load_all_metrics()
     for name in at.selectbox[0].options:
         at.selectbox[0].set_value(name).run()
-        arch = next(a for (a, _), m in evaluated.items() if m["display_name"] == name)
+        arch = next(a for (a, _), m in evaluated.items() if m.display_name == name)
         for protocol in [p for a, p in evaluated if a == arch]:
             at.radio[0].set_value(PROTOCOL_LABELS[protocol]).run()
             assert not at.exception
             accuracy = next(m for m in at.metric if m.label == "Accuracy")
-            assert accuracy.value == f"{evaluated[(arch, protocol)]['accuracy']:.1%}"
-            if "temperature" in evaluated[(arch, protocol)]:  # a served model or the ensemble, not a baseline
+            assert accuracy.value == f"{evaluated[(arch, protocol)].accuracy:.1%}"
+            if not evaluated[(arch, protocol)].is_baseline:
                 assert any("Accuracy target" in caption.value for caption in at.caption)
     at.toggle[0].set_value(True).run()
     assert not at.exception

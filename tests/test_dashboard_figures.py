@@ -1,10 +1,12 @@
 """The dashboard's and the model card's figures, sentences and choices, built from small made-up metrics files."""
 from lungfake.charts import ROBUSTNESS_TARGET_POINTS, robustness_chart
 from lungfake.comparison import accuracy_target_sentence, agreement_sentence, detail_choices, robustness_by_model, training_sentence
+from tests.helpers import metrics_of
 
 
-def _metrics(arch: str, name: str, protocol: str = "grouped", **extra) -> tuple[tuple[str, str], dict]:
-    return (arch, protocol), {"arch": arch, "protocol": protocol, "display_name": name, **extra}
+def _metrics(arch: str, name: str, protocol: str = "grouped", **extra):
+    kind = "baseline" if arch.startswith("baseline") else "ensemble" if arch == "ensemble" else "model"
+    return (arch, protocol), metrics_of(arch=arch, protocol=protocol, display_name=name, kind=kind, **extra)
 
 
 def test_the_detail_view_offers_the_models_first_then_the_ensemble_then_the_baselines():
@@ -28,16 +30,17 @@ def test_the_robustness_chart_shows_each_shifts_cost_in_points_saturating_at_the
 
 
 def test_the_training_sentence_tells_wall_minutes_from_cpu_minutes_and_names_the_served_size():
-    trained = {"history": {"loss": [1.0] * 40}, "train_minutes": 62.9, "train_cpu_minutes": 115.2, "input_size": 160}
-    assert training_sentence(trained) == "Trained for 40 epochs in 62.9 minutes (115.2 CPU minutes); served at 160 px."
-    assert "CPU" not in training_sentence({**trained, "train_cpu_minutes": None})
-    assert training_sentence({"input_size": 160}) == ""  # a baseline: nothing trained
+    trained = dict(history={"loss": [1.0] * 40}, train_minutes=62.9, train_cpu_minutes=115.2, input_size=160)
+    assert training_sentence(metrics_of(**trained)) == "Trained for 40 epochs in 62.9 minutes (115.2 CPU minutes); served at 160 px."
+    assert "CPU" not in training_sentence(metrics_of(**{**trained, "train_cpu_minutes": None}))
+    assert training_sentence(metrics_of(kind="baseline")) == ""  # a baseline: nothing trained
 
 
 def test_the_ensembles_caption_says_how_often_its_members_agree_and_are_then_right():
-    ensemble = {"members": ["a", "b", "c"], "all_members_agree": {"share": 0.9506, "accuracy_when_agreeing": 0.9859}}
+    ensemble = metrics_of(kind="ensemble", members=["a", "b", "c"],
+                          all_members_agree={"share": 0.9506, "accuracy_when_agreeing": 0.9859})
     assert agreement_sentence(ensemble).startswith("Its 3 members agree on 95.1% of the test tiles and are then right on 98.6%")
-    assert agreement_sentence({"members": []}) == ""
+    assert agreement_sentence(metrics_of(kind="ensemble", members=[])) == ""
 
 
 def test_a_probability_chart_marks_the_prediction_in_its_class_colour_whatever_the_class():
@@ -54,8 +57,9 @@ def test_a_probability_chart_marks_the_prediction_in_its_class_colour_whatever_t
 def test_the_model_card_describes_the_ensemble_from_its_metrics_file():
     from lungfake.model_card import ensemble_sentence
 
-    ensemble = {"members": ["a", "b", "c"], "temperature": 0.92, "accuracy": 0.968, "accuracy_ci95": [0.936, 0.992],
-                "binary_accuracy": 1.0, "n_test": 1417, "all_members_agree": {"share": 0.95, "accuracy_when_agreeing": 0.986}}
+    ensemble = metrics_of(kind="ensemble", arch="ensemble", members=["a", "b", "c"], temperature=0.92, accuracy=0.968,
+                          accuracy_ci95=[0.936, 0.992], binary_accuracy=1.0, n_test=1417,
+                          all_members_agree={"share": 0.95, "accuracy_when_agreeing": 0.986})
     sentence = ensemble_sentence({("ensemble", "grouped"): ensemble})
     assert sentence.startswith("the mean of the 3 models' calibrated probabilities, then its own temperature (T = 0.92)")
     assert "accuracy 96.8% (95% CI 93.6%-99.2%)" in sentence and "agree on 95.0%" in sentence
@@ -63,9 +67,9 @@ def test_the_model_card_describes_the_ensemble_from_its_metrics_file():
 
 
 def test_the_detail_view_says_whether_a_model_meets_its_accuracy_target():
-    model = {"arch": "resnet50", "protocol": "grouped", "accuracy": 0.970}
-    assert accuracy_target_sentence(model) == " Accuracy target 97.5% on these tiles: NOT met."
-    assert accuracy_target_sentence({**model, "accuracy": 0.976}).endswith(": met.")
-    assert "98.0%" in accuracy_target_sentence({**model, "arch": "ensemble", "accuracy": 0.976})
-    assert accuracy_target_sentence({**model, "arch": "baseline_colour"}) == ""
-    assert accuracy_target_sentence({**model, "protocol": "random"}) == ""
+    model = dict(arch="resnet50", protocol="grouped", accuracy=0.970)
+    assert accuracy_target_sentence(metrics_of(**model)) == " Accuracy target 97.5% on these tiles: NOT met."
+    assert accuracy_target_sentence(metrics_of(**{**model, "accuracy": 0.976})).endswith(": met.")
+    assert "98.0%" in accuracy_target_sentence(metrics_of(**{**model, "arch": "ensemble", "kind": "ensemble", "accuracy": 0.976}))
+    assert accuracy_target_sentence(metrics_of(**{**model, "arch": "baseline_colour", "kind": "baseline"})) == ""
+    assert accuracy_target_sentence(metrics_of(**{**model, "protocol": "random"})) == ""

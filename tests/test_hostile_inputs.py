@@ -10,7 +10,6 @@ from PIL import Image
 from lungfake.errors import ImageDecodeError
 from lungfake.images import decode_image
 
-MODES = ["1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LA", "I", "F", "I;16"]
 FORMATS = {"PNG": ["1", "L", "P", "RGB", "RGBA", "LA", "I;16"], "JPEG": ["L", "RGB", "CMYK"],
            "TIFF": ["1", "L", "P", "RGB", "RGBA", "CMYK", "I", "F", "I;16"], "GIF": ["L", "P"], "BMP": ["1", "L", "P", "RGB"]}
 

@@ -44,14 +44,14 @@ def test_served_metrics_describe_the_committed_split_and_weights():
     n_test = len(rows_on(load_split(STORE.split_csv("grouped")), "test"))
     for arch, entry in load_registry().items():
         m = metrics[(arch, "grouped")]
-        assert set(m) >= REQUIRED_METRICS
+        assert set(m.to_json()) >= REQUIRED_METRICS and m.kind == "model"
         assert split_warning(m) is None
-        assert m["weights_sha256"] == entry.sha256 and m["temperature"] == pytest.approx(entry.temperature, rel=1e-4)
-        matrix = np.asarray(m["confusion_matrix"])
-        assert matrix.sum() == m["n_test"] == n_test
-        assert m["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
-        assert m["accuracy_ci95"][0] <= m["accuracy"] <= m["accuracy_ci95"][1]
-        assert len(m["history"]["val_accuracy"]) == entry.recipe["epochs"]
+        assert m.weights_sha256 == entry.sha256 and m.temperature == pytest.approx(entry.temperature, rel=1e-4)
+        matrix = np.asarray(m.confusion_matrix)
+        assert matrix.sum() == m.n_test == n_test
+        assert m.accuracy == pytest.approx(np.trace(matrix) / matrix.sum())
+        assert m.accuracy_ci95[0] <= m.accuracy <= m.accuracy_ci95[1]
+        assert len(m.history["val_accuracy"]) == entry.recipe["epochs"]
 
 
 def test_baselines_are_evaluated_on_both_committed_splits():
@@ -59,7 +59,7 @@ def test_baselines_are_evaluated_on_both_committed_splits():
     for name in ("baseline_colour", "baseline_copy_lookup"):
         for protocol in ("grouped", "random"):
             m = metrics[(name, protocol)]
-            assert split_warning(m) is None and np.asarray(m["confusion_matrix"]).sum() == m["n_test"]
+            assert split_warning(m) is None and np.asarray(m.confusion_matrix).sum() == m.n_test
 
 
 @needs_data

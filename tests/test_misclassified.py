@@ -7,7 +7,7 @@ from lungfake.errors import SplitError
 from lungfake.misclassified import SPRITE_TILE, TileSource, by_family, cell_rows, held_out_rows, misclassified_paths, write_sprite
 from lungfake.splits import SplitRow, split_sha256
 from lungfake.store import WeightsStore
-from tests.helpers import cells
+from tests.helpers import cells, metrics_of
 
 CLASSES = ["lung_n", "lung_aca", "lung_scc"]
 
@@ -16,9 +16,8 @@ def _rows(n: int) -> list[SplitRow]:
     return [SplitRow(f"{CLASSES[i % 3]}/tile{i}.jpeg", CLASSES[i % 3], f"f{i}", "test") for i in range(n)]
 
 
-def _metrics(predictions: list[int], n: int) -> dict:
-    return {"class_names": CLASSES, "true_labels": [i % 3 for i in range(n)], "predictions": predictions,
-            "protocol": "grouped", "display_name": "M"}
+def _metrics(predictions: list[int], n: int, **extra):
+    return metrics_of(**{"true_labels": [i % 3 for i in range(n)], "predictions": predictions, **extra})
 
 
 def test_a_cell_holds_exactly_its_tiles_and_errors_are_the_union_over_models():
@@ -32,7 +31,7 @@ def test_a_cell_holds_exactly_its_tiles_and_errors_are_the_union_over_models():
 
 def test_a_cells_errors_are_counted_by_family_most_first():
     rows = [SplitRow(f"lung_scc/t{i}.jpeg", "lung_scc", "big" if i < 5 else "small", "test") for i in range(8)]
-    wrong = _metrics([1, 1, 1, 2, 2, 1, 2, 2], 8) | {"true_labels": [2] * 8}
+    wrong = _metrics([1, 1, 1, 2, 2, 1, 2, 2], 8, true_labels=[2] * 8)
     chosen = cell_rows(wrong, rows, "lung_scc", "lung_aca")
     assert by_family(chosen, rows) == [("big", 3, 5), ("small", 1, 3)]
     assert by_family([], rows) == []
@@ -58,7 +57,6 @@ def test_metrics_from_another_split_are_refused(tmp_path):
     store = WeightsStore(tmp_path)
     store.split_csv("grouped").parent.mkdir(parents=True)
     store.split_csv("grouped").write_text("path,label,family,side\nlung_n/a.jpeg,lung_n,f1,test\n")
-    metrics = {**_metrics([0], 1), "split_sha256": "0" * 64}
     with pytest.raises(SplitError, match="another split"):
-        held_out_rows(store, metrics)
-    assert len(held_out_rows(store, {**metrics, "split_sha256": split_sha256(store.split_csv("grouped"))})) == 1
+        held_out_rows(store, _metrics([0], 1, split_sha256="0" * 64))
+    assert len(held_out_rows(store, _metrics([0], 1, split_sha256=split_sha256(store.split_csv("grouped"))))) == 1

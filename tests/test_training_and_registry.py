@@ -11,6 +11,7 @@ from lungfake.errors import ModelIntegrityError, RegistryError
 from lungfake.evaluation import Evaluator
 from lungfake.images import read_image_file
 from lungfake.inference import select_entries
+from lungfake.metrics import SCHEMA_VERSION, EvaluationMetrics
 from lungfake.registry import load_model, load_registry
 from lungfake.scoring import Scorer
 from lungfake.splits import make_split, save_split, split_sha256
@@ -156,7 +157,9 @@ def test_evaluate_and_predict_with_the_exported_model(trained):
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
                    split_sha=split_sha256(trained["split_csv"]))
     path, (_, _, metrics) = Evaluator(trained["data"], weights).evaluate_model("tiny", "grouped")
-    assert json.loads(path.read_text())["split_sha256"] == split_sha256(trained["split_csv"])
+    written = EvaluationMetrics.read(path)  # the typed schema reads back what evaluate wrote
+    assert written.split_sha256 == split_sha256(trained["split_csv"]) and written.kind == "model"
+    assert written.schema_version == SCHEMA_VERSION and written.accuracy == metrics["accuracy"]
     assert metrics["n_test"] == sum(r.side == "test" for r in trained["rows"])
     assert np.asarray(metrics["confusion_matrix"]).sum() == metrics["n_test"]
     assert metrics["temperature"] > 0 and "expected_calibration_error_uncalibrated" in metrics
