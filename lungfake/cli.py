@@ -136,7 +136,7 @@ def train_recipe(args: argparse.Namespace):
     """The architecture's default recipe with the command line's epochs, input size, init and --single-cycle."""
     from .training import DEFAULT_RECIPES, Recipe
 
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("input_size", args.input_size), ("init", args.init)) if v is not None}
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("train_size", args.input_size), ("init", args.init)) if v is not None}
     recipe = Recipe(**{**DEFAULT_RECIPES[args.arch].__dict__, **overrides})
     return recipe.single_cycle() if args.single_cycle else recipe
 
@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--split", choices=PROTOCOLS, default="grouped")
     train.add_argument("--split-csv", help="a split CSV other than weights/splits/<split>.csv")
     train.add_argument("--epochs", type=int)
-    train.add_argument("--input-size", type=int)
+    train.add_argument("--input-size", type=int, help="the size the network trains at (its first cycle); serve-size sets the size it is served at")
     train.add_argument("--init", choices=("scratch", "imagenet"), help="imagenet needs internet access")
     train.add_argument("--max-minutes", type=float, help="stop after the epoch that reaches this budget; rerun to resume")
     train.add_argument("--from-served", action="store_true",

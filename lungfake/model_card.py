@@ -81,7 +81,7 @@ def _sizes_phrase(entry) -> str:
     from .training import Recipe
 
     recipe = Recipe.from_json(entry.recipe) if entry.recipe else None
-    first, last = (recipe.input_size, recipe.served_input_size) if recipe else (entry.input_size, entry.input_size)
+    first, last = (recipe.train_size, recipe.last_train_size) if recipe else (entry.input_size, entry.input_size)
     phrase = f"at {first}x{first} px"
     if last != first:
         phrase += f", its last {recipe.epochs - max(recipe.restart_epochs)} epochs at {last}x{last} px"

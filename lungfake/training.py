@@ -25,13 +25,16 @@ from .errors import TrainingError
 from .splits import SplitRow, folds_saved_split, load_split, rows_on, split_sha256
 
 log = logging.getLogger(__name__)
+# Recipe fields as histories and the registry recorded them before they were renamed: "input_size" meant the
+# training size here and the serving size in the registry.
+RENAMED = {"input_size": "train_size", "restart_input_sizes": "restart_train_sizes"}
 SOURCE_SIZE = 224  # tiles are kept at LC25000's size so augmentation can change the magnification
 
 
 @dataclass(frozen=True)
 class Recipe:
     arch: str
-    input_size: int
+    train_size: int  # pixels a side the network trains at (the registry's input_size is the size it is served at)
     epochs: int
     batch_size: int = 32
     learning_rate: float = 2e-3
@@ -51,10 +54,10 @@ class Recipe:
     restart_epochs: tuple[int, ...] = ()
     restart_learning_rate: float = 1e-3
     restart_warmup_epochs: float = 1.0
-    # The input size of the cycle that each restart starts (aligned with restart_epochs; empty: input_size
+    # The training size of the cycle that each restart starts (aligned with restart_epochs; empty: train_size
     # throughout). A last cycle at a larger size fine-tunes a network trained small at the size it will serve
     # (the "FixRes" effect, Touvron et al. 2019): most epochs stay cheap, the served model sees the tile's detail.
-    restart_input_sizes: tuple[int, ...] = ()
+    restart_train_sizes: tuple[int, ...] = ()
     # The peak learning rate of the cycle that each restart starts (aligned with restart_epochs; empty:
     # restart_learning_rate at every restart). A late cycle that only fine-tunes a converged network climbs
     # lower: a climb back to 1e-3 undoes more than a short cycle on one core can rebuild.
@@ -62,6 +65,7 @@ class Recipe:
 
     @staticmethod
     def from_json(payload: dict) -> Recipe:
+        payload = {RENAMED.get(k, k): v for k, v in payload.items()}  # recipes recorded before the rename
         augmentation = Augmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload.get("augmentation", {}).items()})
         known = {k: tuple(v) if isinstance(v, list) else v
                  for k, v in payload.items() if k in Recipe.__dataclass_fields__ and k != "augmentation"}
@@ -80,9 +84,9 @@ class Recipe:
         first, _ = self.segment(epoch)
         return at_start if first == 0 else dict(zip(sorted(self.restart_epochs), per_restart)).get(first, at_restart)
 
-    def input_size_at(self, epoch: int) -> int:
+    def train_size_at(self, epoch: int) -> int:
         """The input size the network is trained at in epoch (that of the cycle holding it)."""
-        return self._of_cycle(epoch, self.restart_input_sizes, self.input_size, self.input_size, "restart_input_sizes")
+        return self._of_cycle(epoch, self.restart_train_sizes, self.train_size, self.train_size, "restart_train_sizes")
 
     def peak_learning_rate_at(self, epoch: int) -> float:
         """The peak learning rate of the cycle holding epoch."""
@@ -90,24 +94,24 @@ class Recipe:
                               "restart_learning_rates")
 
     def single_cycle(self) -> Recipe:
-        """This recipe with its warm restarts dropped: one cosine cycle over all epochs at input_size."""
-        return replace(self, restart_epochs=(), restart_input_sizes=(), restart_learning_rates=())
+        """This recipe with its warm restarts dropped: one cosine cycle over all epochs at train_size."""
+        return replace(self, restart_epochs=(), restart_train_sizes=(), restart_learning_rates=())
 
     @property
-    def served_input_size(self) -> int:
+    def last_train_size(self) -> int:
         """The input size of the last cycle: the size export registers (serve-size may serve it at another)."""
-        return self.input_size_at(self.epochs - 1)
+        return self.train_size_at(self.epochs - 1)
 
     def same_schedule_until(self, other: Recipe, epoch: int) -> bool:
         """Whether this recipe trains its first `epoch` epochs exactly as other does (other may end there)."""
         # Per-cycle settings are compared below as each earlier cycle used them (the shared restart rate included).
-        ignore = {"epochs", "restart_epochs", "restart_input_sizes", "restart_learning_rates", "restart_learning_rate"}
+        ignore = {"epochs", "restart_epochs", "restart_train_sizes", "restart_learning_rates", "restart_learning_rate"}
         if not any(r < epoch for r in (*self.restart_epochs, *other.restart_epochs)):
             ignore |= {"restart_warmup_epochs"}  # no restart yet: it played no part
         same = all(getattr(self, k) == getattr(other, k) for k in Recipe.__dataclass_fields__ if k not in ignore)
         earlier_restarts = [r for r in self.restart_epochs if r < epoch]
         return (same and earlier_restarts == [r for r in other.restart_epochs if r < epoch]
-                and all(self.input_size_at(r) == other.input_size_at(r) for r in earlier_restarts)
+                and all(self.train_size_at(r) == other.train_size_at(r) for r in earlier_restarts)
                 and all(self.peak_learning_rate_at(r) == other.peak_learning_rate_at(r) for r in earlier_restarts))
 
 
@@ -117,9 +121,9 @@ class Recipe:
 # anywhere resumes from its checkpoint, and one that reached a restart with only the served model left (a fresh
 # machine) continues from it with `train --from-served`.
 DEFAULT_RECIPES = {
-    "mobilenetv2": Recipe("mobilenetv2", input_size=128, epochs=82, restart_epochs=(24, 64), restart_input_sizes=(128, 224)),
-    "resnet50": Recipe("resnet50", input_size=112, epochs=52),
-    "densenet121": Recipe("densenet121", input_size=112, epochs=40),
+    "mobilenetv2": Recipe("mobilenetv2", train_size=128, epochs=82, restart_epochs=(24, 64), restart_train_sizes=(128, 224)),
+    "resnet50": Recipe("resnet50", train_size=112, epochs=52),
+    "densenet121": Recipe("densenet121", train_size=112, epochs=40),
 }
 
 
@@ -146,7 +150,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, trainin
     import keras
     import tensorflow as tf
 
-    n_classes, size = len(CLASS_NAMES), size or recipe.input_size
+    n_classes, size = len(CLASS_NAMES), size or recipe.train_size
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if training:
         ds = ds.map(lambda x, y: (augment_tile(x, size, recipe.augmentation), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -316,7 +320,7 @@ def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int, start:
         log.info("continuing from %s after epoch %d (a warm restart: fresh optimizer)", start.model_path, start.epochs_done)
         model = keras.models.load_model(start.model_path, compile=False, safe_mode=True)
         return model, start.epochs_done, copy.deepcopy(start.history)  # the run appends to its own history
-    model = build_model(recipe.arch, recipe.input_size, init=recipe.init, dropout=recipe.dropout)
+    model = build_model(recipe.arch, recipe.train_size, init=recipe.init, dropout=recipe.dropout)
     compile_for_training(model, recipe, steps_per_epoch)
     return model, 0, {}
 
@@ -371,7 +375,7 @@ def train(root: Path, rows: list[SplitRow], recipe: Recipe, run_dir: Path, max_m
     log.info("training %s: %d train tiles in %d families (%d a epoch), %d val tiles; epochs %d-%d",
              recipe.arch, len(train_x), len({r.family for r in train_rows}), per_epoch, len(val_x), done + 1, recipe.epochs)
     for epoch in range(done, recipe.epochs):
-        size = recipe.input_size_at(epoch)
+        size = recipe.train_size_at(epoch)
         if epoch in recipe.restart_epochs:
             model = at_input_size(model, recipe, size)
             compile_for_training(model, recipe, steps, epoch)
@@ -449,7 +453,7 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
     if served:
         spec = ARCHITECTURE_SPECS.get(recipe.arch, TEST_MODEL)
         register(ModelEntry(
-            arch=recipe.arch, file=target.name, sha256=sha256_of(target), input_size=recipe.served_input_size,
+            arch=recipe.arch, file=target.name, sha256=sha256_of(target), input_size=recipe.last_train_size,
             class_names=CLASS_NAMES, gradcam_layer=spec.gradcam_layer, preprocessing=spec.preprocessing,
             split=protocol, display_name=DISPLAY_NAMES.get(recipe.arch, recipe.arch),
             recipe={**_recipe_json(recipe), "train_minutes": record["train_minutes"],
@@ -476,5 +480,5 @@ def serve_at_input_size(arch: str, size: int, folder: Path | None = None) -> Pat
     inference_copy(at_input_size(load_model(entry, folder), recipe, size)).save(target)
     register(replace(entry, sha256=sha256_of(target), input_size=size, temperature=1.0, low_confidence={}), folder)
     log.info("%s now served at %d px (trained at %d px); evaluate it to refit its calibration", arch, size,
-             recipe.served_input_size)
+             recipe.last_train_size)
     return target

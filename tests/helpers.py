@@ -61,7 +61,7 @@ def register_tiny_model(folder: Path) -> Path:
     from lungfake.registry import OodEntry, load_registry, register_ood, sha256_of
     from lungfake.training import Recipe, export_trained
 
-    export_trained(build_model("tiny", 32), Recipe("tiny", input_size=32, epochs=1), "grouped", {"loss": [1.0]}, 1.0, folder=folder)
+    export_trained(build_model("tiny", 32), Recipe("tiny", train_size=32, epochs=1), "grouped", {"loss": [1.0]}, 1.0, folder=folder)
     model = LoadedModel.load(load_registry(folder)["tiny"], folder)
     train, val = [he_like(s) for s in range(200)], [he_like(s) for s in range(200, 300)]
     reference = fit_reference(train, model.features_of(train), val, model.features_of(val), "tiny", 0.99)

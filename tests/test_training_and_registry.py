@@ -28,7 +28,7 @@ def trained(tmp_path_factory, request):
     rows = make_split(tiles, families, "random", seed=0)
     split_csv = base / "weights" / "splits" / "grouped.csv"
     save_split(rows, split_csv)
-    recipe = Recipe("tiny", input_size=32, epochs=1, batch_size=8, max_rotation_degrees=10)
+    recipe = Recipe("tiny", train_size=32, epochs=1, batch_size=8, max_rotation_degrees=10)
     run_dir = base / "run"
     model, history, finished = train(data, rows, recipe, run_dir)
     return {"base": base, "data": data, "rows": rows, "recipe": recipe, "run_dir": run_dir,
@@ -202,7 +202,7 @@ def test_the_ensemble_is_calibrated_on_val_and_recorded_in_the_registry(trained)
 def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(shared_tiny_dataset, tmp_path):
     tiles = list_tiles(shared_tiny_dataset)
     rows = make_split(tiles, [t.path for t in tiles], "random", seed=1)
-    recipe = Recipe("tiny", input_size=32, epochs=3, batch_size=8, max_rotation_degrees=0)
+    recipe = Recipe("tiny", train_size=32, epochs=3, batch_size=8, max_rotation_degrees=0)
     _, history, finished = train(shared_tiny_dataset, rows, recipe, tmp_path / "run", max_minutes=0)
     assert not finished and len(history["loss"]) == 1
     _, history, finished = train(shared_tiny_dataset, rows, recipe, tmp_path / "run")
@@ -212,7 +212,7 @@ def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(shared_tiny_datase
 def test_a_restart_begins_a_fresh_learning_rate_cycle():
     from lungfake.training import learning_rate_schedule
 
-    recipe = Recipe("tiny", input_size=32, epochs=10, learning_rate=2e-3, warmup_epochs=1, restart_epochs=(4,),
+    recipe = Recipe("tiny", train_size=32, epochs=10, learning_rate=2e-3, warmup_epochs=1, restart_epochs=(4,),
                     restart_learning_rate=1e-3, restart_warmup_epochs=1)
     assert recipe.segment(0) == (0, 4) and recipe.segment(3) == (0, 4) and recipe.segment(4) == (4, 10)
     first, second = learning_rate_schedule(recipe, 10, 0), learning_rate_schedule(recipe, 10, 4)
@@ -275,12 +275,12 @@ def test_a_model_continues_on_a_split_that_only_folds_its_own(trained, tmp_path)
 
 
 def test_a_cycle_may_train_at_a_larger_input_size():
-    recipe = Recipe("tiny", input_size=32, epochs=10, restart_epochs=(4, 8), restart_input_sizes=(32, 48))
-    assert [recipe.input_size_at(e) for e in (0, 3, 4, 7, 8, 9)] == [32, 32, 32, 32, 48, 48]
-    assert recipe.served_input_size == 48
-    stopped_at_eight = Recipe(**{**recipe.__dict__, "epochs": 8, "restart_epochs": (4,), "restart_input_sizes": ()})
+    recipe = Recipe("tiny", train_size=32, epochs=10, restart_epochs=(4, 8), restart_train_sizes=(32, 48))
+    assert [recipe.train_size_at(e) for e in (0, 3, 4, 7, 8, 9)] == [32, 32, 32, 32, 48, 48]
+    assert recipe.last_train_size == 48
+    stopped_at_eight = Recipe(**{**recipe.__dict__, "epochs": 8, "restart_epochs": (4,), "restart_train_sizes": ()})
     assert recipe.same_schedule_until(stopped_at_eight, 8)
-    assert not recipe.same_schedule_until(Recipe(**{**stopped_at_eight.__dict__, "restart_input_sizes": (40,)}), 8)
+    assert not recipe.same_schedule_until(Recipe(**{**stopped_at_eight.__dict__, "restart_train_sizes": (40,)}), 8)
 
 
 def test_a_late_cycle_may_climb_to_a_lower_peak_learning_rate():
@@ -289,7 +289,7 @@ def test_a_late_cycle_may_climb_to_a_lower_peak_learning_rate():
     from lungfake.registry import ModelEntry
     from lungfake.training import learning_rate_schedule
 
-    recipe = Recipe("tiny", input_size=32, epochs=10, restart_epochs=(4, 8), restart_learning_rate=1e-3,
+    recipe = Recipe("tiny", train_size=32, epochs=10, restart_epochs=(4, 8), restart_learning_rate=1e-3,
                     restart_learning_rates=(1e-3, 2e-4), restart_warmup_epochs=1)
     assert [recipe.peak_learning_rate_at(e) for e in (0, 4, 7, 8, 9)] == [recipe.learning_rate, 1e-3, 1e-3, 2e-4, 2e-4]
     assert float(learning_rate_schedule(recipe, 10, 8)(10)) == pytest.approx(2e-4)
@@ -316,7 +316,7 @@ def test_a_served_model_continues_at_a_larger_input_size(trained, tmp_path):
     weights = tmp_path / "weights"
     sha = split_sha256(trained["split_csv"])
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights, split_sha=sha)
-    larger = Recipe(**{**trained["recipe"].__dict__, "epochs": 2, "restart_epochs": (1,), "restart_input_sizes": (48,)})
+    larger = Recipe(**{**trained["recipe"].__dict__, "epochs": 2, "restart_epochs": (1,), "restart_train_sizes": (48,)})
     start = served_starting_point("tiny", "grouped", larger, trained["split_csv"], weights)
     model, history, finished = train(trained["data"], trained["rows"], larger, tmp_path / "run", start=start)
     assert finished and model.input_shape[1:] == (48, 48, 3) and history["loss"][0] == trained["history"]["loss"][0]
@@ -355,7 +355,7 @@ def test_a_single_cycle_drops_the_recipes_restarts():
     args = build_parser().parse_args(["train", "--arch", "mobilenetv2", "--epochs", "40", "--single-cycle"])
     recipe = train_recipe(args)
     assert DEFAULT_RECIPES["mobilenetv2"].restart_epochs, "the test needs a default recipe with restarts"
-    assert (recipe.epochs, recipe.restart_epochs, recipe.restart_input_sizes) == (40, (), ())
-    assert recipe.segment(39) == (0, 40) and recipe.served_input_size == recipe.input_size
+    assert (recipe.epochs, recipe.restart_epochs, recipe.restart_train_sizes) == (40, (), ())
+    assert recipe.segment(39) == (0, 40) and recipe.last_train_size == recipe.train_size
     kept = train_recipe(build_parser().parse_args(["train", "--arch", "mobilenetv2"]))
     assert kept == DEFAULT_RECIPES["mobilenetv2"]
