@@ -310,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--split", choices=PROTOCOLS, default="grouped")
     train.add_argument("--split-csv", help="a split CSV other than weights/splits/<split>.csv")
     train.add_argument("--epochs", type=int)
-    train.add_argument("--input-size", type=int, help="the size the network trains at (its first cycle); serve-size sets the size it is served at")
+    train.add_argument("--input-size", type=int,
+                       help="the size the network trains at (its first cycle); serve-size sets the size it is served at")
     train.add_argument("--init", choices=("scratch", "imagenet"), help="imagenet needs internet access")
     train.add_argument("--max-minutes", type=float, help="stop after the epoch that reaches this budget; rerun to resume")
     train.add_argument("--from-served", action="store_true",
