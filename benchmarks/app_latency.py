@@ -4,8 +4,8 @@ Usage: python benchmarks/app_latency.py [TILE] [--repeats N] [--cold-repeats K] 
 Prints: cold start (verify + load every model + build Grad-CAM + first score) and the peak resident memory of
 that alone (one copy of the models, as the app holds them), both in a fresh process; warm scoring (every
 model's prediction and Grad-CAM heatmap, overlays rendered), the same with test-time augmentation, the same
-upload through Streamlit's AppTest, and the peak RSS of this process, which holds the models twice (its own
-scorer and the app's cache).
+upload through Streamlit's AppTest (the app's models in their own process, as in production), and the peak RSS
+of this process (its own scorer; the app's models' process is not counted).
 """
 import argparse
 import os
@@ -120,7 +120,7 @@ def main() -> None:
 
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=300)
     at.run()
-    at.file_uploader[0].upload("first.jpeg", data, "image/jpeg").run()  # loads the models into the cache
+    at.file_uploader[0].upload("first.jpeg", data, "image/jpeg").run()  # waits for the app's models' process
     app_warm = []
     for i in range(min(args.repeats, 5)):
         t0 = time.perf_counter()
@@ -133,7 +133,7 @@ def main() -> None:
     print(f"warm scoring + Grad-CAM + overlays: median {statistics.median(warm):.3f} s, max {max(warm):.3f} s over {len(warm)}")
     print(f"the same with test-time augmentation (8 views): median {statistics.median(warm_tta):.3f} s")
     print(f"warm upload through AppTest (full page rerun): median {statistics.median(app_warm):.3f} s, max {max(app_warm):.3f} s")
-    print(f"peak RSS of this process (its scorer and the app's cache: the models twice): {peak_rss_mb():.0f} MB")
+    print(f"peak RSS of this process (its own scorer; the app's models are in their own process): {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":
