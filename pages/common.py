@@ -19,6 +19,7 @@ from lungfake.store import WeightsStore
 
 DISCLAIMER = report.DISCLAIMER.replace("Research use only.", "**Research use only.**", 1)
 ROUTED = "entered_through_streamlit_app"  # set by the entry point before every page run it routes
+REROUTED = "sent_back_through_streamlit_app"
 
 
 def app_pages() -> list:
@@ -42,7 +43,8 @@ def route() -> None:
 def enter_page() -> None:
     """Call first on every page: send a run that did not come through the entry point back through it, and
     start loading the models (in their own process) so they are ready, or nearly, when they are needed."""
-    if not st.session_state.pop(ROUTED, False):
+    if not st.session_state.pop(ROUTED, False) and not st.session_state.get(REROUTED):
+        st.session_state[REROUTED] = True  # once: a page run on its own (AppTest of a page file) then just renders
         st.navigation(app_pages())  # the documented switch away from the pages/ folder's own pages
         st.rerun()
     _models_process(str(WeightsStore.resolve().root))
