@@ -1,5 +1,7 @@
+import keras  # noqa: F401  imported before any test: mutmut's fork server then forks workers with TensorFlow loaded
 import numpy as np
 import pytest
+import tensorflow  # noqa: F401
 from PIL import Image
 
 from lungfake.synthetic import CopyTransform, make_copy
