@@ -106,3 +106,31 @@ def test_a_temperature_is_fitted_within_its_bounds():
     assert fit_temperature(certain_and_wrong, np.ones(20, int)) == pytest.approx(20.0, rel=1e-3)
     certain_and_right = np.tile([0.6, 0.4], (20, 1))
     assert fit_temperature(certain_and_right, np.zeros(20, int)) == pytest.approx(0.05, rel=1e-3)
+
+
+def test_a_batch_report_holds_the_table_the_errors_and_the_counts(monkeypatch):
+    from lungfake.batch import BatchRow, batch_report
+
+    monkeypatch.setattr(report, "app_version", lambda: "git 0123456789ab")
+    agreeing = OodVerdict(False, "lung H&E tissue", False, "")
+    rows = [BatchRow("one.png", _score("one.png", agreeing, (0.05, 0.9, 0.05), (0.1, 0.8, 0.1))),
+            BatchRow("bad.jpg", error="bad.jpg is damaged or truncated and cannot be read; export the tile again.")]
+    page = batch_report(rows, "one.png, bad.jpg", []).html(now=dt.datetime(2026, 12, 6, tzinfo=dt.UTC))
+    assert page.startswith('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Batch report</title>')
+    head = ("<thead><tr><th>file</th><th>A</th><th>B</th><th>Ensemble</th><th>agree</th><th>not H&amp;E</th>"
+            "<th>unlike LC25000</th><th>low confidence</th><th>flagged</th><th>error</th></tr></thead>")
+    assert head in page and "thumbnail" not in page
+    assert ("<tr><td>bad.jpg</td>" + "<td></td>" * 8 +  # an unreadable file has no answers: empty cells, not "None"
+            "<td>bad.jpg is damaged or truncated and cannot be read; export the tile again.</td></tr>") in page
+    assert '<div class="warning">bad.jpg: bad.jpg is damaged or truncated' in page
+    assert "<p>Predicted (ensemble), of the files read as H&amp;E: Lung adenocarcinoma 1; refused as not H&amp;E: 0</p>" in page
+    empty = batch_report([], "nothing", []).html()
+    assert "<thead><tr><th>file</th></tr></thead><tbody></tbody>" in empty
+
+
+def test_several_images_stand_side_by_side_in_one_row():
+    page = CaseReport("t", "s", [])
+    page.add_images([(np.zeros((4, 4, 3), np.uint8), "first"), (np.zeros((4, 4, 3), np.uint8), "second")], width=50)
+    assert page.sections[0].startswith('<div class="images"><figure><img src="data:image/jpeg;base64,')
+    assert '<figcaption>first</figcaption></figure><figure><img src="data:image/jpeg;base64,' in page.sections[0]
+    assert page.sections[0].endswith("<figcaption>second</figcaption></figure></div>") and 'width="50"' in page.sections[0]
