@@ -139,3 +139,37 @@ def test_the_reasons_give_the_distance_and_the_limit():
         "ood": False, "ood_reason": "looks like the lung H&E tiles the models were trained on", "domain_shift": False,
         "domain_shift_reason": ""}
     assert passing.assess(image, np.array([3.0, 4.0])).reason.endswith("(feature distance 5.0, limit 1.0)")
+
+
+def test_every_verdict_reads_in_full():
+    image = he_like(4, 64)
+    centre, eye = stain_statistics(image), np.eye(28)
+    near, far = GaussianReference(centre, eye, 100.0), GaussianReference(centre, eye, -1.0)
+    features = GaussianReference(np.zeros(2), np.eye(2), 1.0)
+    zero, five = np.zeros(2), np.array([3.0, 4.0])
+    assert OodReference(near, features, "m", 0.99, far).assess(image, zero).reason == (
+        "its colours and texture are unlike H&E-stained lung tissue, even as other labs stain and photograph it "
+        "(tissue distance 0.0, limit -1.0)")
+    assert OodReference(far, features, "m", 0.99).assess(image, zero).reason == (
+        "its colours and texture are unlike an H&E-stained lung tile (stain distance 0.0, limit -1.0)")
+    assert OodReference(near, features, "m", 0.99).assess(image, five).reason == (
+        "the model's features are far from every training tile (feature distance 5.0, limit 1.0)")
+    assert OodReference(near, features, "m", 0.99).assess(image, zero) == OodVerdict(
+        False, "looks like the lung H&E tiles the models were trained on", False, "")
+    assert OodReference(far, features, "m", 0.99, near).assess(image, zero) == OodVerdict(
+        False, "lung H&E tissue", True, "its colours or texture differ from LC25000's (another lab's stain, scanner or "
+        "magnification?): stain distance 0.0, limit -1.0")
+    assert OodReference(near, features, "m", 0.99, near).assess(image, five) == OodVerdict(
+        False, "lung H&E tissue", True, "the models' features are far from every training tile (tissue or magnification "
+        "unlike LC25000's?): feature distance 5.0, limit 1.0")
+    assert OodReference(near, features, "m", 0.99, near).assess(image, zero) == OodVerdict(
+        False, "lung H&E tissue", False, "looks like the lung H&E tiles the models were trained on")
+
+
+def test_a_reference_measures_with_the_softening_it_was_fitted_with():
+    image = he_like(6, 64)
+    softened = GaussianReference(stain_statistics(image, 0.0), np.eye(28), 1e-6)
+    features = GaussianReference(np.zeros(2), np.eye(2), 1.0)
+    unsoftened = OodReference(softened, features, "m", 0.99, blur_sigma=0.0)
+    assert unsoftened.assess(image, np.zeros(2)).ood is False  # its own blur: distance 0
+    assert OodReference(softened, features, "m", 0.99).assess(image, np.zeros(2)).ood is True  # the default blur differs

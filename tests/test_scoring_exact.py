@@ -144,3 +144,42 @@ def test_a_fitted_temperature_minimises_the_log_loss():
     weights = np.where(labels == 0, 1.0, 0.0)  # only the first class's tiles count
     weighted = fit_temperature(probabilities, labels, weights)
     assert weighted == pytest.approx(fit_temperature(probabilities[labels == 0], labels[labels == 0]), rel=1e-3)
+
+
+def test_json_text_is_indented_by_two_and_probabilities_kept_to_six_decimals():
+    image = _image([_model("a", [0.87654321, 0.12345678, 0.00000001])])
+    assert json_text([image]) == json.dumps(image.to_json(), indent=2)
+    assert image.to_json()["models"]["a"]["cancer_probability"] == 0.123457
+
+
+def test_two_served_models_are_combined_at_the_ensembles_own_temperature(hot_weights):
+    from dataclasses import replace
+
+    from lungfake.inference import LoadedModel
+    from lungfake.scoring import ServedModel
+
+    first = Scorer.load("all", hot_weights)
+    twin = ServedModel(LoadedModel(replace(first.served[0].entry, arch="twin"), first.served[0].loaded.model))
+    scorer = Scorer([first.served[0], twin], first.screen, EnsembleCalibration(3.0, 0.2))
+    score = scorer.score([he_like(41, 64)])[0]
+    member = list(score.models["tiny"].probabilities.values())
+    assert list(score.ensemble.probabilities.values()) == pytest.approx(list(apply_temperature(np.array([member]), 3.0)[0]))
+    assert score.ensemble.warn_below == 0.2
+
+
+def test_grad_cam_is_asked_for_the_class_each_image_is_predicted(hot_weights, monkeypatch):
+    scorer = Scorer.load("all", hot_weights)
+    served = scorer.served[0]
+    asked = []
+
+    class Explainer:
+        def heatmap_of_input(self, pixels, class_index):
+            asked.append(class_index)
+            return np.zeros((4, 4), np.float32)
+
+    served._explainer = Explainer()
+    fixed = np.array([[0.1, 0.2, 0.7], [0.2, 0.7, 0.1]], np.float32)
+    forward = served.loaded.forward
+    monkeypatch.setattr(served.loaded, "forward", lambda pixels: (forward(pixels)[0], fixed[: len(pixels)]))
+    scores = scorer.score([he_like(51, 64), he_like(52, 64)], explain=True)
+    assert asked == [2, 1] and [s.models["tiny"].predicted for s in scores] == ["lung_scc", "lung_aca"]
