@@ -108,7 +108,8 @@ def decode_image(data: bytes, name: str = "upload", limits: DecodeLimits = TILE)
         ) from None
     except UnidentifiedImageError:
         raise ImageDecodeError(f"{name} is not an image lungfake can read; upload a JPEG, PNG or TIFF {limits.noun}.") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, TypeError, IndexError, KeyError, ZeroDivisionError):
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError, TypeError, IndexError, KeyError, ArithmeticError):
+        # ArithmeticError: PIL divides by and converts what a damaged header declares (a zero, an offset past 2**63)
         raise ImageDecodeError(f"{name} is damaged or truncated and cannot be read; export the {limits.noun} again.") from None
     if min(rgb.size) < MIN_SIDE:
         raise ImageDecodeError(

@@ -146,3 +146,15 @@ def test_a_file_that_cannot_be_opened_is_a_decode_error_naming_it(tmp_path):
         read_image_file(tmp_path / "missing.png")
     Image.new("RGB", (20, 20), (9, 8, 7)).save(tmp_path / "ok.png")
     assert read_image_file(tmp_path / "ok.png")[5, 5].tolist() == [9, 8, 7]
+
+
+def test_a_tiff_whose_damaged_header_declares_an_offset_past_any_file_is_refused():
+    """Found by the property test: one flipped bit made PIL seek past 2**63 and raise OverflowError."""
+    tiff = bytearray(b"II*\x00\x08\x00\x00\x00\x08\x00\x00\x01\x04\x00\x01\x00\x00\x00\x01\x00\x00\x00\x01\x01\x04\x00\x01"
+                     b"\x00\x00\x00\x08\x00\x00\x00\x03\x01\x03\x00\x01\x00\x00\x00\x01\x00\x00\x00\x06\x01\x03\x00\x01\x00"
+                     b"\x00\x00\x01\x00\x00\x00\x11\x01\x04\x00\x01\x00\x00\x00n\x00\x00\x00\x16\x01\x04\x00\x01\x00\x00\x00"
+                     b"\x08\x00\x00\x00\x17\x01\x04\x00\x01\x00\x00\x00\x08\x00\x00\x00\x1c\x01\x03\x00\x01\x00\x00\x00\x01"
+                     b"\x00\x00\x00\x00\x00\x00\x00\x80\x80\x00\x80\x00\x80\x00\x80")
+    tiff[60] ^= 20
+    with pytest.raises(ImageDecodeError, match="damaged or truncated"):
+        decode_image(bytes(tiff), "scan.tif")
