@@ -158,11 +158,6 @@ class ServedModel:
         # queuing them costs no throughput while keeping memory flat and every result identical.
         self.lock = threading.Lock()
 
-    @classmethod
-    def load(cls, arch: str, folder: Path | None = None) -> ServedModel:
-        entry = next(e for e in select_entries(arch, folder))
-        return cls(LoadedModel.load(entry, folder))
-
     @property
     def entry(self):
         return self.loaded.entry
