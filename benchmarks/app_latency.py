@@ -8,6 +8,7 @@ upload through Streamlit's AppTest (the app's models in their own process, as in
 of this process (its own scorer; the app's models' process is not counted).
 """
 import argparse
+import gc
 import os
 import resource
 import statistics
@@ -118,6 +119,9 @@ def main() -> None:
 
     from streamlit.testing.v1 import AppTest
 
+    # This process holds its own scorer (~440,000 Python objects) that the app's server never holds: out of the sight
+    # of the garbage collection Streamlit runs after every script run, so the page rerun is timed as the server has it.
+    gc.freeze()
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=300)
     at.run()
     at.file_uploader[0].upload("first.jpeg", data, "image/jpeg").run()  # waits for the app's models' process
