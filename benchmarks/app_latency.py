@@ -1,8 +1,8 @@
 """Cold start and warm time-to-result of the scoring page's work, and memory with every served model loaded.
 
 Usage: python benchmarks/app_latency.py [TILE] [--repeats N] [--cold-repeats K] [--compare REV] [--models A,B]
-Prints: cold start (verify + load every model + build Grad-CAM + first score) and the peak resident memory of
-that alone (one copy of the models, as the app holds them), both in a fresh process; warm scoring (every
+Prints: cold start (import + verify and load every model + first score with Grad-CAM, each step timed) and the
+peak resident memory of that alone (one copy of the models, as the app holds them), both in a fresh process; warm scoring (every
 model's prediction and Grad-CAM heatmap, overlays rendered), the same with test-time augmentation, the same
 upload through Streamlit's AppTest (the app's models in their own process, as in production), and the peak RSS
 of this process (its own scorer; the app's models' process is not counted).
@@ -61,17 +61,21 @@ def fresh_cold_starts(tile: str, models: str, repeats: int) -> None:
 
 
 def cold_start(tile: str, models: str) -> None:
-    """What the app's cache does once per process: load and verify, build Grad-CAM, score with Grad-CAM."""
+    """What the app's models' process does once: import, verify and load every model, score a tile with Grad-CAM;
+    each step timed."""
     started = time.perf_counter()
     from lungfake.images import decode_image
     from lungfake.scoring import Scorer
 
+    imported = time.perf_counter()
     scorer = Scorer.load(models)
-    for served in scorer.served:
-        _ = served.explainer  # built now, as the app's cache builds it
+    loaded = time.perf_counter()
     scorer.score([decode_image(Path(tile).read_bytes())], explain=True)
-    print(f"cold start (load, verify, Grad-CAM build, first score), fresh process: {time.perf_counter() - started:.2f} s")
-    print(f"peak RSS of that process (one copy of every served model, Grad-CAM built, one tile scored): {peak_rss_mb():.0f} MB")
+    scored = time.perf_counter()
+    print(f"cold start (import, verify and load, first score with Grad-CAM), fresh process: {scored - started:.2f} s")
+    print(f"  import {imported - started:.2f} s, verify and load {loaded - imported:.2f} s, first tile {scored - loaded:.2f} s; "
+          f"TensorFlow imported: {'tensorflow' in sys.modules}")
+    print(f"peak RSS of that process (one copy of every served model, one tile scored with Grad-CAM): {peak_rss_mb():.0f} MB")
 
 
 def main() -> None:
@@ -102,7 +106,7 @@ def main() -> None:
     from lungfake.scoring import Scorer
 
     scorer = Scorer.load(args.models)
-    scorer.score([decode_image(data)], explain=True)  # first call builds Grad-CAM and traces the graphs
+    scorer.score([decode_image(data)], explain=True)  # the first call (earlier revisions traced their graphs in it)
     cold = time.perf_counter() - started
 
     def timed(tta: bool) -> list[float]:

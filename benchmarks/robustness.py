@@ -25,11 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def shift_table(evaluator: Evaluator) -> dict[str, dict[str, float]]:
-    from lungfake.registry import load_model, load_registry
+    from lungfake.inference import LoadedModel
+    from lungfake.registry import load_registry
 
     tables, parts = {}, []
     for entry in load_registry(evaluator.store.root).values():
-        model = load_model(entry, evaluator.store.root)
+        model = LoadedModel.load(entry, evaluator.store.root)
         shifted = evaluator.shift_metrics(model, entry.input_size, list(entry.class_names), entry.temperature)
         neutral = {"colour-neutral (all test tiles)": shifted["colour_neutral_accuracy"]["value"]}
         tables[entry.display_name] = {**shifted["robustness"]["accuracy"], **neutral}

@@ -31,16 +31,18 @@ def running_app(port: int | None = None, start_timeout_s: float = 60, log_path: 
 
 
 @contextlib.contextmanager
-def app_server(port: int | None = None, start_timeout_s: float = 60, log_path: Path | None = None):
-    """As running_app, yielding the base URL and the server process (for memory measurements)."""
+def app_server(port: int | None = None, start_timeout_s: float = 60, log_path: Path | None = None, repo: Path = REPO):
+    """As running_app, yielding the base URL and the server process (for memory measurements); repo is the checkout
+    whose app is served (another revision's, for a before-and-after benchmark)."""
     port = port or free_port()
     streamlit = os.path.join(os.path.dirname(sys.executable), "streamlit")
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(log_path, "wb")) if log_path else subprocess.DEVNULL
         process = subprocess.Popen(
-            [streamlit, "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
+            [streamlit, "run", str(repo / "streamlit_app.py"), "--server.address", "127.0.0.1",
              "--server.port", str(port), "--server.headless", "true"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            cwd=repo, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(repo), "LUNGFAKE_WEIGHTS_DIR": str(repo / "weights")},
         )
         stack.callback(process.wait, timeout=20)
         stack.callback(process.terminate)

@@ -1,71 +1,37 @@
-"""Grad-CAM heatmaps (tf-keras-vis) and their overlay on the tile."""
+"""Grad-CAM heatmaps and their overlay on the tile.
+
+Every served model ends feature map A -> global average pooling -> dense (weights W) -> softmax (model_file.py). Grad-CAM
+(Selvaraju et al. 2017) weighs each channel k of A by the mean over the map of d(score of class c)/dA_k, the class
+score being the dense layer's output before the softmax: for this head that gradient is W[k, c] / (cells in the map)
+at every cell, so Grad-CAM is ReLU(sum_k W[k, c] A_k) / cells: the served file's class map for c, scaled. The
+heatmap is then brought to the input size and scaled to a peak of 1 exactly as tf-keras-vis's Gradcam does
+(tests/test_cli_and_cam.py compares the two on a Keras model); no gradient, and no TensorFlow, is needed.
+"""
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.ndimage import zoom
 
 from .images import to_model_input
-from .inference import OUTPUT_LAYER, POOLED_FEATURES_LAYER, LoadedModel
+from .inference import LoadedModel
+from .model_file import CLASS_MAPS
 
 
-def _traced_backbone_class():
-    import keras
-    import tensorflow as tf
-
-    class TracedBackbone(keras.layers.Layer):
-        """A model's backbone up to its Grad-CAM layer, as the model's own traced function (LoadedModel's).
-
-        Grad-CAM only needs the gradient of the class score with respect to this layer's output, which
-        flows through the small head alone; running the backbone traced instead of op by op in eager
-        mode makes a heatmap about as fast as a prediction, and reusing the prediction's trace means
-        TensorFlow optimises and keeps one graph per model.
-        """
-
-        def __init__(self, feature_map, output_shape, **kwargs):
-            super().__init__(**kwargs)
-            self._feature_map, self._output_shape = feature_map, tuple(output_shape)
-
-        def call(self, pixels):
-            # tf-keras-vis watches the input pixels, so the tape would record the backbone and, though
-            # asked only for the gradient at this layer's output, backpropagate through all of it (0.26 s
-            # a ResNet50 heatmap). The backbone runs off the tape; adding exactly zero derived from the
-            # pixels keeps this output on it, which is all Grad-CAM needs.
-            feature_map = self._feature_map(tf.stop_gradient(pixels))
-            return feature_map + 0.0 * tf.reduce_mean(pixels)
-
-        def compute_output_shape(self, input_shape):
-            return (input_shape[0], *self._output_shape[1:])
-
-    return TracedBackbone
-
-
-def gradcam_view(loaded: LoadedModel):
-    """The same network as pixels -> traced backbone (named as the Grad-CAM layer) -> pooling -> linear head.
-
-    Built from the model's own traced backbone and weights; nothing of the model is changed or copied. The
-    head gives class scores before the softmax, which is what Grad-CAM differentiates (tf-keras-vis would
-    otherwise clone the whole model to swap the activation)."""
-    import keras
-
-    entry, model = loaded.entry, loaded.model
-    pixels = keras.Input((entry.input_size, entry.input_size, 3), name="pixels")
-    traced = _traced_backbone_class()(loaded.feature_map, loaded.feature_map_shape, name=entry.gradcam_layer)
-    pooled = keras.layers.GlobalAveragePooling2D(name=POOLED_FEATURES_LAYER)(traced(pixels))
-    served_head = model.get_layer(OUTPUT_LAYER)
-    head = keras.layers.Dense(served_head.units, activation=None, name=OUTPUT_LAYER)
-    outputs = head(pooled)
-    head.set_weights(served_head.get_weights())
-    return keras.Model(pixels, outputs, name=f"{model.name}_gradcam")
+def gradcam(class_map: np.ndarray, input_size: int) -> np.ndarray:
+    """Relevance in [0, 1] at input_size x input_size from one class map (cells x cells) of a served model."""
+    cam = np.maximum(np.asarray(class_map, np.float32), 0.0)
+    cam = zoom(cam, (input_size / cam.shape[0], input_size / cam.shape[1]), order=1)  # as tf-keras-vis expands it
+    cam = np.nan_to_num(np.maximum(cam, 0.0))
+    peak = cam.max()
+    return (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, np.float32)
 
 
 class GradcamExplainer:
-    """One tf-keras-vis Gradcam per model, on a linear-headed view of it: nothing is cloned or modified."""
+    """Grad-CAM of one served model for any image (Scorer makes it from the scoring pass itself)."""
 
     def __init__(self, loaded: LoadedModel):
-        from tf_keras_vis.gradcam import Gradcam
-
-        self.entry = loaded.entry
-        self._gradcam = Gradcam(gradcam_view(loaded), model_modifier=None, clone=False)
+        self.loaded, self.entry = loaded, loaded.entry
 
     def heatmap(self, rgb: np.ndarray, class_name: str) -> np.ndarray:
         """Relevance in [0, 1] at the model's input size for the given class, of an RGB image of any size."""
@@ -73,15 +39,8 @@ class GradcamExplainer:
 
     def heatmap_of_input(self, model_input: np.ndarray, class_index: int) -> np.ndarray:
         """The same for an image already at the model's input size."""
-        from tf_keras_vis.utils.scores import CategoricalScore
-
-        pixels = np.asarray(model_input, np.float32)[None]
-        score = CategoricalScore([class_index])
-        cam = self._gradcam(score, pixels, penultimate_layer=self.entry.gradcam_layer, seek_penultimate_conv_layer=False,
-                            normalize_cam=False)
-        cam = np.nan_to_num(np.maximum(np.asarray(cam)[0], 0.0))
-        peak = cam.max()
-        return (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, np.float32)
+        class_maps = self.loaded.run(np.asarray(model_input, np.float32)[None])[CLASS_MAPS][0]
+        return gradcam(class_maps[..., class_index], self.entry.input_size)
 
 
 def overlay(rgb: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45) -> np.ndarray:

@@ -186,6 +186,14 @@ def cmd_serve_size(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .training import export_served
+
+    print(export_served(args.arch, Path(args.keras), _store(args).root))
+    print("now run: python -m lungfake evaluate (the metrics files record the served file's predictions)")
+    return 0
+
+
 def cmd_sprite(args: argparse.Namespace) -> int:
     from .data import resolve_data_root
     from .evaluation import write_error_sprite
@@ -336,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve_size.add_argument("--input-size", type=int, required=True)
     serve_size.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
     serve_size.set_defaults(run=cmd_serve_size)
+
+    export = commands.add_parser("export", help="write a registered model's served file (float16 LiteRT) from its trained "
+                                 "Keras model, e.g. one restored from the repository's history")
+    export.add_argument("--arch", required=True, help="a model in the registry")
+    export.add_argument("--keras", required=True, help="the trained Keras model file (.keras)")
+    export.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
+    export.set_defaults(run=cmd_export)
 
     sprite = commands.add_parser("sprite", help="rebuild the committed sprite of misclassified test tiles (evaluate does this too)")
     _add_data_dir(sprite)

@@ -123,8 +123,9 @@ def compute_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: 
 
 
 def predict_probabilities(model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Uncalibrated probabilities of a served model (inference.LoadedModel) for inputs already at its size."""
     return np.concatenate(
-        [np.asarray(model(pixels[s : s + batch_size].astype(np.float32), training=False)) for s in range(0, len(pixels), batch_size)]
+        [model.forward(pixels[s : s + batch_size])[1] for s in range(0, len(pixels), batch_size)]
     ) if len(pixels) else np.zeros((0, 0))
 
 
@@ -266,12 +267,12 @@ class Evaluator:
         return folded
 
     def _model_for(self, arch: str, protocol: str):
-        """(model, model file name, sha256, entry) or None with the reason logged."""
-        import keras
+        """(served model, its file name, sha256, entry) or None with the reason logged."""
+        from dataclasses import replace
 
-        from .models import register_custom_layers
-        from .registry import load_model, load_registry, sha256_of
-        from .training import unregistered_model_path
+        from .inference import LoadedModel
+        from .registry import load_registry, sha256_of
+        from .training import Recipe, unregistered_served_path
 
         entry = load_registry(self.store.root).get(arch)
         if entry is None:
@@ -286,13 +287,15 @@ class Evaluator:
                         arch, protocol, why, arch, protocol)
             return None
         if protocol == entry.split:
-            return load_model(entry, self.store.root), entry.file, entry.sha256, entry
-        path = unregistered_model_path(arch, protocol)
+            return LoadedModel.load(entry, self.store.root), entry.file, entry.sha256, entry
+        path = unregistered_served_path(arch, protocol)
         if not path.exists():
             log.warning("skipping %s/%s: no model at %s (train it with --split %s)", arch, protocol, path, protocol)
             return None
-        register_custom_layers()
-        return keras.models.load_model(path, compile=False, safe_mode=True), path.name, sha256_of(path), entry
+        # its own file, served at the last size its recipe trained at (not the registry's, which describes the grouped one)
+        size = Recipe.from_json(json.loads(history_file.read_text())["recipe"]).last_train_size
+        unregistered = replace(entry, file=path.name, sha256=sha256_of(path), input_size=size)
+        return LoadedModel.from_file(unregistered, path), path.name, unregistered.sha256, unregistered
 
     def evaluate_model(self, arch: str, protocol: str):
         from .calibration import apply_temperature, choose_threshold, fit_temperature

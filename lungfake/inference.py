@@ -1,61 +1,70 @@
 """The registered models, loaded and verified, and the out-of-distribution screen (scoring.py uses both)."""
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ModelIntegrityError, RegistryError
 from .images import to_model_input
+from .model_file import CLASS_MAPS, OUTPUTS, POOLED, PROBABILITIES
 from .ood import NOT_CHECKED, OodReference, OodVerdict
-from .registry import ModelEntry, load_model, load_ood_entry, load_registry, verified_file
-
-POOLED_FEATURES_LAYER, OUTPUT_LAYER = "pool", "probabilities"  # the head every lungfake model ends with (models.py)
-HEAD_DROPOUT = "head_dropout"  # between them in training; the identity at inference
-
-
-def _check_head(model, entry: ModelEntry) -> None:
-    """The model must end feature map (the Grad-CAM layer) -> pool -> [dropout] -> probabilities, so that the
-    one traced backbone serves both the prediction and the Grad-CAM."""
-    pool, output = model.get_layer(POOLED_FEATURES_LAYER), model.get_layer(OUTPUT_LAYER)
-    before_output = output.input
-    if HEAD_DROPOUT in {layer.name for layer in model.layers}:
-        dropout = model.get_layer(HEAD_DROPOUT)
-        before_output = pool.output if dropout.input is pool.output and output.input is dropout.output else None
-    if pool.input is not model.get_layer(entry.gradcam_layer).output or before_output is not pool.output:
-        raise ModelIntegrityError(f"Model {entry.arch} does not end {entry.gradcam_layer} -> {POOLED_FEATURES_LAYER} -> "
-                                  f"{OUTPUT_LAYER}; retrain it with python -m lungfake train.")
+from .registry import ModelEntry, load_ood_entry, load_registry, verified_file, verified_path
 
 
 class LoadedModel:
-    """A registry entry, its verified Keras model, and the model's backbone traced once.
+    """A registry entry and its verified served file (model_file.py), open in a LiteRT interpreter.
 
-    The backbone (pixels to the Grad-CAM layer's feature map) is one TensorFlow function with one trace for
-    any batch size; the prediction and the Grad-CAM both run it, so TensorFlow optimises and keeps one graph
-    per model rather than one for each. The head (pooling, dense, softmax) is small and runs as it is."""
+    One call of the file gives the probabilities, the pooled features and the class maps that Grad-CAM is made
+    from, so a prediction with its overlay is one pass of the network. An interpreter runs one call at a time."""
 
-    def __init__(self, entry: ModelEntry, model):
-        import keras
-        import tensorflow as tf
-
-        _check_head(model, entry)
-        self.entry, self.model = entry, model
-        backbone = keras.Model(model.input, model.get_layer(entry.gradcam_layer).output)
-        size = entry.input_size
-        # Traced once: eager, op-by-op execution takes several times as long for a single tile.
-        self.feature_map = tf.function(lambda pixels: backbone(pixels, training=False),
-                                       input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
-        self.feature_map_shape = backbone.output.shape
-        self._pool, self._output = model.get_layer(POOLED_FEATURES_LAYER), model.get_layer(OUTPUT_LAYER)
+    def __init__(self, entry: ModelEntry, interpreter):
+        self.entry = entry
+        self._runner = interpreter.get_signature_runner()
+        self._lock = threading.Lock()
+        self._check_signature()
 
     @classmethod
     def load(cls, entry: ModelEntry, folder: Path | None = None) -> LoadedModel:
-        return cls(entry, load_model(entry, folder))
+        """The entry's file from the weights folder, after checking its sha256 against the registry's."""
+        return cls.from_file(entry, verified_path(entry, folder))
+
+    @classmethod
+    def from_file(cls, entry: ModelEntry, path: Path) -> LoadedModel:
+        """A served file read as the entry describes it, without the registry's sha256 check (load does that)."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
+        except ValueError as exc:  # not a LiteRT flatbuffer, though its sha256 is the registry's
+            raise ModelIntegrityError(f"Model {entry.arch} ({entry.file}) is not a served model file ({exc}); "
+                                      "export it again with python -m lungfake train.") from None
+        return cls(entry, interpreter)
+
+    def _check_signature(self) -> None:
+        entry, inputs, outputs = self.entry, self._runner.get_input_details(), self._runner.get_output_details()
+        expected, n_classes = (entry.input_size, entry.input_size, 3), len(entry.class_names)
+        shape = tuple(int(n) for n in next(iter(inputs.values()))["shape"][1:]) if len(inputs) == 1 else None
+        classes = {name: int(outputs[name]["shape"][-1]) for name in (PROBABILITIES, CLASS_MAPS) if name in outputs}
+        if shape != expected or classes != {PROBABILITIES: n_classes, CLASS_MAPS: n_classes} or POOLED not in outputs:
+            raise ModelIntegrityError(
+                f"Model {entry.arch} takes {shape} pixels and gives {classes or 'no'} classes (outputs: {', '.join(outputs)}), "
+                f"but the registry says {expected} pixels in and {n_classes} classes out of {', '.join(OUTPUTS)}; "
+                "export it again (python -m lungfake export).")
+        self._input_name = next(iter(inputs))
+
+    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """probabilities (uncalibrated), pooled features and class maps of model inputs already at the input size."""
+        with self._lock:
+            outputs = self._runner(**{self._input_name: np.ascontiguousarray(pixels, np.float32)})
+            return {name: np.array(outputs[name]) for name in OUTPUTS}
 
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pooled features, uncalibrated probabilities) of model inputs already at the input size."""
-        pooled = self._pool(self.feature_map(np.asarray(pixels, np.float32)))
-        return np.asarray(pooled), np.asarray(self._output(pooled))
+        outputs = self.run(pixels)
+        return outputs[POOLED], outputs[PROBABILITIES]
 
     def features_of(self, images: list[np.ndarray]) -> np.ndarray:
         """Pooled features of RGB images of any size (resized here)."""

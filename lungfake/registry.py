@@ -162,20 +162,3 @@ def verified_file(file: str, sha256: str, what: str, folder: Path | None = None)
 def verified_path(entry: ModelEntry, folder: Path | None = None) -> Path:
     """The model file, after checking it exists and matches the registry's sha256."""
     return verified_file(entry.file, entry.sha256, f"the {entry.arch} model", folder)
-
-
-def load_model(entry: ModelEntry, folder: Path | None = None):
-    """The verified Keras model, loaded in safe mode, its shape checked against the registry."""
-    import keras
-
-    from .models import register_custom_layers
-
-    register_custom_layers()
-    model = keras.models.load_model(verified_path(entry, folder), compile=False, safe_mode=True)
-    expected_input = (entry.input_size, entry.input_size, 3)
-    if tuple(model.input_shape[1:]) != expected_input or model.output_shape[-1] != len(entry.class_names):
-        raise ModelIntegrityError(
-            f"Model {entry.arch} takes {model.input_shape[1:]} and gives {model.output_shape[-1]} classes, "
-            f"but the registry says {expected_input} and {len(entry.class_names)}."
-        )
-    return model

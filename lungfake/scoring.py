@@ -18,6 +18,7 @@ from .calibration import apply_temperature, ensemble_probabilities
 from .classes import display_name, is_cancer
 from .images import to_model_input
 from .inference import LoadedModel, OodScreen, select_entries
+from .model_file import CLASS_MAPS, POOLED, PROBABILITIES
 from .ood import OodVerdict
 from .registry import EnsembleCalibration
 
@@ -149,7 +150,7 @@ def json_text(scores: list[ImageScore], failures: list[tuple[str, str]] | None =
 
 
 class ServedModel:
-    """A verified model, its calibration and (built on first use) its Grad-CAM explainer."""
+    """A verified model, its calibration and its Grad-CAM explainer (for images other than a scoring pass's)."""
 
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
@@ -222,19 +223,23 @@ class Scorer:
                            self.ensemble_calibration) for i in range(len(images))]
 
     def _score_model(self, model: ServedModel, pixels: np.ndarray, explain: bool, tta: bool) -> tuple[list[ModelScore], np.ndarray]:
-        entry, probabilities, features = model.entry, [], []
+        from .cam import gradcam
+
+        entry, probabilities, features, class_maps = model.entry, [], [], []
         with model.lock:
             for start in range(0, len(pixels), BATCH):
-                chunk = pixels[start : start + BATCH]
-                chunk_features, chunk_probabilities = model.loaded.forward(chunk)
+                outputs = model.loaded.run(pixels[start : start + BATCH])
+                chunk_probabilities = outputs[PROBABILITIES]
                 if tta:
-                    chunk_probabilities = np.mean([model.loaded.forward(view)[1] for view in dihedral_views(chunk)], axis=0)
-                features.append(chunk_features)
+                    views = dihedral_views(pixels[start : start + BATCH])
+                    chunk_probabilities = np.mean([model.loaded.forward(view)[1] for view in views], axis=0)
+                features.append(outputs[POOLED])
                 probabilities.append(chunk_probabilities)
-            calibrated = apply_temperature(np.concatenate(probabilities), entry.temperature)
-            heatmaps = [None] * len(pixels)
-            if explain:
-                heatmaps = [model.explainer.heatmap_of_input(pixels[i], int(np.argmax(calibrated[i]))) for i in range(len(pixels))]
+                class_maps.extend(outputs[CLASS_MAPS] if explain else [])
+        calibrated = apply_temperature(np.concatenate(probabilities), entry.temperature)
+        # Grad-CAM of the class each image is predicted as, from the same pass (cam.py: why no gradient is needed)
+        heatmaps = [gradcam(maps[..., int(np.argmax(row))], entry.input_size) for maps, row in zip(class_maps, calibrated)]
+        heatmaps = heatmaps or [None] * len(pixels)
         scores = [ModelScore(entry.arch, model.name, dict(zip(entry.class_names, map(float, row))), entry.sha256,
                              model.warn_below(), heatmap) for row, heatmap in zip(calibrated, heatmaps)]
         return scores, np.concatenate(features)

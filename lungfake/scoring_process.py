@@ -1,13 +1,10 @@
 """The served models in a process of their own, scored through the one scoring path (scoring.Scorer).
 
-The app keeps its models here rather than in the Streamlit server's process for two reasons:
-
-* After every script run Streamlit calls ``keras.backend.clear_session()`` when Keras is imported, which
-  empties TensorFlow's kernel cache: every upload then re-optimised every traced model (about 4 s of CPU on
-  two cores, measured), and concurrent sessions wiped each other's kernels. The server's process never
-  imports Keras or TensorFlow, so that call has nothing to clear (tests/test_app.py checks it).
-* Loading takes seconds; here it runs beside the server, which keeps answering (and says how far loading
-  has gone) instead of blocking the first visitor's page.
+The app keeps its models here rather than in the Streamlit server's process: loading runs beside the server,
+which keeps answering (and says how far loading has gone) instead of blocking the first visitor's page, and a
+model that runs out of memory ends this process, not the server. (It also once kept TensorFlow out of the server,
+whose after-run ``keras.backend.clear_session()`` emptied the kernel cache; served files no longer need
+TensorFlow at all, see model_file.py.)
 
 A ScoringProcess looks like a Scorer to its callers (``score``, ``served``). Requests are served one at a
 time, in order; images travel to the process and their scores back, without the images, which the caller
@@ -57,21 +54,16 @@ class LoadingStatus:
             return f"{self.total} models loaded."
         if not self.loading:
             return "Starting the models' process..."
-        if self.loaded == self.total:
-            return "Preparing the Grad-CAM explainers..."
         return f"Loading {self.loading} ({self.loaded + 1} of {self.total})..."
 
 
 def _serve(connection, which: str, folder: str | None) -> None:
     """The process's body: load the models, say so as it goes, then score requests until told to stop."""
-    from .scoring import Scorer  # TensorFlow is imported here, in this process only
+    from .scoring import Scorer
 
     try:
         scorer = Scorer.load(which, Path(folder) if folder else None,
                              on_model=lambda i, total, name: connection.send(("loading", i, total, name)))
-        connection.send(("loading", len(scorer.served), len(scorer.served), "Grad-CAM"))
-        for served in scorer.served:
-            _ = served.explainer  # built now, not inside the first user's upload
         connection.send(("ready", [ServedModelInfo(s.entry, s.name) for s in scorer.served]))
     except LungfakeError as exc:
         connection.send(("failed", exc))

@@ -282,7 +282,7 @@ def served_starting_point(arch: str, protocol: str, recipe: Recipe, split_csv: P
     """The served model of arch, checked (sha256, split, recipe so far) as the first epochs of recipe. A model
     trained on the split before leaking val/test families were folded into train may continue on the committed
     split: its train tiles are a subset of the committed train tiles, so no held-out tile is ever trained on."""
-    from .registry import load_registry, verified_path
+    from .registry import load_registry
     from .store import WeightsStore
 
     store = WeightsStore.resolve(folder)
@@ -302,7 +302,8 @@ def served_starting_point(arch: str, protocol: str, recipe: Recipe, split_csv: P
     if done not in recipe.restart_epochs or not recipe.same_schedule_until(earlier, done) or earlier.epochs != done:
         raise TrainingError(f"The served {arch} model ({done} epochs) is not the first part of this recipe (restarts at "
                             f"{list(recipe.restart_epochs)}, same settings before them); train from scratch.")
-    return StartingPoint(verified_path(entry, store.root), record["history"], done, trained_on, record.get("first_epochs"))
+    return StartingPoint(verified_trained_model(arch, protocol, store.root), record["history"], done, trained_on,
+                         record.get("first_epochs"))
 
 
 def _resume_or_build(run_dir: Path, recipe: Recipe, steps_per_epoch: int, start: StartingPoint | None = None):
@@ -417,9 +418,31 @@ def history_path(arch: str, protocol: str, folder: Path | None = None) -> Path:
     return WeightsStore.resolve(folder).history_json(arch, protocol)
 
 
-def unregistered_model_path(arch: str, protocol: str) -> Path:
-    """Where a model of a non-served protocol (random) is kept: locally, never committed."""
+def trained_model_path(arch: str, protocol: str) -> Path:
+    """The trained Keras model (no optimizer state), kept where it was trained and never committed: a warm restart
+    or a change of input size starts from it, since a served file (model_file.py) cannot be trained further."""
     return run_dir_for(arch, protocol) / "model.keras"
+
+
+def unregistered_served_path(arch: str, protocol: str) -> Path:
+    """The served file of a model of a non-served protocol (random): evaluated locally, never committed."""
+    return run_dir_for(arch, protocol) / "model.tflite"
+
+
+def verified_trained_model(arch: str, protocol: str, folder: Path | None = None) -> Path:
+    """The Keras model that arch's served file was exported from, checked against the sha256 in its training history."""
+    from .registry import sha256_of
+    from .store import WeightsStore
+
+    history_file = WeightsStore.resolve(folder).history_json(arch, protocol)
+    expected = json.loads(history_file.read_text()).get("keras_sha256") if history_file.is_file() else None
+    path = trained_model_path(arch, protocol)
+    if expected is None or not path.is_file() or sha256_of(path) != expected:
+        found = "is missing" if not path.is_file() else "is not the one the served file was exported from"
+        raise TrainingError(f"The trained Keras model of {arch} ({path}) {found}: it stays where the model was trained, "
+                            "and the repository keeps only the served file. docs/models.md#trained-keras-models says "
+                            "where the committed models' Keras files are; otherwise train from scratch.")
+    return path
 
 
 def train_cpu_minutes(history: dict) -> float | None:
@@ -430,19 +453,23 @@ def train_cpu_minutes(history: dict) -> float | None:
 
 def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds: float, folder: Path | None = None,
                    split_sha: str | None = None, start: StartingPoint | None = None) -> Path:
-    """Save the inference model (grouped: into weights/ and the registry) and the training history (with the
-    split that the epochs before a warm restart were trained on, where that differs)."""
+    """Save the trained Keras model (its run folder), its served file (grouped: into weights/ and the registry) and
+    the training history (with the split that the epochs before a warm restart were trained on, where that differs)."""
+    from .model_file import write_served_model
     from .models import ARCHITECTURE_SPECS, DISPLAY_NAMES, TEST_MODEL
     from .registry import ModelEntry, register, sha256_of
     from .store import WeightsStore
 
     served = protocol == "grouped"
-    target = WeightsStore.resolve(folder).file(f"{recipe.arch}.keras") if served else unregistered_model_path(recipe.arch, protocol)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    inference_copy(model).save(target)
+    spec = ARCHITECTURE_SPECS.get(recipe.arch, TEST_MODEL)
+    trained = trained_model_path(recipe.arch, protocol)
+    trained.parent.mkdir(parents=True, exist_ok=True)
+    inference_copy(model).save(trained)
+    target = WeightsStore.resolve(folder).file(f"{recipe.arch}.tflite") if served else unregistered_served_path(recipe.arch, protocol)
+    write_served_model(model, spec.gradcam_layer, target)
     record = {"recipe": _recipe_json(recipe), "protocol": protocol, "history": history, "last_session_minutes": round(seconds / 60, 1),
               "train_minutes": round(sum(history.get("epoch_seconds", [])) / 60, 1), "split_sha256": split_sha,
-              "train_cpu_minutes": train_cpu_minutes(history)}
+              "train_cpu_minutes": train_cpu_minutes(history), "keras_sha256": sha256_of(trained)}
     if start is not None and start.split_sha256 != split_sha:
         record["first_epochs"] = {"epochs": start.epochs_done, "split_sha256": start.split_sha256}
     elif start is not None and start.first_epochs:  # continued on the same split: its earliest epochs stay on record
@@ -451,7 +478,6 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(path, record)
     if served:
-        spec = ARCHITECTURE_SPECS.get(recipe.arch, TEST_MODEL)
         register(ModelEntry(
             arch=recipe.arch, file=target.name, sha256=sha256_of(target), input_size=recipe.last_train_size,
             class_names=CLASS_NAMES, gradcam_layer=spec.gradcam_layer, preprocessing=spec.preprocessing,
@@ -463,21 +489,61 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
     return target
 
 
+def export_served(arch: str, keras_path: Path, folder: Path | None = None) -> Path:
+    """Write the served file of arch from a trained Keras model of it (e.g. one restored from the repository's history)
+    at the registered input size, and register it keeping its calibration; the Keras model is kept as the trained one
+    (trained_model_path). Run `evaluate` next: float16 weights move probabilities by up to about 1e-3."""
+    import shutil
+
+    import keras
+
+    from .model_file import write_served_model
+    from .models import register_custom_layers
+    from .registry import load_registry, register, sha256_of
+    from .store import WeightsStore
+
+    store = WeightsStore.resolve(folder)
+    entry = load_registry(store.root).get(arch)
+    if entry is None:
+        raise TrainingError(f"There is no registered {arch} model to export; train it with python -m lungfake train.")
+    register_custom_layers()
+    try:
+        model = keras.models.load_model(keras_path, compile=False, safe_mode=True)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{keras_path} is not a Keras model file ({exc}).") from None
+    trained = trained_model_path(arch, entry.split)
+    trained.parent.mkdir(parents=True, exist_ok=True)
+    if Path(keras_path).resolve() != trained.resolve():
+        shutil.copyfile(keras_path, trained)
+    history_file = store.history_json(arch, entry.split)
+    record = json.loads(history_file.read_text())
+    _write_json(history_file, {**record, "keras_sha256": sha256_of(trained)})
+    target = write_served_model(at_input_size(model, Recipe.from_json(entry.recipe), entry.input_size), entry.gradcam_layer,
+                                store.file(f"{arch}.tflite"))
+    register(replace(entry, file=target.name, sha256=sha256_of(target)), store.root)
+    return target
+
+
 def serve_at_input_size(arch: str, size: int, folder: Path | None = None) -> Path:
     """Save the served model of arch again with the same weights in a network built at size, and register it
     uncalibrated (run `evaluate` next: it refits the temperature and the warning threshold at that size). A
     network trained with magnification augmentation can see tiles better at a larger size than it was trained
     at (the "FixRes" effect); choose the size on validation tiles (docs/decisions.md)."""
 
-    from .registry import load_model, load_registry, register, sha256_of
+    import keras
+
+    from .model_file import write_served_model
+    from .models import register_custom_layers
+    from .registry import load_registry, register, sha256_of
     from .store import WeightsStore
 
     entry = load_registry(folder).get(arch)
     if entry is None:
         raise TrainingError(f"There is no served {arch} model to serve at another size.")
     recipe = Recipe.from_json(entry.recipe)
-    target = WeightsStore.resolve(folder).file(entry.file)
-    inference_copy(at_input_size(load_model(entry, folder), recipe, size)).save(target)
+    register_custom_layers()
+    trained = keras.models.load_model(verified_trained_model(arch, entry.split, folder), compile=False, safe_mode=True)
+    target = write_served_model(at_input_size(trained, recipe, size), entry.gradcam_layer, WeightsStore.resolve(folder).file(entry.file))
     register(replace(entry, sha256=sha256_of(target), input_size=size, temperature=1.0, low_confidence={}), folder)
     log.info("%s now served at %d px (trained at %d px); evaluate it to refit its calibration", arch, size,
              recipe.last_train_size)

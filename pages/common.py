@@ -62,8 +62,8 @@ def _models_process(folder: str) -> ScoringProcess:
 
 
 def scorer() -> ScoringProcess:
-    """Every served model, calibrated, with its Grad-CAM explainer and the out-of-distribution screen, in the
-    models' process. While they load, a progress bar says which; a loading error is raised as LungfakeError."""
+    """Every served model, calibrated, and the out-of-distribution screen, in the models' process. While they
+    load, a progress bar says which; a loading error is raised as LungfakeError."""
     process = _models_process(str(WeightsStore.resolve().root))
     if not process.status().ready:
         bar = st.progress(0.0, text=process.status().text)

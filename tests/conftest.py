@@ -38,6 +38,13 @@ def shared_tiny_dataset(tmp_path_factory):
     return write_tiny_dataset(tmp_path_factory.mktemp("lc"))
 
 
+@pytest.fixture(autouse=True)
+def own_runs_dir(tmp_path, monkeypatch):
+    """Training keeps trained Keras models in the runs folder (training.runs_dir): each test gets its own, never
+    the user's ~/.cache."""
+    monkeypatch.setenv("LUNGFAKE_RUNS_DIR", str(tmp_path / "runs"))
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """A weights store with a tiny model and an OOD reference, built once; tests that change files work on a copy."""

@@ -142,7 +142,7 @@ def _copy_weights(tmp_path, tamper: str | None = None):
     return copy
 
 
-@pytest.mark.parametrize("tamper", ["mobilenetv2.keras", "ood_reference.npz"])
+@pytest.mark.parametrize("tamper", ["mobilenetv2.tflite", "ood_reference.npz"])
 def test_tampered_weights_are_refused_with_a_clear_message(tmp_path, monkeypatch, tamper):
     monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(_copy_weights(tmp_path, tamper)))
     at = AppTest.from_file(APP, default_timeout=MODEL_LOAD_TIMEOUT)

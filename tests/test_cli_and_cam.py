@@ -1,14 +1,19 @@
 """The predict command and Grad-CAM with a tiny model registered in a temporary weights folder."""
 import json
+import subprocess
+import sys
 
+import keras
 import numpy as np
+import pytest
 from PIL import Image
 
 from lungfake import cli
 from lungfake.cam import GradcamExplainer, overlay
+from lungfake.classes import CLASS_NAMES
 from lungfake.inference import LoadedModel
-from lungfake.registry import load_registry
-from tests.helpers import texture
+from lungfake.registry import ModelEntry, load_registry
+from tests.helpers import REPO, texture
 
 
 def test_predict_json_lines_and_errors(tiny_weights, tmp_path, monkeypatch, capsys):
@@ -87,53 +92,81 @@ def test_cli_errors_end_in_a_message_not_a_traceback(tmp_path, capsys):
 
 
 def test_gradcam_heatmap_and_overlay(tiny_weights):
-    from lungfake.registry import load_model
-
     entry = load_registry(tiny_weights)["tiny"]
-    model = load_model(entry, tiny_weights)
-    before = [w.copy() for w in model.get_weights()]
-    explainer = GradcamExplainer(LoadedModel(entry, model))
+    explainer = GradcamExplainer(LoadedModel.load(entry, tiny_weights))
     tile = texture(9, 50)
     heat = explainer.heatmap(tile, "lung_aca")
-    assert heat.shape == (32, 32) and heat.min() >= 0.0 and heat.max() <= 1.0
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    assert model.get_layer("probabilities").activation.__name__ == "softmax"  # the model keeps its softmax
+    assert heat.shape == (32, 32) and heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
     blended = overlay(tile, heat, 0.5)
     assert blended.shape == tile.shape and blended.dtype == np.uint8
     assert np.array_equal(overlay(tile, heat, 0.0), tile)
+    assert not np.array_equal(blended, tile)
 
 
-def test_traced_gradcam_matches_tf_keras_vis_on_the_plain_model(tiny_weights):
-    """The traced view changes speed only: heatmaps equal tf-keras-vis's on the model as saved."""
+def _keras_and_served(tmp_path, float16: bool):
+    """A tiny Keras model (random weights) and its served file, read back as the registry would describe it."""
+    from lungfake.model_file import write_served_model
+    from lungfake.models import build_model
+
+    model = build_model("tiny", 32)
+    path = write_served_model(model, "last_conv", tmp_path / "tiny.tflite", float16=float16)
+    entry = ModelEntry("tiny", path.name, "0" * 64, 32, CLASS_NAMES, "last_conv", "lab_standardised", "grouped")
+    return model, LoadedModel.from_file(entry, path)
+
+
+def test_served_gradcam_equals_tf_keras_vis_gradcam_on_the_keras_model(tmp_path):
+    """cam.py makes Grad-CAM from the served file's class maps, without a gradient: the same heatmap as tf-keras-vis's
+    Gradcam on the Keras model, for every class, and the same probabilities and pooled features."""
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
     from lungfake.images import to_model_input
-    from lungfake.registry import load_model
 
-    entry = load_registry(tiny_weights)["tiny"]
-    model = load_model(entry, tiny_weights)
-    explainer = GradcamExplainer(LoadedModel(entry, model))
-    plain = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
-    for seed, class_name in ((1, "lung_n"), (2, "lung_scc")):
-        tile = texture(seed, 40)
-        reference = plain(CategoricalScore([entry.class_names.index(class_name)]), to_model_input(tile, 32)[None],
-                          penultimate_layer=entry.gradcam_layer, seek_penultimate_conv_layer=False, normalize_cam=False)[0]
+    model, served = _keras_and_served(tmp_path, float16=False)
+    reference_gradcam = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
+    explainer = GradcamExplainer(served)
+    for seed, class_name in ((1, "lung_n"), (2, "lung_aca"), (3, "lung_scc")):
+        pixels = to_model_input(texture(seed, 40), 32)[None]
+        reference = reference_gradcam(CategoricalScore([CLASS_NAMES.index(class_name)]), pixels, penultimate_layer="last_conv",
+                                      seek_penultimate_conv_layer=False, normalize_cam=False)[0]
         reference = np.maximum(reference, 0) / max(np.maximum(reference, 0).max(), 1e-12)
-        np.testing.assert_allclose(explainer.heatmap(tile, class_name), reference, atol=1e-5)
-
-
-def test_prediction_and_gradcam_share_one_trace_of_the_backbone(tiny_weights):
-    from lungfake.images import to_model_input
-    from lungfake.registry import load_model
-
-    entry = load_registry(tiny_weights)["tiny"]
-    loaded = LoadedModel(entry, load_model(entry, tiny_weights))
+        np.testing.assert_allclose(explainer.heatmap(texture(seed, 40), class_name), reference, atol=1e-5)
     tiles = np.stack([to_model_input(texture(seed, 40), 32) for seed in range(5)])
-    _, one = loaded.forward(tiles[:1])
-    _, five = loaded.forward(tiles)
-    GradcamExplainer(loaded).heatmap(texture(3, 40), "lung_n")
-    assert loaded.feature_map.experimental_get_tracing_count() == 1
-    np.testing.assert_allclose(one[0], five[0], atol=1e-6)
-    np.testing.assert_allclose(five, loaded.model.predict(tiles, verbose=0), atol=1e-5)  # the head as the model has it
+    pooled, probabilities = served.forward(tiles)
+    np.testing.assert_allclose(probabilities, model.predict(tiles, verbose=0), atol=1e-5)
+    feature_map = keras.Model(model.input, model.get_layer("last_conv").output).predict(tiles, verbose=0)
+    np.testing.assert_allclose(pooled, feature_map.mean(axis=(1, 2)), atol=1e-5)
+    np.testing.assert_allclose(served.forward(tiles[:1])[1][0], probabilities[0], atol=1e-6)  # any batch size
+
+
+def test_float16_file_holds_float16_weights_within_1e_3(tmp_path):
+    from lungfake.images import to_model_input
+
+    (tmp_path / "full").mkdir()
+    model, full = _keras_and_served(tmp_path / "full", float16=False)
+    half_path = tmp_path / "half.tflite"
+    from lungfake.model_file import write_served_model
+
+    write_served_model(model, "last_conv", half_path)
+    half = LoadedModel.from_file(full.entry, half_path)
+    tiles = np.stack([to_model_input(texture(seed, 40), 32) for seed in range(8)])
+    difference = np.abs(half.forward(tiles)[1] - full.forward(tiles)[1]).max()
+    assert 0 < difference < 1e-3  # float16 weights change the numbers, slightly
+    from ai_edge_litert.interpreter import Interpreter
+
+    def weight_types(path):
+        return {d["dtype"] for d in Interpreter(model_path=str(path)).get_tensor_details() if d["name"].startswith("tiny")}
+
+    assert np.float16 in weight_types(half_path) and np.float16 not in weight_types(tmp_path / "full" / "tiny.tflite")
+
+
+def test_scoring_never_imports_tensorflow(tiny_weights):
+    """A fresh server answers fast because the served files need only LiteRT: neither TensorFlow nor Keras is
+    imported to load the models, score and explain (benchmarks/app_latency.py times it)."""
+    code = ("import sys; from lungfake.scoring import Scorer; import numpy as np; "
+            f"s = Scorer.load('all', __import__('pathlib').Path({str(tiny_weights)!r})); "
+            "s.score([np.full((40, 40, 3), 128, np.uint8)], explain=True); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras_vis') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert run.stdout.strip().splitlines()[-1] == "[]"

@@ -80,7 +80,7 @@ def test_a_damaged_or_tampered_reference_is_refused(tiny_weights, tmp_path):
         OodReference.from_file(tmp_path / "bad.npz")
     copy = tmp_path / "w"
     copy.mkdir()
-    for name in ("registry.json", "tiny.keras"):
+    for name in ("registry.json", "tiny.tflite"):
         (copy / name).write_bytes((tiny_weights / name).read_bytes())
     (copy / "ood.npz").write_bytes((tiny_weights / "ood.npz").read_bytes() + b"x")
     model = LoadedModel.load(load_registry(copy)["tiny"], copy)

@@ -159,7 +159,7 @@ def test_two_served_models_are_combined_at_the_ensembles_own_temperature(hot_wei
     from lungfake.scoring import ServedModel
 
     first = Scorer.load("all", hot_weights)
-    twin = ServedModel(LoadedModel(replace(first.served[0].entry, arch="twin"), first.served[0].loaded.model))
+    twin = ServedModel(LoadedModel.load(replace(first.served[0].entry, arch="twin"), hot_weights))
     scorer = Scorer([first.served[0], twin], first.screen, EnsembleCalibration(3.0, 0.2))
     score = scorer.score([he_like(41, 64)])[0]
     member = list(score.models["tiny"].probabilities.values())
@@ -167,19 +167,18 @@ def test_two_served_models_are_combined_at_the_ensembles_own_temperature(hot_wei
     assert score.ensemble.warn_below == 0.2
 
 
-def test_grad_cam_is_asked_for_the_class_each_image_is_predicted(hot_weights, monkeypatch):
+def test_grad_cam_is_made_for_the_class_each_image_is_predicted(hot_weights, monkeypatch):
+    from lungfake.cam import gradcam
+    from lungfake.model_file import CLASS_MAPS, PROBABILITIES
+
     scorer = Scorer.load("all", hot_weights)
     served = scorer.served[0]
-    asked = []
-
-    class Explainer:
-        def heatmap_of_input(self, pixels, class_index):
-            asked.append(class_index)
-            return np.zeros((4, 4), np.float32)
-
-    served._explainer = Explainer()
     fixed = np.array([[0.1, 0.2, 0.7], [0.2, 0.7, 0.1]], np.float32)
-    forward = served.loaded.forward
-    monkeypatch.setattr(served.loaded, "forward", lambda pixels: (forward(pixels)[0], fixed[: len(pixels)]))
-    scores = scorer.score([he_like(51, 64), he_like(52, 64)], explain=True)
-    assert asked == [2, 1] and [s.models["tiny"].predicted for s in scores] == ["lung_scc", "lung_aca"]
+    run = served.loaded.run
+    monkeypatch.setattr(served.loaded, "run", lambda pixels: {**run(pixels), PROBABILITIES: fixed[: len(pixels)]})
+    tiles = [he_like(51, 64), he_like(52, 64)]
+    scores = scorer.score(tiles, explain=True)
+    maps = run(np.stack([to_model_input(tile, 32) for tile in tiles]))[CLASS_MAPS]
+    assert [s.models["tiny"].predicted for s in scores] == ["lung_scc", "lung_aca"]
+    for score, class_maps, asked in zip(scores, maps, (2, 1)):
+        np.testing.assert_array_equal(score.models["tiny"].heatmap, gradcam(class_maps[..., asked], 32))

@@ -9,13 +9,14 @@ from lungfake.classes import CLASS_NAMES
 from lungfake.data import list_tiles
 from lungfake.errors import ModelIntegrityError, RegistryError
 from lungfake.evaluation import Evaluator
-from lungfake.images import read_image_file
-from lungfake.inference import select_entries
+from lungfake.images import read_image_file, to_model_input
+from lungfake.inference import LoadedModel, select_entries
 from lungfake.metrics import SCHEMA_VERSION, EvaluationMetrics
-from lungfake.registry import load_model, load_registry
+from lungfake.registry import load_registry, sha256_of
 from lungfake.scoring import Scorer
 from lungfake.splits import make_split, save_split, split_sha256
 from lungfake.training import Recipe, export_trained, family_sample, train
+from tests.helpers import texture
 
 
 @pytest.fixture(scope="module")
@@ -116,27 +117,33 @@ def test_each_epoch_samples_a_few_tiles_of_every_family():
     assert list(picked) != list(family_sample(rows, 3, seed=2))
 
 
-def test_export_registers_a_verified_inference_model(trained):
+def test_export_registers_a_verified_served_file_and_keeps_the_trained_keras_model(trained):
+    import io
+    import zipfile
+
+    import h5py
+
+    from lungfake.inference import LoadedModel
+    from lungfake.training import trained_model_path
+
     weights = trained["base"] / "weights"
     path = export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights)
     entry = load_registry(weights)["tiny"]
-    assert entry.file == "tiny.keras" and entry.input_size == 32 and entry.class_names == CLASS_NAMES
-    assert entry.gradcam_layer == "last_conv" and len(entry.sha256) == 64
-    model = load_model(entry, weights)
-    assert getattr(model, "optimizer", None) is None
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        import io
-
-        import h5py
-
-        with h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as h5:
-            assert "optimizer" not in h5 or len(h5["optimizer"]) == 0
-    assert (weights / "history" / "tiny_grouped.json").exists()
+    assert path == weights / "tiny.tflite" and entry.file == "tiny.tflite" and entry.sha256 == sha256_of(path)
+    assert entry.input_size == 32 and entry.class_names == CLASS_NAMES and entry.gradcam_layer == "last_conv"
+    served = LoadedModel.load(entry, weights)
+    keras_file = trained_model_path("tiny", "grouped")
+    with zipfile.ZipFile(keras_file) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as h5:
+        assert "optimizer" not in h5 or len(h5["optimizer"]) == 0
+    history = json.loads((weights / "history" / "tiny_grouped.json").read_text())
+    assert history["keras_sha256"] == sha256_of(keras_file)
+    tiles = np.stack([to_model_input(texture(seed, 40), 32) for seed in range(4)])
+    np.testing.assert_allclose(served.forward(tiles)[1], trained["model"].predict(tiles, verbose=0), atol=1e-3)
 
 
 def test_tampered_or_missing_weights_are_refused(trained, tmp_path):
+    from lungfake.inference import LoadedModel
+
     weights = trained["base"] / "weights"
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights)
     entry = load_registry(weights)["tiny"]
@@ -144,10 +151,10 @@ def test_tampered_or_missing_weights_are_refused(trained, tmp_path):
     copy.mkdir()
     (copy / "registry.json").write_text((weights / "registry.json").read_text())
     with pytest.raises(ModelIntegrityError, match="missing"):
-        load_model(entry, copy)
-    (copy / "tiny.keras").write_bytes((weights / "tiny.keras").read_bytes() + b"x")
+        LoadedModel.load(entry, copy)
+    (copy / "tiny.tflite").write_bytes((weights / "tiny.tflite").read_bytes() + b"x")
     with pytest.raises(ModelIntegrityError, match="does not match the registry"):
-        load_model(entry, copy)
+        LoadedModel.load(entry, copy)
     with pytest.raises(RegistryError, match="registry.*missing"):
         load_registry(tmp_path / "empty")
 
@@ -302,7 +309,7 @@ def test_a_late_cycle_may_climb_to_a_lower_peak_learning_rate():
     assert not recipe.same_schedule_until(Recipe(**{**stopped_at_eight.__dict__, "restart_learning_rate": 5e-4}), 8)
     # The shared rate does not matter where every restart names its own.
     assert Recipe(**{**recipe.__dict__, "restart_learning_rate": 7e-4}).same_schedule_until(stopped_at_eight, 8)
-    entry = ModelEntry("tiny", "tiny.keras", "0" * 64, 32, CLASS_NAMES, "conv", "scale_0_1", "grouped",
+    entry = ModelEntry("tiny", "tiny.tflite", "0" * 64, 32, CLASS_NAMES, "conv", "scale_0_1", "grouped",
                        recipe={"arch": "tiny", "input_size": 32, "epochs": 10, "restart_epochs": [4, 8],
                                "restart_learning_rates": [1e-3, 2e-4]})
     assert "warm restart of the learning rate at epoch 4 (peak 0.001), 8 (peak 0.0002)" in model_recipe_sentence(entry)
@@ -324,7 +331,8 @@ def test_a_served_model_continues_at_a_larger_input_size(trained, tmp_path):
     assert [w.shape for w in model.get_weights()] == [w.shape for w in served]  # the same network, only bigger tiles
     export_trained(model, larger, "grouped", history, 1.0, folder=weights, split_sha=sha, start=start)
     entry = load_registry(weights)["tiny"]
-    assert entry.input_size == 48 and load_model(entry, weights).input_shape[1:] == (48, 48, 3)
+    assert entry.input_size == 48
+    LoadedModel.load(entry, weights)  # checks the new sha256 and the 48 px input against the registry
     from lungfake.model_card import model_recipe_sentence
 
     assert "at 32x32 px, its last 1 epochs at 48x48 px" in model_recipe_sentence(entry)
@@ -333,7 +341,7 @@ def test_a_served_model_continues_at_a_larger_input_size(trained, tmp_path):
 def test_a_served_model_can_be_served_at_another_size(trained, tmp_path):
     from lungfake.model_card import model_recipe_sentence
     from lungfake.registry import update_calibration
-    from lungfake.training import serve_at_input_size
+    from lungfake.training import at_input_size, serve_at_input_size
 
     weights = tmp_path / "weights"
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
@@ -341,10 +349,11 @@ def test_a_served_model_can_be_served_at_another_size(trained, tmp_path):
     update_calibration("tiny", 1.3, {"threshold": 0.9}, weights)
     serve_at_input_size("tiny", 40, weights)
     entry = load_registry(weights)["tiny"]
-    model = load_model(entry, weights)  # checks the new sha256 and the input shape against the registry
-    assert entry.input_size == 40 and model.input_shape[1:] == (40, 40, 3)
-    assert entry.temperature == 1.0 and entry.low_confidence == {}  # calibrated at the old size: evaluate refits
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained["model"].get_weights()))
+    served = LoadedModel.load(entry, weights)  # checks the new sha256 and the input shape against the registry
+    assert entry.input_size == 40 and entry.temperature == 1.0 and entry.low_confidence == {}  # evaluate refits
+    same_weights_at_40 = at_input_size(trained["model"], trained["recipe"], 40)
+    tiles = np.stack([to_model_input(texture(seed, 50), 40) for seed in range(3)])
+    np.testing.assert_allclose(served.forward(tiles)[1], same_weights_at_40.predict(tiles, verbose=0), atol=1e-3)
     assert "at 32x32 px (served at 40x40 px" in model_recipe_sentence(entry)
 
 
@@ -359,3 +368,42 @@ def test_a_single_cycle_drops_the_recipes_restarts():
     assert recipe.segment(39) == (0, 40) and recipe.last_train_size == recipe.train_size
     kept = train_recipe(build_parser().parse_args(["train", "--arch", "mobilenetv2"]))
     assert kept == DEFAULT_RECIPES["mobilenetv2"]
+
+
+def test_a_restart_or_resize_needs_the_trained_keras_model_the_served_file_came_from(trained, tmp_path):
+    from lungfake.errors import TrainingError
+    from lungfake.training import serve_at_input_size, served_starting_point, trained_model_path
+
+    weights = tmp_path / "weights"
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
+                   split_sha=split_sha256(trained["split_csv"]))
+    longer = Recipe(**{**trained["recipe"].__dict__, "epochs": 2, "restart_epochs": (1,)})
+    keras_file = trained_model_path("tiny", "grouped")
+    keras_file.write_bytes(keras_file.read_bytes() + b"x")
+    with pytest.raises(TrainingError, match="is not the one the served file was exported from"):
+        served_starting_point("tiny", "grouped", longer, trained["split_csv"], weights)
+    keras_file.unlink()
+    with pytest.raises(TrainingError, match="is missing"):
+        serve_at_input_size("tiny", 40, weights)
+
+
+def test_export_writes_the_served_file_of_a_keras_model_and_keeps_the_calibration(trained, tmp_path):
+    from lungfake import cli
+    from lungfake.registry import update_calibration
+    from lungfake.training import trained_model_path
+
+    weights = tmp_path / "weights"
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
+                   split_sha=split_sha256(trained["split_csv"]))
+    update_calibration("tiny", 1.3, {"threshold": 0.9}, weights)
+    restored = tmp_path / "restored.keras"
+    restored.write_bytes(trained_model_path("tiny", "grouped").read_bytes())
+    trained_model_path("tiny", "grouped").unlink()
+    (weights / "tiny.tflite").unlink()
+    assert cli.main(["export", "--arch", "tiny", "--keras", str(restored), "--weights-dir", str(weights)]) == 0
+    entry = load_registry(weights)["tiny"]
+    assert entry.temperature == 1.3 and entry.low_confidence == {"threshold": 0.9}
+    LoadedModel.load(entry, weights)
+    history = json.loads((weights / "history" / "tiny_grouped.json").read_text())
+    assert history["keras_sha256"] == sha256_of(trained_model_path("tiny", "grouped")) == sha256_of(restored)
+    assert cli.main(["export", "--arch", "tiny", "--keras", str(tmp_path / "none.keras"), "--weights-dir", str(weights)]) == 2

@@ -13,7 +13,7 @@ from lungfake.errors import ImageDecodeError, ModelIntegrityError, UploadLimitEr
 from lungfake.images import MAX_FILE_BYTES, MAX_PIXELS, REGION, decode_image
 from lungfake.inference import LoadedModel
 from lungfake.ood import LIKE_LC25000, GaussianReference, OodReference, stain_statistics
-from lungfake.registry import EnsembleCalibration, load_model, load_registry, update_calibration
+from lungfake.registry import EnsembleCalibration, load_registry, sha256_of, update_calibration
 from lungfake.scoring import DEFAULT_WARNING_CONFIDENCE, ImageScore, ModelScore, Scorer, dihedral_views
 from tests.helpers import he_like, store_with_ood_limits
 
@@ -375,15 +375,25 @@ def _store_with_entry(tiny_weights, tmp_path, **changes):
 
 def test_a_model_whose_input_differs_from_the_registry_is_refused(tiny_weights, tmp_path):
     folder = _store_with_entry(tiny_weights, tmp_path, input_size=64)
-    with pytest.raises(ModelIntegrityError, match="takes \\(32, 32, 3\\).*registry says \\(64, 64, 3\\) and 3"):
-        load_model(load_registry(folder)["tiny"], folder)
+    with pytest.raises(ModelIntegrityError, match="takes \\(32, 32, 3\\).*registry says \\(64, 64, 3\\) pixels in and 3 classes"):
+        LoadedModel.load(load_registry(folder)["tiny"], folder)
 
 
-def test_a_model_not_ending_in_the_registered_gradcam_layer_is_refused(tiny_weights, tmp_path):
-    folder = _store_with_entry(tiny_weights, tmp_path, gradcam_layer="preprocess_lab_standardised")
-    entry = load_registry(folder)["tiny"]
+def test_a_file_with_the_registered_sha256_that_is_not_a_served_model_is_refused(tiny_weights, tmp_path):
+    folder = _store_with_entry(tiny_weights, tmp_path)
+    (folder / "tiny.tflite").write_bytes(b"not a flatbuffer" * 100)
+    folder = _store_with_entry(folder, tmp_path / "again", sha256=sha256_of(folder / "tiny.tflite"))
+    with pytest.raises(ModelIntegrityError, match="is not a served model file"):
+        LoadedModel.load(load_registry(folder)["tiny"], folder)
+
+
+def test_a_model_not_ending_in_the_registered_gradcam_layer_is_not_exported(tmp_path):
+    from lungfake.model_file import write_served_model
+    from lungfake.models import build_model
+
     with pytest.raises(ModelIntegrityError, match="does not end preprocess_lab_standardised -> pool -> probabilities"):
-        LoadedModel.load(entry, folder)
+        write_served_model(build_model("tiny", 32), "preprocess_lab_standardised", tmp_path / "tiny.tflite")
+    assert not (tmp_path / "tiny.tflite").exists()
 
 
 # Test-time augmentation -------------------------------------------------------------------------------------------
