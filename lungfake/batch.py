@@ -29,17 +29,15 @@ class BatchRow:
     @property
     def flagged(self) -> bool:
         """Needs a person's look: unreadable, not H&E, unlike LC25000's tissue, or the models disagree.
-        (Low confidence is its own column: at the threshold chosen on val it covers most tiles.)"""
+        (An uncertain subtype is its own column: the verdict already says so.)"""
         if self.score is None:
             return True
         unusual = bool(self.score.ood.ood) or bool(self.score.ood.domain_shift)
         return unusual or not self.score.models_agree
 
     @property
-    def low_confidence(self) -> bool:
-        if self.score is None:
-            return False
-        return (self.score.ensemble or next(iter(self.score.models.values()))).low_confidence
+    def subtype_uncertain(self) -> bool:
+        return self.score is not None and self.score.verdict.subtype_uncertain
 
 
 def expand_uploads(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -97,37 +95,42 @@ def score_batch(scorer: Scorer, files: list[tuple[str, bytes]],
 
 
 def summary(rows: list[BatchRow]) -> dict:
-    """Counts per predicted class (the ensemble's, or the single model's), flagged, unreadable and refused files.
-    A file refused as not lung H&E counts under not_he only: its forced class means nothing (the score page
+    """Counts per verdict (benign, each subtype, carcinoma with its subtype uncertain), flagged, unreadable and refused
+    files. A file refused as not lung H&E counts under not_he only: its forced class means nothing (the score page
     hides it too), and counting it would put holiday photographs among the benign tiles."""
-    predicted = Counter()
-    for row in rows:
-        if row.score is not None and not row.score.ood.ood:
-            verdict = row.score.ensemble or next(iter(row.score.models.values()))
-            predicted[display_name(verdict.predicted)] += 1
-    return {"files": len(rows), "predicted": dict(predicted), "flagged": sum(r.flagged for r in rows),
+    verdicts = Counter(row.score.verdict.headline for row in rows if row.score is not None and not row.score.refused)
+    return {"files": len(rows), "predicted": dict(verdicts), "flagged": sum(r.flagged for r in rows),
             "unreadable": sum(r.score is None for r in rows),
-            "not_he": sum(bool(r.score and r.score.ood.ood) for r in rows),
+            "not_he": sum(bool(r.score and r.score.refused) for r in rows),
             "domain_shift": sum(bool(r.score and r.score.ood.domain_shift) for r in rows),
-            "low_confidence": sum(r.low_confidence for r in rows)}
+            "subtype_uncertain": sum(r.subtype_uncertain for r in rows)}
+
+
+NO_CLASS = "—"  # a model's cell for a file that gets no class (refused as not H&E, or unreadable)
+
+
+def _scores_of(score: ImageScore) -> list:
+    return [*score.models.values(), *([score.ensemble] if score.ensemble else [])]
 
 
 def table_rows(rows: list[BatchRow], thumbnail: Callable | None = None) -> list[dict]:
-    """One flat record per file for a table: each model's prediction and confidence, the ensemble, flags."""
+    """One flat record per file for a table: the verdict, each model's prediction and confidence, the ensemble,
+    flags. A refused or unreadable file gets no class in any column; an unreadable one's error says why."""
+    names = list(dict.fromkeys(m.name for row in rows if row.score for m in _scores_of(row.score)))
     records = []
     for row in rows:
         record = {"thumbnail": thumbnail(row.score.rgb) if thumbnail and row.score else None, "file": row.name}
-        if row.score is not None:
-            everyone = {**row.score.models, **({"ensemble": row.score.ensemble} if row.score.ensemble else {})}
-            for model in everyone.values():
-                record[model.name] = f"{display_name(model.predicted)} ({model.confidence:.0%})"
-            record |= {"agree": row.score.models_agree, "not H&E": bool(row.score.ood.ood),
-                       "unlike LC25000": bool(row.score.ood.domain_shift), "low confidence": row.low_confidence,
-                       "flagged": row.flagged}
-        record["error"] = row.error or ""
+        score = row.score
+        record["verdict"] = "unreadable" if score is None else score.verdict.headline
+        everyone = {} if score is None or score.refused else {m.name: m for m in _scores_of(score)}
+        for name in names:
+            model = everyone.get(name)
+            record[name] = f"{display_name(model.predicted)} ({model.confidence:.0%})" if model else NO_CLASS
+        record |= {"agree": bool(score and not score.refused and score.models_agree), "not H&E": bool(score and score.refused),
+                   "unlike LC25000": bool(score and score.ood.domain_shift), "subtype uncertain": row.subtype_uncertain,
+                   "flagged": row.flagged, "error": row.error or ""}
         records.append(record)
-    columns = list(dict.fromkeys(key for record in records for key in record))  # unreadable rows lack model columns
-    return [{key: record.get(key) for key in columns} for record in records]
+    return records
 
 
 def batch_report(rows: list[BatchRow], source: str, models: list) -> CaseReport:
@@ -140,7 +143,7 @@ def batch_report(rows: list[BatchRow], source: str, models: list) -> CaseReport:
     for row in rows:
         if row.error:
             report.add_warning(f"{row.name}: {row.error}")
-    report.add_text("Predicted (ensemble), of the files read as H&E: " + ", ".join(
+    report.add_text("Verdicts of the files read as H&E: " + ", ".join(
         f"{n} {c}" for n, c in sorted(counts["predicted"].items())) + f"; refused as not H&E: {counts['not_he']}")
     return report
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 TARGET_ACCURACY = 0.99  # the warning threshold keeps val predictions above it at least this accurate
 TARGET_ECE = 0.03  # the model issue's target for every model after calibration
@@ -18,10 +18,28 @@ def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarr
     return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
-def ensemble_probabilities(member_probabilities, temperature: float = 1.0) -> np.ndarray:
-    """The ensemble's probabilities: the mean of its members' calibrated probabilities, then its own temperature
-    (fitted on val like a model's: a mean of calibrated models is less confident than each, Lakshminarayanan 2017)."""
-    return apply_temperature(np.mean(np.asarray(member_probabilities, np.float64), axis=0), temperature)
+def ensemble_probabilities(member_probabilities, temperature: float = 1.0, weights=None) -> np.ndarray:
+    """The ensemble's probabilities: the weighted mean of its members' calibrated probabilities (equal weights unless
+    given; fit_member_weights fits them on val), then its own temperature (fitted on val like a model's: a mean of
+    calibrated models is less confident than each, Lakshminarayanan 2017)."""
+    members = np.asarray(member_probabilities, np.float64)
+    weights = np.full(len(members), 1.0 / len(members)) if weights is None else np.asarray(weights, np.float64)
+    return apply_temperature(np.tensordot(weights / weights.sum(), members, axes=1), temperature)
+
+
+def fit_member_weights(member_probabilities, y_true: np.ndarray) -> np.ndarray:
+    """Non-negative member weights summing to 1 that minimise the log-loss of the weighted mean on val tiles (stacking
+    by log-loss): a member that adds only errors gets little weight, so the ensemble is not held below its best."""
+    members, y_true = np.asarray(member_probabilities, np.float64), np.asarray(y_true)
+    picked = members[:, np.arange(len(y_true)), y_true]  # (members, tiles): each member's probability of the truth
+
+    def loss(logits: np.ndarray) -> float:
+        weights = np.exp(logits - logits.max())
+        return float(-np.mean(np.log(np.clip(weights @ picked / weights.sum(), 1e-12, 1.0))))
+
+    result = minimize(loss, np.zeros(len(members)), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
+    weights = np.exp(result.x - result.x.max())
+    return weights / weights.sum()
 
 
 def fit_temperature(probabilities: np.ndarray, y_true: np.ndarray, weights: np.ndarray | None = None) -> float:

@@ -139,3 +139,17 @@ def robustness_chart(by_model: dict[str, dict]) -> go.Figure:
     fig.update_layout(yaxis=dict(autorange="reversed"), xaxis=dict(side="top"), height=120 + 34 * len(shifts),
                       margin=dict(l=10, r=10, t=60, b=10))
     return fig
+
+
+def external_chart(external: dict, names: dict[str, str]) -> go.Figure:
+    """Each model's and the ensemble's accuracy on other labs' images, three classes and cancer vs benign, with Wilson
+    95% intervals (external.external_summary; names: key -> display name)."""
+    fig = go.Figure()
+    keys = [k for k in names if k in external["models"]]
+    for figure, label, colour in (("cancer_vs_benign", "Cancer vs benign", "#2a9d8f"), ("accuracy", "Three classes", "#1f4e99")):
+        parts = [external["models"][k][figure] for k in keys]
+        _interval_bar(fig, [names[k] for k in keys], [p["value"] for p in parts], [p["ci95"] for p in parts], label, colour)
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.05], tickformat=".0%", title=f"right, of {external['images']} images"),
+                      height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
+                      uniformtext=dict(minsize=9, mode="show"), xaxis=dict(tickangle=0))
+    return fig

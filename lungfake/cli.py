@@ -224,18 +224,22 @@ def _print_result(file: str, outcome, as_json: bool) -> None:
     if as_json:
         print(json.dumps(outcome.to_json()), flush=True)
         return
-    if outcome.ood.ood:
-        print(f"{file}: WARNING: not like a lung H&E tile ({outcome.ood.reason}); the predictions mean nothing", flush=True)
-    elif outcome.ood.domain_shift:
+    hint = region_hint(outcome.rgb.shape, "`python -m lungfake region`")
+    if outcome.refused:
+        print(f"{file}: not scored: not like a lung H&E tile ({outcome.ood.reason}); no class is given", flush=True)
+    else:
+        verdict = outcome.verdict
+        print(f"{file}: {verdict.headline}" + (f" ({verdict.explanation})" if verdict.subtype_uncertain else ""), flush=True)
+    if outcome.ood.domain_shift:
         print(f"{file}: CAUTION: H&E tissue unlike LC25000's ({outcome.ood.domain_shift_reason}); trust the predictions less",
               flush=True)
-    hint = region_hint(outcome.rgb.shape, "`python -m lungfake region`")
     if hint:
         print(f"{file}: NOTE: {hint}", flush=True)
+    if outcome.refused:
+        return
     shown = {**outcome.models, **({"ensemble": outcome.ensemble} if outcome.ensemble else {})}
     for arch, p in shown.items():
-        flag = " (low confidence)" if p.low_confidence else ""
-        print(f"{file}: {arch}: {display_name(p.predicted)} {p.confidence:.1%}{flag}, cancer {p.cancer_probability:.1%}", flush=True)
+        print(f"{file}: {arch}: {display_name(p.predicted)} {p.confidence:.1%}, cancer {p.cancer_probability:.1%}", flush=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -309,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--leaks-from", help="a saved full audit of this split (--save) to fold from instead of auditing again")
     audit.set_defaults(run=cmd_audit)
 
+    from .external import DEFAULT_EXTERNAL_DIR
     from .models import ARCHITECTURES
     from .splits import PROTOCOLS
 
@@ -333,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(evaluate)
     evaluate.add_argument("--arch", choices=(*ARCHITECTURES, "models", "baselines", "all"), default="all",
                           help="one model, every served model (with their ensemble), the baselines only, or all")
-    evaluate.add_argument("--external-dir", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "external_dev"),
-                          help="another lab's tiles whose colour statistics the robustness table restains to (measuring only)")
+    evaluate.add_argument("--external", "--external-dir", dest="external_dir", default=str(DEFAULT_EXTERNAL_DIR),
+                          help="other labs' labelled images (a folder with manifest.csv: path,label): scored for the 'other "
+                          "labs' figures, and the robustness table restains to their colours; measuring only, never tuning")
     evaluate.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all")
     evaluate.set_defaults(run=cmd_evaluate)
 

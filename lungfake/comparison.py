@@ -150,3 +150,39 @@ def domain_shift_caution(metrics: dict[tuple[str, str], EvaluationMetrics]) -> s
     return (f"On LC25000 test tiles changed one way at a time (stain amounts, another lab's colours, gamma, blur, JPEG, "
             f"magnification 0.6x/1.6x), the largest loss was {drop:.1%} ({name}, {shift}); real tissue from another lab "
             "combines several changes and may cost more. See the dashboard's robustness section.")
+
+
+def external_sentences(metrics: dict[tuple[str, str], EvaluationMetrics]) -> list[str]:
+    """What the committed figures say about other labs' tissue, in plain sentences with n and 95% intervals (empty when
+    evaluate found no external images)."""
+    ensemble = metrics.get(("ensemble", "grouped"))
+    external = ensemble.external if ensemble else None
+    if not external or not external.get("images"):
+        return []
+
+    def figure(part: dict) -> str:
+        low, high = part["ci95"]
+        return f"{part['right']} of {part['n']} ({low:.0%}-{high:.0%})"
+
+    n, sources = external["images"], len(external["sources"])
+    labels = ", ".join(f"{count} {name}" for name, count in sorted(external["labels"].items()))
+    names = {arch: metrics[(arch, "grouped")].display_name for arch in external["models"] if (arch, "grouped") in metrics}
+    names["ensemble"] = "the ensemble"
+    verdict = external.get("verdict") or {}
+    sentences = [
+        f"Measured on only {n} labelled images from {sources} outside source{'s' if sources > 1 else ''} ({labels}; folder "
+        f"`{external.get('folder', '')}`), never used to train or tune anything: every figure has a wide 95% interval, shown "
+        "in brackets.",
+        "Cancer vs benign: " + "; ".join(f"{names[a]} {figure(m['cancer_vs_benign'])}" for a, m in external["models"].items()
+                                         if a in names) + ".",
+        "Three classes: " + "; ".join(f"{names[a]} {figure(m['accuracy'])}" for a, m in external["models"].items()
+                                      if a in names) + ".",
+        f"The screen called {external['domain_shift_rate']['right']} of {n} unlike LC25000's tissue and refused "
+        f"{external['ood_rate']['right']}.",
+    ]
+    if verdict.get("images"):
+        accuracy = verdict["called_accuracy"]
+        sentences.append(f"The subtype was marked uncertain on {verdict['subtype_uncertain']} of {n}; the verdicts given "
+                         f"(benign or a subtype) were right on {verdict['called_right']} of {verdict['called']}"
+                         + (f" ({accuracy:.0%})." if accuracy is not None else "."))
+    return sentences

@@ -129,6 +129,13 @@ def predict_probabilities(model, pixels: np.ndarray, batch_size: int = 64) -> np
     ) if len(pixels) else np.zeros((0, 0))
 
 
+def resized_to(tiles: np.ndarray, size: int) -> np.ndarray:
+    """224 px tiles at a model's input size, as the robustness table resizes them."""
+    import cv2
+
+    return np.stack([cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles])
+
+
 def with_intervals(y_true, correct_or_pred, groups, metric=accuracy_score) -> dict:
     """A metric of predictions and its 95% interval over families, as {value, ci95}."""
     interval = _cluster_bootstrap(np.asarray(y_true), np.asarray(correct_or_pred), groups, metric)
@@ -228,6 +235,21 @@ class Evaluator:
 
         return self._cached("shifted", make)
 
+    def shifted_val(self, class_names) -> tuple[np.ndarray, np.ndarray]:
+        """(tiles, labels): every 6th grouped validation tile under each named shift that does not come from external
+        images, for choosing the subtype rule of tissue unlike LC25000's."""
+        from .robustness import named_shifts
+
+        def make():
+            every = 2 * self.ROBUSTNESS_EVERY
+            tiles, labels = self.pixels("grouped", "val", 224)[::every], self.labels("grouped", "val", class_names)[::every]
+            shifts = named_shifts(None, None)
+            log.info("applying %d shifts to %d validation tiles", len(shifts), len(tiles))
+            return (np.concatenate([np.stack([shift(t) for t in tiles]) for shift in shifts.values()]),
+                    np.tile(labels, len(shifts)))
+
+        return self._cached("shifted_val", make)
+
     def colour_neutral_test(self) -> np.ndarray:
         from .colour import match_all
 
@@ -315,7 +337,10 @@ class Evaluator:
             temperature = fit_temperature(val_raw, y_val)
             threshold = choose_threshold(apply_temperature(val_raw, temperature), y_val)
             update_calibration(arch, temperature, threshold.to_json(), self.store.root)
-            extra.update(low_confidence=threshold.to_json(), _val=apply_temperature(val_raw, temperature), _y_val=y_val)
+            shifted, y_shifted = self.shifted_val(names)
+            extra.update(low_confidence=threshold.to_json(), _val=apply_temperature(val_raw, temperature), _y_val=y_val,
+                         _val_shifted=apply_temperature(predict_probabilities(model, resized_to(shifted, size)), temperature),
+                         _y_val_shifted=y_shifted)
         else:
             temperature = 1.0
         calibrated = apply_temperature(raw, temperature)
@@ -337,13 +362,11 @@ class Evaluator:
 
     def shift_metrics(self, model, size: int, names: list[str], temperature: float) -> dict:
         """Colour-neutral accuracy on every grouped test tile, and accuracy under each named shift."""
-        import cv2
 
         from .calibration import apply_temperature
 
         def predict(tiles):
-            resized = np.stack([cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles])
-            return apply_temperature(predict_probabilities(model, resized), temperature)
+            return apply_temperature(predict_probabilities(model, resized_to(tiles, size)), temperature)
 
         y_true, families = self.labels("grouped", "test", names), self.families("grouped")
         neutral = predict(self.colour_neutral_test())
@@ -360,32 +383,74 @@ class Evaluator:
                 "_shifted": shifted_probabilities, "_neutral": neutral, "_clean_every": clean}
 
     def calibrate_ensemble(self, parts):
-        """(temperature, warning threshold) of the ensemble fitted on val and recorded in the registry, or
-        (1.0, None) where some member was not calibrated on val in this run."""
-        from .calibration import choose_threshold, ensemble_probabilities, fit_temperature
-        from .registry import update_ensemble_calibration
+        """The ensemble's calibration (member weights, temperature, subtype rule) and warning threshold, fitted on val
+        and recorded in the registry, with its figures on val; equal weights and no threshold where some member was not
+        calibrated on val in this run."""
+        from .calibration import choose_threshold, ensemble_probabilities, fit_member_weights, fit_temperature
+        from .registry import EnsembleCalibration, update_ensemble_calibration
+        from .verdict import choose_subtype_margin_for_budget, choose_subtype_rule, subtype_figures, verdicts_of
 
         if not all("_val" in p[2] for p in parts):
-            return 1.0, None
+            return EnsembleCalibration(), None, {}
         members_val, y_val = [p[2]["_val"] for p in parts], parts[0][2]["_y_val"]
-        temperature = fit_temperature(ensemble_probabilities(members_val), y_val)
-        threshold = choose_threshold(ensemble_probabilities(members_val, temperature), y_val)
-        update_ensemble_calibration(temperature, threshold.to_json(), self.store.root)
-        return temperature, threshold
+        archs = [p[2]["arch"] for p in parts]
+        fitted = fit_member_weights(members_val, y_val)
+        accuracy = {name: float((ensemble_probabilities(members_val, 1.0, w).argmax(1) == y_val).mean())
+                    for name, w in (("weighted", fitted), ("equal_weights", None))}
+        # the log-loss weights are kept only where they are also the more accurate on val (a tie keeps equal weights)
+        weights = fitted if accuracy["weighted"] > accuracy["equal_weights"] else None
+        temperature = fit_temperature(ensemble_probabilities(members_val, 1.0, weights), y_val)
+        val = ensemble_probabilities(members_val, temperature, weights)
+        threshold = choose_threshold(val, y_val)
+        members_shifted = [p[2]["_val_shifted"] for p in parts]
+        shifted_rule = choose_subtype_rule(ensemble_probabilities(members_shifted, temperature, weights), members_shifted,
+                                           parts[0][2]["_y_val_shifted"])
+        rule = choose_subtype_margin_for_budget(val, members_val, y_val).with_shifted(shifted_rule)
+        member_weights = dict(zip(archs, map(float, weights))) if weights is not None else None
+        calibration = EnsembleCalibration(temperature, threshold.threshold, member_weights, rule)
+        update_ensemble_calibration(temperature, threshold.to_json(), self.store.root, member_weights, rule)
+        figures = {"val_accuracy": {**accuracy, **{a: float((m.argmax(1) == y_val).mean()) for a, m in zip(archs, members_val)}},
+                   "log_loss_weights": dict(zip(archs, map(float, fitted))), "_fitted": fitted,
+                   "val_subtype": subtype_figures(verdicts_of(val, members_val, None, rule), y_val)}
+        return calibration, threshold, figures
+
+    def test_domain_shift(self) -> np.ndarray | None:
+        """Whether the screen calls each grouped test tile's tissue unlike LC25000's (None without a reference)."""
+        from .inference import OodScreen
+
+        screen = OodScreen.load([], self.store.root)
+        if screen.reference is None:
+            return None
+        tiles = self.pixels("grouped", "test", 224)
+        verdicts = [v for s in range(0, len(tiles), 64) for v in screen.assess(list(tiles[s : s + 64]), {})]
+        return np.array([bool(v.domain_shift) for v in verdicts])
+
+    def external(self) -> dict | None:
+        """The served models and their ensemble on the external folder's images (measuring only), or None without one."""
+        from .external import DEFAULT_EXTERNAL_DIR, evaluate_external
+        from .scoring import Scorer
+
+        folder = Path(self.external_dir) if self.external_dir else DEFAULT_EXTERNAL_DIR
+        if not (folder / "manifest.csv").is_file():
+            log.warning("no external images at %s (give --external DIR): the 'other labs' figures are not updated", folder)
+            return None
+        return {"folder": folder.name, **evaluate_external(folder, Scorer.load("all", self.store.root))}
 
     def evaluate_ensemble(self, parts) -> Path:
-        from .calibration import apply_temperature, ensemble_probabilities
+        from .calibration import ensemble_probabilities
+        from .verdict import subtype_figures, verdicts_of
 
         names = parts[0][0]
         y_true, families = self.labels("grouped", "test", names), self.families("grouped")
         members = [p[2]["arch"] for p in parts]
-        temperature, threshold = self.calibrate_ensemble(parts)
+        calibration, threshold, figures = self.calibrate_ensemble(parts)
+        weights, temperature = calibration.weights_for(members), calibration.temperature
 
         def combine(key, name=None):
-            return ensemble_probabilities([p[2][key] if name is None else p[2][key][name] for p in parts], temperature)
+            return ensemble_probabilities([p[2][key] if name is None else p[2][key][name] for p in parts], temperature, weights)
 
-        uncalibrated = ensemble_probabilities([p[1] for p in parts])  # the plain mean, for ECE before
-        probabilities = apply_temperature(uncalibrated, temperature)
+        uncalibrated = ensemble_probabilities([p[1] for p in parts], 1.0, weights)  # the weighted mean, for ECE before
+        probabilities = ensemble_probabilities([p[1] for p in parts], temperature, weights)
         metrics = compute_metrics(y_true, probabilities, names, families)
         if threshold is not None:
             metrics["low_confidence"] = threshold.to_json()
@@ -395,7 +460,10 @@ class Evaluator:
         table = {"clean": float((clean.argmax(1) == y_true[::every]).mean()),
                  **{n: float((v.argmax(1) == y_true[::every]).mean()) for n, v in shifted.items()}}
         agree = np.all([np.asarray(p[2]["predictions"]) == np.asarray(parts[0][2]["predictions"]) for p in parts], axis=0)
-        metrics.update(arch="ensemble", protocol="grouped", display_name="Ensemble (calibrated mean of the models)", members=members,
+        test_verdicts = verdicts_of(probabilities, [p[1] for p in parts], self.test_domain_shift(), calibration.subtype_rule)
+        equal = ensemble_probabilities([p[1] for p in parts])
+        how = "mean" if weights is None else "weighted mean"
+        metrics.update(arch="ensemble", protocol="grouped", display_name=f"Ensemble ({how} of the models)", members=members,
                        split_sha256=self.split_sha("grouped"), predictions=probabilities.argmax(1).tolist(), true_labels=y_true.tolist(),
                        confidence=probabilities.max(1).round(4).tolist(), temperature=temperature,
                        expected_calibration_error_uncalibrated=expected_calibration_error(y_true, uncalibrated),
@@ -403,7 +471,15 @@ class Evaluator:
                        colour_neutral_accuracy=with_intervals(y_true, neutral.argmax(1), families),
                        robustness={"tiles": int(len(clean)), "every": every, "accuracy": table},
                        all_members_agree={"share": float(agree.mean()),
-                                          "accuracy_when_agreeing": float((probabilities.argmax(1) == y_true)[agree].mean())})
+                                          "accuracy_when_agreeing": float((probabilities.argmax(1) == y_true)[agree].mean())},
+                       member_weights=calibration.member_weights,
+                       subtype={"rule": calibration.subtype_rule.to_json(), "val": figures.get("val_subtype"),
+                                "test": subtype_figures(test_verdicts, y_true)},
+                       combination={"val_accuracy": figures.get("val_accuracy"), "log_loss_weights": figures.get("log_loss_weights"),
+                                    "test_accuracy_equal_weights": float((equal.argmax(1) == y_true).mean()),
+                                    "test_accuracy_log_loss_weights": float((ensemble_probabilities(
+                                        [p[1] for p in parts], 1.0, figures.get("_fitted")).argmax(1) == y_true).mean())},
+                       external=self.external())
         return self._write("ensemble", "grouped", metrics, "ensemble")
 
     def evaluate_baselines(self, protocol: str) -> list[Path]:

@@ -66,6 +66,10 @@ class EvaluationMetrics:
     # The ensemble:
     members: list[str] | None = None
     all_members_agree: dict | None = None  # {share, accuracy_when_agreeing}
+    member_weights: dict[str, float] | None = None  # fitted on val by log-loss (calibration.fit_member_weights)
+    combination: dict | None = None  # {val_accuracy: {weighted, equal_weights, <arch>...}, test_accuracy_equal_weights}
+    subtype: dict | None = None  # {rule, val, test}: the subtype rule and verdict.subtype_figures on val and test tiles
+    external: dict | None = None  # other labs' images (external.external_summary), measuring only
 
     @property
     def is_baseline(self) -> bool:

@@ -5,6 +5,7 @@ import collections
 from pathlib import Path
 
 from .classes import display_name
+from .comparison import external_sentences
 from .evaluation import load_all_metrics, split_warning
 from .metrics import EvaluationMetrics
 from .registry import load_registry
@@ -30,6 +31,8 @@ def model_card_facts(folder: Path | None = None) -> dict:
             (entry, {p: m for (a, p), m in sorted(metrics.items()) if a == arch}) for arch, entry in registry.items()
         ],
         "ensemble": ensemble_sentence(metrics),
+        "external": external_sentences(metrics),
+        "subtype": subtype_sentence(metrics),
     }
 
 
@@ -41,10 +44,30 @@ def ensemble_sentence(metrics: dict[tuple[str, str], EvaluationMetrics]) -> str 
     if m is None:
         return None
     low, high = m.accuracy_ci95
-    return (f"the mean of the {len(m.members or [])} models' calibrated probabilities, then its own temperature "
+    how = ("the mean" if not m.member_weights else "a weighted mean (" + ", ".join(
+        f"{metrics[(a, 'grouped')].display_name if (a, 'grouped') in metrics else a} {w:.0%}" for a, w in m.member_weights.items())
+        + "; weights fitted on validation tiles by log-loss)")
+    return (f"{how} of the {len(m.members or [])} models' calibrated probabilities, then its own temperature "
             f"(T = {m.temperature:.2f}), fitted on validation tiles like theirs. Grouped by family (honest): accuracy "
             f"{m.accuracy:.1%} (95% CI {low:.1%}-{high:.1%}), cancer-vs-benign {m.binary_accuracy:.1%}, on "
             f"{m.n_test} test tiles. " + agreement_sentence(m))
+
+
+def subtype_sentence(metrics: dict[tuple[str, str], EvaluationMetrics]) -> str | None:
+    """How often the verdict withholds the subtype, and how right the verdicts it gives are, on validation and grouped
+    test tiles (None before evaluate records it)."""
+    m = metrics.get(("ensemble", "grouped"))
+    if m is None or not m.subtype or not m.subtype.get("test"):
+        return None
+    rule, parts = m.subtype["rule"], []
+    for label, figures in (("validation", m.subtype.get("val")), ("grouped test", m.subtype["test"])):
+        if figures:
+            parts.append(f"on {label} tiles the subtype was withheld on {figures['subtype_uncertain_share']:.1%} and the verdicts "
+                         f"given were right on {figures['called_accuracy']:.1%} of {figures['called']}")
+    return (f"The verdict withholds a carcinoma's subtype where the models disagree on it, where the ensemble's lean between the "
+            f"subtypes is under {rule['min_margin']:.2f} (the level that withholds it on at most a tenth of validation tiles), "
+            f"or, on tissue unlike LC25000's, under {rule['shifted_min_margin']:.2f} (the level at which 99% of the subtype "
+            "calls on validation tiles moved by the robustness shifts are right): " + "; ".join(parts) + ".")
 
 
 def _audit_sentence(store: WeightsStore) -> str:

@@ -192,6 +192,7 @@ class RegionResult:
     domain_shift: np.ndarray | None = None  # (n,) bool: H&E, but unlike LC25000's tiles
     seconds: float = 0.0
     pixel_factor: float = 1.0  # pixels of the uploaded file per pixel scored (decode_region)
+    subtype_uncertain: np.ndarray | None = None  # (n,) bool: a carcinoma tile whose subtype the verdict withholds
 
     def in_file_pixels(self, value: float) -> int:
         return int(round(value * self.pixel_factor))
@@ -279,8 +280,9 @@ class RegionResult:
     def summary(self) -> str:
         shares = self.tissue_share_by_class()
         parts = ", ".join(f"{display_name(name)} {share:.0%}" for name, share in shares.items())
+        uncertain = int(self.subtype_uncertain.sum()) if self.subtype_uncertain is not None else 0
         return (f"{len(self.grid)} tissue tiles of {self.in_file_pixels(self.grid.tile)} px scored in {self.seconds:.1f} s; "
-                f"tissue area: {parts}")
+                f"tissue area: {parts}; carcinoma tiles with the subtype uncertain: {uncertain}")
 
 
 def _hex_rgb(colour: str) -> tuple[int, int, int]:
@@ -317,10 +319,12 @@ def score_region(scorer: Scorer, rgb: np.ndarray, scale: RegionScale,
     log.info("region %dx%d: %d tissue tiles of %d px", rgb.shape[1], rgb.shape[0], len(grid), grid.tile)
     collected: dict[str, list[np.ndarray]] = {}
     ood, shifted, reasons = np.zeros(len(grid), bool), np.zeros(len(grid), bool), Counter()
+    uncertain = np.zeros(len(grid), bool)
     for start, tiles in _batches(rgb, grid):
         for offset, score in enumerate(scorer.score(tiles, [f"tile {start + i}" for i in range(len(tiles))])):
             _collect(score, collected)
             ood[start + offset], shifted[start + offset] = bool(score.ood.ood), bool(score.ood.domain_shift)
+            uncertain[start + offset] = score.verdict.subtype_uncertain
             if score.ood.ood:
                 reasons[score.ood.reason.split(" (")[0]] += 1
         if on_progress:
@@ -329,7 +333,7 @@ def score_region(scorer: Scorer, rgb: np.ndarray, scale: RegionScale,
     names = {s.entry.arch: s.name for s in scorer.served} | ({ENSEMBLE: "Ensemble"} if len(scorer.served) > 1 else {})
     return RegionResult(rgb.shape[:2], grid, tuple(first.class_names), names,
                         {arch: np.asarray(rows) for arch, rows in collected.items()}, ood, reasons, shifted,
-                        time.perf_counter() - started, pixel_factor)
+                        time.perf_counter() - started, pixel_factor, uncertain)
 
 
 def _collect(score: ImageScore, collected: dict[str, list[np.ndarray]]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from .classes import CLASS_NAMES
 from .errors import ModelIntegrityError, RegistryError
 from .store import WeightsStore
+from .verdict import SubtypeRule
 
 REGISTRY_NAME = "registry.json"  # named in messages only; WeightsStore owns the path
 
@@ -104,24 +105,38 @@ def update_calibration(arch: str, temperature: float, low_confidence: dict, fold
 
 @dataclass(frozen=True)
 class EnsembleCalibration:
-    """The ensemble's temperature and warning threshold, both chosen on val by `evaluate`."""
+    """How the ensemble combines its members and when it calls a subtype uncertain, all chosen on val by `evaluate`."""
     temperature: float = 1.0
     warn_below: float | None = None  # None: not chosen yet (the strictest member's threshold applies)
+    member_weights: dict[str, float] | None = None  # by architecture; None: equal weights
+    subtype_rule: SubtypeRule = SubtypeRule()
+
+    def weights_for(self, archs) -> list[float] | None:
+        """The weights of these members in this order (None: equal), renormalised over the members present."""
+        if not self.member_weights or any(arch not in self.member_weights for arch in archs):
+            return None
+        return [self.member_weights[arch] for arch in archs]
 
 
-def update_ensemble_calibration(temperature: float, low_confidence: dict, folder: Path | None = None) -> None:
-    """Record the ensemble's temperature and warning threshold, fitted on val like each model's."""
+def update_ensemble_calibration(temperature: float, low_confidence: dict, folder: Path | None = None,
+                                member_weights: dict[str, float] | None = None, subtype_rule: SubtypeRule | None = None) -> None:
+    """Record the ensemble's temperature, warning threshold, member weights and subtype rule, all fitted on val."""
     path = WeightsStore.resolve(folder).registry
     payload = _read_registry_file(path)
     payload["ensemble"] = {"temperature": round(float(temperature), 6), "low_confidence": low_confidence}
+    if member_weights:
+        payload["ensemble"]["member_weights"] = {arch: round(float(w), 6) for arch, w in member_weights.items()}
+    if subtype_rule is not None:
+        payload["ensemble"]["subtype_rule"] = subtype_rule.to_json()
     _write_registry_file(path, payload)
 
 
 def load_ensemble_calibration(folder: Path | None = None) -> EnsembleCalibration:
-    """The ensemble's calibration as evaluate recorded it (temperature 1 and no threshold before that)."""
+    """The ensemble's calibration as evaluate recorded it (temperature 1, equal weights, no thresholds before that)."""
     recorded = _read_registry_file(WeightsStore.resolve(folder).registry).get("ensemble", {})
     threshold = recorded.get("low_confidence", {}).get("threshold")
-    return EnsembleCalibration(float(recorded.get("temperature", 1.0)), float(threshold) if threshold is not None else None)
+    return EnsembleCalibration(float(recorded.get("temperature", 1.0)), float(threshold) if threshold is not None else None,
+                               recorded.get("member_weights"), SubtypeRule.from_json(recorded.get("subtype_rule")))
 
 
 def register_ood(entry: OodEntry, folder: Path | None = None) -> None:

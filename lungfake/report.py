@@ -97,12 +97,19 @@ class CaseReport:
         self.sections.append(_table(headers, rows))
 
     def add_score(self, score: ImageScore, heading: str | None = None, opacity: float = 0.45) -> None:
-        """One image: its predictions table, warnings, and each model's Grad-CAM overlay when computed."""
-        parts = [f"<h2>{html.escape(heading or score.name)}</h2>"]
-        if score.ood.ood:
+        """One image: its verdict, warnings, predictions table and each model's Grad-CAM overlay when computed; an image
+        refused as not lung H&E gets its reason and no class."""
+        parts, verdict = [f"<h2>{html.escape(heading or score.name)}</h2>"], score.verdict
+        if score.refused:
             parts.append(f'<div class="warning">Not a lung H&amp;E tile by the out-of-distribution check: '
-                         f"{html.escape(score.ood.reason)}. The predictions below mean nothing for it.</div>")
-        elif score.ood.domain_shift:
+                         f"{html.escape(score.ood.reason)}. No class is given for it.</div>")
+            parts.append('<div class="images">' + _figure(score.rgb, "input", 220) + "</div>")
+            self.sections.append('<div class="block">' + "".join(parts) + "</div>")
+            return
+        parts.append(f'<p class="verdict"><strong>{html.escape(verdict.headline)}</strong></p>')
+        if verdict.subtype_uncertain:
+            parts.append(f'<div class="warning">{html.escape(verdict.explanation)}</div>')
+        if score.ood.domain_shift:
             parts.append(f'<div class="warning">H&amp;E tissue, but unlike LC25000\'s tiles: '
                          f"{html.escape(score.ood.domain_shift_reason)}. Trust the predictions less.</div>")
         if not score.models_agree:
@@ -110,8 +117,8 @@ class CaseReport:
         everyone = {**score.models, **({"ensemble": score.ensemble} if score.ensemble else {})}
         classes = list(next(iter(score.models.values())).probabilities)
         rows = [[m.name, display_name(m.predicted), *[f"{m.probabilities[c]:.1%}" for c in classes],
-                 f"{m.cancer_probability:.1%}", "yes" if m.low_confidence else ""] for m in everyone.values()]
-        parts.append(_table(["model", "prediction", *[display_name(c) for c in classes], "cancer", "low confidence"], rows))
+                 f"{m.cancer_probability:.1%}"] for m in everyone.values()]
+        parts.append(_table(["model", "prediction", *[display_name(c) for c in classes], "cancer"], rows))
         images = [(score.rgb, "input")] + [(overlay(score.rgb, m.heatmap, opacity), f"{m.name} Grad-CAM: {display_name(m.predicted)}")
                                            for m in score.models.values() if m.heatmap is not None]
         parts.append('<div class="images">' + "".join(_figure(rgb, caption, 220) for rgb, caption in images) + "</div>")
@@ -130,5 +137,7 @@ class CaseReport:
                 f'<div class="disclaimer">{html.escape(DISCLAIMER)}</div>'
                 + "".join(self.sections)
                 + f"<h2>Models</h2>{models}<p class=\"meta\">Probabilities are calibrated (temperature fitted on "
-                "validation tiles). The ensemble averages the models' calibrated probabilities, then applies its own "
-                "temperature, also fitted on validation tiles.</p></body></html>")
+                "validation tiles). The ensemble takes a weighted mean of the models' calibrated probabilities (weights "
+                "fitted on validation tiles by log-loss), then applies its own temperature, also fitted there. The verdict "
+                "gives cancer vs benign, and a carcinoma's subtype only where the models agree on it and lean to it clearly "
+                "enough (levels chosen on validation tiles).</p></body></html>")

@@ -21,6 +21,7 @@ from .inference import LoadedModel, OodScreen, select_entries
 from .model_file import CLASS_MAPS, POOLED, PROBABILITIES
 from .ood import OodVerdict
 from .registry import EnsembleCalibration
+from .verdict import Verdict, verdict_of
 
 DEFAULT_WARNING_CONFIDENCE = 0.6  # for registry entries calibrated before thresholds were chosen on val
 BATCH = 32
@@ -37,16 +38,6 @@ class Progress:
     @property
     def seconds_left(self) -> float | None:
         return self.elapsed_seconds / self.done * (self.total - self.done) if self.done else None
-
-
-def percent_pair(value: float, limit: float) -> tuple[str, str]:
-    """value and limit as percentages with the fewest decimals (1-3) that tell them apart, so a confidence just
-    under its warning threshold never reads as equal to it (97.0% against a threshold shown as 97%)."""
-    for decimals in (1, 2, 3):
-        texts = (f"{value:.{decimals}%}", f"{limit:.{decimals}%}")
-        if texts[0] != texts[1]:
-            break
-    return texts
 
 
 @dataclass(frozen=True)
@@ -74,12 +65,13 @@ class ModelScore:
     def low_confidence(self) -> bool:
         return self.confidence < self.warn_below
 
-    def to_json(self) -> dict:
+    def to_json(self, refused: bool = False) -> dict:
+        """A refused image (not H&E) gets no class: predicted and the figures drawn from it are null."""
         return {
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
-            "predicted": self.predicted,
-            "cancer_probability": round(self.cancer_probability, 6),
-            "low_confidence": self.low_confidence,
+            "predicted": None if refused else self.predicted,
+            "cancer_probability": None if refused else round(self.cancer_probability, 6),
+            "low_confidence": None if refused else self.low_confidence,
             "weights_sha256": self.weights_sha256,
         }
 
@@ -100,7 +92,8 @@ class ImageScore:
             return None
         classes = list(next(iter(self.models.values())).probabilities)
         members = [[m.probabilities[c] for c in classes] for m in self.models.values()]
-        combined = ensemble_probabilities(members, self.ensemble_calibration.temperature)
+        calibration = self.ensemble_calibration
+        combined = ensemble_probabilities(members, calibration.temperature, calibration.weights_for(list(self.models)))
         sha = ",".join(m.weights_sha256[:12] for m in self.models.values())
         warn_below = self.ensemble_calibration.warn_below
         if warn_below is None:
@@ -111,21 +104,49 @@ class ImageScore:
     def models_agree(self) -> bool:
         return len({m.predicted for m in self.models.values()}) <= 1
 
+    @property
+    def refused(self) -> bool:
+        """Not lung H&E by the out-of-distribution check: no class is given for it anywhere."""
+        return bool(self.ood.ood)
+
+    @property
+    def verdict(self) -> Verdict:
+        """What the image is called: cancer or benign, the subtype only where it can be trusted (verdict.py)."""
+        lead = self.ensemble or next(iter(self.models.values()))
+        return verdict_of(lead.probabilities, [m.probabilities for m in self.models.values()],
+                          self.ood.reason if self.refused else None, bool(self.ood.domain_shift),
+                          self.ensemble_calibration.subtype_rule)
+
     def to_json(self) -> dict:
-        payload = {"file": self.name, **self.ood.to_json(), "models": {a: m.to_json() for a, m in self.models.items()},
-                   "models_agree": self.models_agree}
+        payload = {"file": self.name, **self.verdict.to_json(), **self.ood.to_json(),
+                   "models": {a: m.to_json(self.refused) for a, m in self.models.items()},
+                   "models_agree": None if self.refused else self.models_agree}
         if self.ensemble is not None:
-            payload["ensemble"] = self.ensemble.to_json()
+            payload["ensemble"] = self.ensemble.to_json(self.refused)
         return payload
 
     def csv_rows(self) -> list[list]:
-        """One row per model (and the ensemble): file, model, weights, prediction, probabilities, warnings."""
-        rows = []
+        """One row per model (and the ensemble): file, verdict, model, weights, prediction, probabilities, warnings;
+        a refused image's rows give no class."""
+        rows, verdict = [], self.verdict
         for arch, m in {**self.models, **({ENSEMBLE: self.ensemble} if self.ensemble else {})}.items():
-            rows.append([self.name, arch, m.weights_sha256, m.predicted, display_name(m.predicted),
-                         *[f"{p:.6f}" for p in m.probabilities.values()], m.low_confidence, self.ood.ood, self.ood.reason,
-                         self.ood.domain_shift, self.ood.domain_shift_reason])
+            predicted = ["", ""] if self.refused else [m.predicted, display_name(m.predicted)]
+            rows.append([self.name, verdict.headline, verdict.subtype_uncertain, arch, m.weights_sha256, *predicted,
+                         *[f"{p:.6f}" for p in m.probabilities.values()], "" if self.refused else m.low_confidence,
+                         self.ood.ood, self.ood.reason, self.ood.domain_shift, self.ood.domain_shift_reason])
         return rows
+
+
+def ensemble_note(calibration: EnsembleCalibration, names: dict[str, str]) -> str:
+    """How the ensemble is made, in one sentence for the page (names: architecture -> display name)."""
+    weights = calibration.weights_for(list(names))
+    if weights is None:
+        how = "the mean of the models' calibrated probabilities"
+    else:
+        total = sum(weights)
+        how = "a weighted mean of the models' calibrated probabilities (" + ", ".join(
+            f"{names[a]} {w / total:.0%}" for a, w in zip(names, weights)) + "; weights fitted on validation tiles by log-loss)"
+    return f"The ensemble is {how}, then its own temperature ({calibration.temperature:.2f}, fitted on validation tiles)."
 
 
 def csv_text(scores: list[ImageScore], failures: list[tuple[str, str]] | None = None) -> str:
@@ -133,7 +154,8 @@ def csv_text(scores: list[ImageScore], failures: list[tuple[str, str]] | None = 
     out = io.StringIO()
     writer = csv.writer(out)
     classes = list(next(iter(scores[0].models.values())).probabilities) if scores and scores[0].models else []
-    header = ["file", "model", "weights_sha256", "predicted", "predicted_name", *[f"p_{c}" for c in classes],
+    header = ["file", "verdict", "subtype_uncertain", "model", "weights_sha256", "predicted", "predicted_name",
+              *[f"p_{c}" for c in classes],
               "low_confidence", "ood", "ood_reason", "domain_shift", "domain_shift_reason", "error"]
     writer.writerow(header)
     for score in scores:

@@ -46,6 +46,16 @@ for entry, metrics in facts["models"]:
         for protocol, m in metrics.items()))
 if facts["ensemble"]:
     st.markdown(f"**Ensemble**: {facts['ensemble']}")
+if facts["subtype"]:
+    st.markdown(f"**The verdict** (what the pages lead with: cancer vs benign, then the subtype): {facts['subtype']}")
+
+st.header("On other labs' tissue")
+if facts["external"]:
+    st.markdown("\n".join(f"- {sentence}" for sentence in facts["external"]))
+    st.markdown("Cancer vs benign is what holds on other labs' tissue; the subtype is the weak point, which is why the "
+                "pages lead with cancer vs benign and withhold the subtype when it cannot be trusted.")
+else:
+    st.markdown("No figures on other labs' images are committed yet (`python -m lungfake evaluate --external DIR`).")
 
 st.header("Intended use")
 st.markdown(
@@ -55,7 +65,8 @@ st.markdown(
 )
 st.header("Limitations")
 st.markdown(
-    "- One dataset, one centre, 250 original tiles per class: performance on other labs, stains and scanners is unknown.\n"
+    "- One dataset, one centre, 250 original tiles per class: performance on other labs, stains and scanners rests on "
+    "a handful of outside images (above), far too few to be sure of.\n"
     "- Tiles only: no whole-slide context; other lung pathology (small cell carcinoma, metastases, inflammation) "
     "was never shown to the models and will be forced into one of three classes.\n"
     "- Tiles are resized to the model's input size; the region page cuts tiles of LC25000's field of view, "

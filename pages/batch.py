@@ -10,6 +10,7 @@ FILTERS = {
     "All files": lambda row: True,
     "Flagged only (unreadable, not H&E, unlike LC25000's tissue, or the models disagree)": lambda row: row.flagged,
     "Disagreements only": lambda row: row.score is not None and not row.score.models_agree,
+    "Subtype uncertain only": lambda row: row.subtype_uncertain,
     "Unreadable only": lambda row: row.score is None,
 }
 
@@ -41,8 +42,9 @@ columns[1].metric("Flagged", f"{counts['flagged'] / counts['files']:.0%}", help=
                   "not H&E, unlike LC25000's tissue, or the models disagree")
 columns[2].metric("Unreadable", counts["unreadable"])
 columns[3].metric("Not H&E", counts["not_he"], help="Refused: not a lung H&E tile; not counted under any class")
-columns[4].metric("Low confidence", counts["low_confidence"], help="Ensemble confidence under the threshold chosen on val")
-st.caption("Predicted class (the ensemble's; the single model's where only one is served), of the files read as H&E:")
+columns[4].metric("Subtype uncertain", counts["subtype_uncertain"], help="Carcinoma, but its subtype is withheld: the "
+                  "models disagree on it, its lean is small, or the tissue is unlike LC25000's (the score page says why)")
+st.caption("Verdicts (cancer vs benign first, the subtype where it can be trusted), of the files read as H&E:")
 for column, (name, count) in zip(st.columns(max(len(counts["predicted"]), 1)), sorted(counts["predicted"].items())):
     column.metric(name, count)
 keep = FILTERS[st.selectbox("Show", list(FILTERS))]

@@ -6,6 +6,7 @@ from lungfake.charts import (
     ROBUSTNESS_TARGET_POINTS,
     classification_report_table,
     confusion_heatmap,
+    external_chart,
     reliability_chart,
     robustness_chart,
     roc_chart,
@@ -17,6 +18,7 @@ from lungfake.comparison import (
     agreement_sentence,
     colour_verdicts,
     detail_choices,
+    external_sentences,
     leak_sentence,
     learned_rows,
     mcnemar_table,
@@ -102,6 +104,13 @@ if robust:
     st.caption(f"Change in accuracy against the same {sample['tiles']} tiles unchanged (one grouped test tile "
                f"in {sample['every']}), in points; hover for the accuracies. A shift may cost at most "
                f"{ROBUSTNESS_TARGET_POINTS} points.")
+other_labs = external_sentences(metrics)
+if other_labs:
+    st.header("On other labs' tissue")
+    external = metrics[("ensemble", "grouped")].external
+    names = {arch: metrics[(arch, "grouped")].display_name for arch in external["models"] if (arch, "grouped") in metrics}
+    st.plotly_chart(external_chart(external, {**names, "ensemble": "Ensemble"}), key="external")
+    st.markdown("\n".join(f"- {sentence}" for sentence in other_labs))
 table = mcnemar_table(metrics)
 if len(table):
     st.header("Do the models differ? (exact McNemar test, grouped test tiles)")

@@ -81,8 +81,14 @@ if result.ood.any():
 if result.domain_shift_share:
     st.warning(f"{result.domain_shift_share:.0%} of the tissue tiles are H&E but unlike LC25000's (another lab's colours "
                f"or another magnification?): trust the map less there. {robustness_caution()}")
-for column, (name, share) in zip(st.columns(len(result.class_names)), result.tissue_share_by_class().items()):
+columns = st.columns(len(result.class_names) + 1)
+for column, (name, share) in zip(columns, result.tissue_share_by_class().items()):
     column.metric(display_name(name), f"{share:.0%}", help="Share of the tissue area the ensemble gives this class")
+if result.subtype_uncertain is not None:
+    columns[-1].metric(
+        "Subtype uncertain", f"{int(result.subtype_uncertain.sum())} tiles", help="Carcinoma tiles whose subtype the verdict "
+        "withholds (the models disagree on it, its lean is small, or the tissue is unlike LC25000's): read the subtype "
+        "shares with care")
 
 which = st.selectbox("Map of", sorted(result.model_names, key=lambda arch: arch != ENSEMBLE), format_func=result.model_names.get)
 opacity = st.slider("Map opacity", 0.0, 1.0, 0.5, 0.05)

@@ -8,7 +8,7 @@ from lungfake.classes import display_name
 from lungfake.images import decode_image
 from lungfake.region import region_hint
 from lungfake.report import CaseReport
-from lungfake.scoring import csv_text, json_text, percent_pair
+from lungfake.scoring import csv_text, ensemble_note, json_text
 from pages.common import (
     DISCLAIMER,
     computed_once,
@@ -23,10 +23,7 @@ from pages.common import (
 
 def show_model(score, rgb, opacity: float, key: str) -> None:
     st.subheader(score.name)
-    confidence, threshold = percent_pair(score.confidence, score.warn_below)
-    st.metric("Prediction", display_name(score.predicted), f"{confidence} confidence", delta_color="off", delta_arrow="off")
-    if score.low_confidence:
-        st.warning(f"Low confidence (under {threshold}, the level chosen on validation tiles): treat as uncertain.")
+    st.metric("Prediction", display_name(score.predicted), f"{score.confidence:.1%} confidence", delta_color="off", delta_arrow="off")
     st.write(f"Cancer vs benign: **{'cancer' if score.cancer_probability >= 0.5 else 'benign'}** "
              f"(cancer probability {score.cancer_probability:.1%})")
     st.plotly_chart(probability_chart(score), key=f"probabilities_{key}")
@@ -34,20 +31,28 @@ def show_model(score, rgb, opacity: float, key: str) -> None:
         st.image(overlay(rgb, score.heatmap, opacity), caption=f"Grad-CAM: {display_name(score.predicted)}", width="stretch")
 
 
+def show_verdict(tile_score) -> None:
+    """What the tile is called, first: cancer vs benign, and the subtype only where it can be trusted."""
+    verdict, lead = tile_score.verdict, tile_score.ensemble or next(iter(tile_score.models.values()))
+    cancer = f"cancer probability {lead.cancer_probability:.1%}"
+    if verdict.subtype_uncertain:
+        st.warning(f"### {verdict.headline}\n\n{verdict.explanation} ({cancer}; the probabilities of each subtype are "
+                   "shown below.)")
+    else:
+        st.success(f"### {verdict.headline}\n\n{'Cancer' if verdict.cancer else 'Benign'} ({cancer}).")
+    if not tile_score.models_agree:
+        st.info("The models' own calls differ: " + "; ".join(
+            f"{m.name} says {display_name(m.predicted)}" for m in tile_score.models.values()) + ".")
+
+
 def show_results(tile_score, opacity: float) -> None:
     ensemble = tile_score.ensemble
-    if tile_score.models_agree:
-        st.success(f"All {len(tile_score.models)} models agree: **{display_name(next(iter(tile_score.models.values())).predicted)}**.")
-    else:
-        st.error("The models **disagree**: " + "; ".join(
-            f"{m.name} says {display_name(m.predicted)}" for m in tile_score.models.values()) + ".")
     left, right = st.columns([1, 2])
     left.image(tile_score.rgb, caption="Uploaded tile", width="stretch")
     if ensemble is not None:
         with right:
             show_model(ensemble, tile_score.rgb, opacity, "ensemble")
-            st.caption("The ensemble averages the models' calibrated probabilities, then applies its own "
-                       "temperature (fitted on validation tiles).")
+            st.caption(ensemble_note(tile_score.ensemble_calibration, {a: m.name for a, m in tile_score.models.items()}))
     for column, (arch, score) in zip(st.columns(len(tile_score.models)), tile_score.models.items()):
         with column:
             show_model(score, tile_score.rgb, opacity, arch)
@@ -84,7 +89,9 @@ if hint:
     st.info(hint)
     if st.button("Map this image as a region", icon=":material/map:", key="map_as_region"):
         hand_to_region_page(upload.name, data)
-with st.expander("Show the models' output anyway", expanded=False) if tile_score.ood.ood else st.container():
+if not tile_score.refused:
+    show_verdict(tile_score)
+with st.expander("Show the models' output anyway", expanded=False) if tile_score.refused else st.container():
     show_results(tile_score, opacity)
 
 stem = upload.name.rsplit(".", 1)[0]

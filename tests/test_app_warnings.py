@@ -61,26 +61,37 @@ def test_the_score_page_shows_no_caution_for_tissue_like_lc25000s(plain_weights,
     assert not [w for w in _warnings(at) if "unlike LC25000" in w]
 
 
-def test_the_score_page_warns_of_low_confidence_below_the_fallback(plain_weights, monkeypatch):
-    """The untrained tiny model is about a third sure of anything; its registry has no threshold, so 60% applies."""
+def test_the_score_page_leads_with_the_verdict_and_no_separate_low_confidence_warning(plain_weights, monkeypatch):
+    """The untrained tiny model is about a third sure of each class, so two thirds sure of cancer: the verdict is a
+    carcinoma, and with no margin chosen yet (and tissue like LC25000's) its subtype is given."""
     at = _page(plain_weights, monkeypatch)
     at.file_uploader[0].upload("t.png", _png(he_like(3, 64)), "image/png").run()
-    score = at.session_state["tile_score"].models["tiny"]
-    assert score.confidence < 0.6
-    low = [w for w in _warnings(at) if w.startswith("Low confidence")]
-    assert low == ["Low confidence (under 60.0%, the level chosen on validation tiles): treat as uncertain."]
+    verdict = at.session_state["tile_score"].verdict
+    assert verdict.cancer and not verdict.subtype_uncertain
+    assert at.success[0].value.startswith(f"### {verdict.headline}\n\nCancer (cancer probability ")
+    assert not [w for w in _warnings(at) if "Low confidence" in w or "Subtype uncertain" in w]
 
 
-def test_the_batch_page_counts_shifted_and_low_confidence_tiles(shifted_weights, monkeypatch):
+def test_the_score_page_withholds_the_subtype_of_tissue_unlike_lc25000s(shifted_weights, monkeypatch):
+    at = _page(shifted_weights, monkeypatch)
+    at.file_uploader[0].upload("t.png", _png(he_like(3, 64)), "image/png").run()
+    lead = [w for w in _warnings(at) if w.startswith("### ")]
+    assert len(lead) == 1 and lead[0].startswith("### Carcinoma, subtype uncertain\n\nSubtype uncertain: the tissue is unlike")
+    assert "probabilities of each subtype are shown below" in lead[0] and not at.success
+    assert [m for m in at.metric if m.label == "Prediction"]  # the models' own calls stay visible
+
+
+def test_the_batch_page_counts_shifted_tiles_and_uncertain_subtypes(shifted_weights, monkeypatch):
     at = _page(shifted_weights, monkeypatch, "pages/batch.py")
     at.file_uploader[0].upload("a.png", _png(he_like(1, 64)), "image/png")
     at.file_uploader[0].upload("b.png", _png(he_like(2, 64)), "image/png").run()
     assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Files"] == "2" and metrics["Flagged"] == "100%" and metrics["Low confidence"] == "2"
-    assert metrics["Not H&E"] == "0"
+    assert metrics["Files"] == "2" and metrics["Flagged"] == "100%" and metrics["Subtype uncertain"] == "2"
+    assert metrics["Not H&E"] == "0" and metrics["Carcinoma, subtype uncertain"] == "2"
     table = at.dataframe[0].value
-    assert table["unlike LC25000"].tolist() == [True, True] and table["low confidence"].tolist() == [True, True]
+    assert table["unlike LC25000"].tolist() == [True, True] and table["subtype uncertain"].tolist() == [True, True]
+    assert table["verdict"].tolist() == ["Carcinoma, subtype uncertain"] * 2
 
 
 def test_the_batch_page_explains_a_zip_over_the_limit(plain_weights, monkeypatch):

@@ -62,12 +62,15 @@ def test_each_row_of_the_table_reads_exactly():
     scorer = RecordingScorer()
     rows = score_batch(scorer, [("a.png", _png(10))]) + [BatchRow("bad.png", error="bad.png is damaged")]
     records = table_rows(rows, lambda rgb: f"thumb {rgb.shape[0]}")
-    assert records[0] == {"thumbnail": "thumb 20", "file": "a.png", "A": "Lung adenocarcinoma (90%)",
-                          "B": "Lung adenocarcinoma (90%)", "Ensemble": "Lung adenocarcinoma (90%)", "agree": True,
-                          "not H&E": False, "unlike LC25000": False, "low confidence": False, "flagged": False, "error": ""}
-    assert records[1] == {"thumbnail": None, "file": "bad.png", "A": None, "B": None, "Ensemble": None, "agree": None,
-                          "not H&E": None, "unlike LC25000": None, "low confidence": None, "flagged": None,
+    assert records[0] == {"thumbnail": "thumb 20", "file": "a.png", "verdict": "Lung adenocarcinoma",
+                          "A": "Lung adenocarcinoma (90%)", "B": "Lung adenocarcinoma (90%)", "Ensemble": "Lung adenocarcinoma (90%)",
+                          "agree": True, "not H&E": False, "unlike LC25000": False, "subtype uncertain": False, "flagged": False,
+                          "error": ""}
+    # an unreadable file: no class anywhere, its reason in the error column, and it is flagged
+    assert records[1] == {"thumbnail": None, "file": "bad.png", "verdict": "unreadable", "A": "—", "B": "—", "Ensemble": "—",
+                          "agree": False, "not H&E": False, "unlike LC25000": False, "subtype uncertain": False, "flagged": True,
                           "error": "bad.png is damaged"}
+    assert list(records[0]) == list(records[1])
     assert table_rows(rows[:1])[0]["thumbnail"] is None  # no thumbnail function: none drawn
 
 

@@ -93,6 +93,12 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app
             assert values.count() == served + (served > 1)
             cut = "values => values.flatMap(v => [v, ...v.querySelectorAll('p')]).filter(e => e.scrollWidth > e.clientWidth + 1)"
             assert values.evaluate_all(cut + ".length") == 0
+            # The verdict leads: one heading above every model's column, naming cancer vs benign or the subtype.
+            verdict = page.locator("[data-testid=stAlert] h3")
+            assert verdict.count() == 1 and verdict.inner_text().strip() in {
+                "Benign lung tissue", "Lung adenocarcinoma", "Lung squamous cell carcinoma", "Carcinoma, subtype uncertain"}
+            first_prediction = page.get_by_text("Prediction", exact=True).first
+            assert verdict.bounding_box()["y"] < first_prediction.bounding_box()["y"]
             assert page.get_by_text("Traceback").count() == 0
             if os.environ.get("LUNGFAKE_SCREENSHOT"):
                 page.screenshot(path=os.environ["LUNGFAKE_SCREENSHOT"], full_page=True)

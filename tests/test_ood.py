@@ -97,8 +97,11 @@ def test_predict_json_reports_ood_per_file(tiny_weights, tmp_path, monkeypatch, 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(line["ood"], bool(line["ood_reason"])) for line in lines] == [(False, True), (True, True)]
     assert set(lines[1]["models"]["tiny"]["probabilities"]) == {"lung_n", "lung_aca", "lung_scc"}
+    assert lines[1]["models"]["tiny"]["predicted"] is None and lines[1]["verdict"] == "Not scored"  # no class for it
+    assert lines[0]["models"]["tiny"]["predicted"] in ("lung_n", "lung_aca", "lung_scc")
     assert cli.main(["predict", str(blank)]) == 0
-    assert "WARNING: not like a lung H&E tile" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not scored: not like a lung H&E tile" in out and "no class is given" in out and ": tiny:" not in out
 
 
 def test_a_reference_fitted_on_other_statistics_is_refused(tmp_path):

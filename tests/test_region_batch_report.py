@@ -147,25 +147,28 @@ def test_an_unreadable_file_keeps_its_row_and_the_rest_are_scored(tiny_weights):
 
 
 def test_the_batch_summary_counts_a_refused_image_apart_from_every_class():
-    from types import SimpleNamespace
+    from lungfake.batch import NO_CLASS, BatchRow
+    from lungfake.ood import OodVerdict
+    from lungfake.scoring import ImageScore, ModelScore
 
-    from lungfake.batch import BatchRow
+    def scored(name: str, probabilities: list[float], ood: bool) -> BatchRow:
+        model = ModelScore("m", "M", dict(zip(("lung_n", "lung_aca", "lung_scc"), probabilities)), "0" * 64, 0.5)
+        screen = OodVerdict(ood, "colours unlike H&E" if ood else "lung H&E tissue", None if ood else False, "")
+        return BatchRow(name, ImageScore(name, np.zeros((4, 4, 3), np.uint8), {"m": model}, screen))
 
-    def scored(predicted: str, ood: bool) -> BatchRow:
-        verdict = SimpleNamespace(predicted=predicted, low_confidence=False)
-        score = SimpleNamespace(ensemble=verdict, models={"m": verdict}, models_agree=True,
-                                ood=SimpleNamespace(ood=ood, domain_shift=False))
-        return BatchRow(predicted, score)
-
-    rows = [scored("lung_n", False), scored("lung_n", True), scored("lung_aca", False), BatchRow("x.png", error="bad")]
+    rows = [scored("a", [0.9, 0.05, 0.05], False), scored("photo", [0.9, 0.05, 0.05], True),
+            scored("b", [0.05, 0.9, 0.05], False), BatchRow("x.png", error="bad")]
     counts = summary(rows)
     assert counts["predicted"] == {"Benign lung tissue": 1, "Lung adenocarcinoma": 1}
     assert (counts["not_he"], counts["unreadable"], counts["flagged"], counts["files"]) == (1, 1, 2, 4)
+    refused = table_rows(rows)[1]
+    assert refused["verdict"] == "Not scored" and refused["M"] == NO_CLASS and refused["not H&E"] is True
 
 
 def test_case_report_is_self_contained_and_names_the_weights(tiny_weights):
     scorer = Scorer.load("all", tiny_weights)
-    score = scorer.score([he_like(3, 64)], ["<script>alert(1)</script>.png"], explain=True)[0]
+    score = scorer.score([he_like(3)], ["<script>alert(1)</script>.png"], explain=True)[0]
+    assert not score.refused  # like the tiny reference's images, so it is scored and explained
     report = CaseReport("Tile report", score.name, [s.entry for s in scorer.served])
     report.add_score(score)
     page = report.html()

@@ -57,8 +57,11 @@ def test_the_golden_page_says_what_each_tile_needs():
     assert page.count('<div class="warning">The models disagree.</div>') == 1  # only the second tile's models differ
     assert "H&amp;E tissue, but unlike LC25000's tiles: stain distance 9.1, limit 8.2" in page
     assert "Not a lung H&amp;E tile by the out-of-distribution check" in page
-    assert page.count("Grad-CAM: ") == 2 * 3  # model a's overlay on each tile, as alt text and caption
-    assert page.count("<td>yes</td>") >= 3  # low-confidence rows
+    assert page.count("Grad-CAM: ") == 2 * 2  # model a's overlay on each scored tile, as alt text and caption
+    assert "No class is given for it." in page and page.count('<p class="verdict">') == 2  # none for the refused tile
+    assert '<p class="verdict"><strong>Lung adenocarcinoma</strong></p>' in page
+    assert page.count("Subtype uncertain: ") == 1  # the second tile: unlike LC25000's tissue, and the models disagree
+    assert "<td>Lung squamous cell carcinoma</td><td>33.3%" not in page  # the refused tile's table is not there
     assert "generated 2026-12-06 03:00:00 UTC" in page and "lungfake git 0123456789ab" in page
 
 
@@ -117,13 +120,14 @@ def test_a_batch_report_holds_the_table_the_errors_and_the_counts(monkeypatch):
             BatchRow("bad.jpg", error="bad.jpg is damaged or truncated and cannot be read; export the tile again.")]
     page = batch_report(rows, "one.png, bad.jpg", []).html(now=dt.datetime(2026, 12, 6, tzinfo=dt.UTC))
     assert page.startswith('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Batch report</title>')
-    head = ("<thead><tr><th>file</th><th>A</th><th>B</th><th>Ensemble</th><th>agree</th><th>not H&amp;E</th>"
-            "<th>unlike LC25000</th><th>low confidence</th><th>flagged</th><th>error</th></tr></thead>")
+    head = ("<thead><tr><th>file</th><th>verdict</th><th>A</th><th>B</th><th>Ensemble</th><th>agree</th><th>not H&amp;E</th>"
+            "<th>unlike LC25000</th><th>subtype uncertain</th><th>flagged</th><th>error</th></tr></thead>")
     assert head in page and "thumbnail" not in page
-    assert ("<tr><td>bad.jpg</td>" + "<td></td>" * 8 +  # an unreadable file has no answers: empty cells, not "None"
+    assert ("<tr><td>bad.jpg</td><td>unreadable</td>" + "<td>—</td>" * 3 +  # no class for a file that was not read
+            "<td>False</td>" * 4 + "<td>True</td>"
             "<td>bad.jpg is damaged or truncated and cannot be read; export the tile again.</td></tr>") in page
     assert '<div class="warning">bad.jpg: bad.jpg is damaged or truncated' in page
-    assert "<p>Predicted (ensemble), of the files read as H&amp;E: Lung adenocarcinoma 1; refused as not H&amp;E: 0</p>" in page
+    assert "<p>Verdicts of the files read as H&amp;E: Lung adenocarcinoma 1; refused as not H&amp;E: 0</p>" in page
     empty = batch_report([], "nothing", []).html()
     assert "<thead><tr><th>file</th></tr></thead><tbody></tbody>" in empty
 

@@ -112,13 +112,19 @@ def test_the_ensemble_warns_below_its_own_threshold_or_else_the_strictest_member
     assert _image_score(members[:1]).ensemble is None
 
 
-def test_the_batch_counts_low_confidence_by_the_ensemble_or_the_single_model():
-    confident, unsure = _model_score([0.9, 0.05, 0.05], 0.6, "a"), _model_score([0.5, 0.3, 0.2], 0.6, "b")
-    rows = [BatchRow("one", _image_score([confident])), BatchRow("two", _image_score([unsure])),
-            BatchRow("both", _image_score([confident, unsure])), BatchRow("bad", error="unreadable")]
-    # With two models the ensemble decides (0.7 of 0.9 and 0.5 is over 0.6), not its unsure member.
-    assert [row.low_confidence for row in rows] == [False, True, False, False]
-    assert summary(rows)["low_confidence"] == 1
+def test_the_batch_counts_uncertain_subtypes_by_the_verdict():
+    from lungfake.verdict import SubtypeRule
+
+    rule = EnsembleCalibration(subtype_rule=SubtypeRule(0.5))
+    aca, torn, scc = (_model_score([0.05, 0.9, 0.05], 0.6, "a"), _model_score([0.1, 0.5, 0.4], 0.6, "b"),
+                      _model_score([0.05, 0.25, 0.7], 0.6, "c"))
+    benign = _model_score([0.9, 0.05, 0.05], 0.6, "a")
+    rows = [BatchRow("sure", _image_score([aca], rule)), BatchRow("small lean", _image_score([torn], rule)),
+            BatchRow("disagree", _image_score([aca, scc], rule)), BatchRow("benign", _image_score([benign], rule)),
+            BatchRow("bad", error="unreadable")]
+    assert [row.subtype_uncertain for row in rows] == [False, True, True, False, False]
+    assert summary(rows)["subtype_uncertain"] == 2
+    assert summary(rows)["predicted"] == {"Lung adenocarcinoma": 1, "Carcinoma, subtype uncertain": 2, "Benign lung tissue": 1}
 
 
 # Out of distribution and domain shift -----------------------------------------------------------------------------

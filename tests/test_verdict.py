@@ -1,0 +1,105 @@
+"""The verdict every caller leads with: cancer vs benign, the subtype only where it can be trusted."""
+import numpy as np
+import pytest
+
+from lungfake.verdict import (
+    DISAGREE,
+    SHIFTED,
+    SMALL_MARGIN,
+    SubtypeRule,
+    choose_subtype_rule,
+    subtype_margin,
+    verdict_of,
+)
+
+
+def probabilities(n, aca, scc):
+    return {"lung_n": n, "lung_aca": aca, "lung_scc": scc}
+
+
+RULE = SubtypeRule(0.5)
+
+
+def test_a_confident_carcinoma_gets_its_subtype():
+    lead = probabilities(0.02, 0.9, 0.08)
+    verdict = verdict_of(lead, [lead, lead], None, False, RULE)
+    assert (verdict.cancer, verdict.subtype, verdict.subtype_uncertain) == (True, "lung_aca", False)
+    assert verdict.headline == "Lung adenocarcinoma" and verdict.explanation == ""
+    assert verdict.to_json() == {"verdict": "Lung adenocarcinoma", "cancer": True, "subtype": "lung_aca",
+                                 "subtype_uncertain": False, "verdict_reasons": []}
+
+
+def test_benign_tissue_has_no_subtype_to_doubt():
+    lead = probabilities(0.7, 0.2, 0.1)
+    verdict = verdict_of(lead, [lead, probabilities(0.1, 0.1, 0.8)], None, True, RULE)
+    assert (verdict.cancer, verdict.subtype, verdict.subtype_uncertain, verdict.headline) == (False, None, False, "Benign lung tissue")
+
+
+@pytest.mark.parametrize(("members", "shifted", "lead", "reasons"), [
+    ([probabilities(0, 0.9, 0.1)] * 2, True, probabilities(0, 0.9, 0.1), (SHIFTED,)),
+    ([probabilities(0, 0.9, 0.1), probabilities(0, 0.4, 0.6)], False, probabilities(0, 0.9, 0.1), (DISAGREE,)),
+    ([probabilities(0, 0.7, 0.3)] * 2, False, probabilities(0, 0.7, 0.3), (SMALL_MARGIN,)),  # margin 0.4 < 0.5
+    ([probabilities(0, 0.7, 0.3), probabilities(0, 0.3, 0.7)], True, probabilities(0, 0.7, 0.3), (SHIFTED, DISAGREE, SMALL_MARGIN)),
+])
+def test_the_subtype_is_uncertain_for_each_reason(members, shifted, lead, reasons):
+    verdict = verdict_of(lead, members, None, shifted, RULE)
+    assert verdict.cancer and verdict.subtype is None and verdict.subtype_uncertain and verdict.reasons == reasons
+    assert verdict.headline == "Carcinoma, subtype uncertain"
+    assert verdict.explanation.startswith("Subtype uncertain: ") and all(r in verdict.explanation for r in reasons)
+
+
+def test_the_margin_boundary_gives_the_subtype():
+    lead = probabilities(0.0, 0.75, 0.25)  # margin exactly 0.5
+    assert verdict_of(lead, [lead], None, False, RULE).subtype == "lung_aca"
+    assert subtype_margin(lead)[0] == pytest.approx(0.5)
+    assert subtype_margin(probabilities(0.5, 0.0, 0.0))[0] == 0.0  # no carcinoma at all: no lean
+
+
+def test_a_refused_image_gets_no_class():
+    lead = probabilities(0.01, 0.01, 0.98)
+    verdict = verdict_of(lead, [lead], "colours unlike H&E", False, RULE)
+    assert (verdict.refused, verdict.cancer, verdict.subtype, verdict.headline) == (True, None, None, "Not scored")
+    assert verdict.explanation == "Not scored: colours unlike H&E."
+
+
+def test_the_rule_is_the_smallest_margin_whose_calls_reach_the_target():
+    # ten carcinoma tiles by falling margin; the 7th and 9th subtype calls are wrong
+    aca = np.array([0.99, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55])
+    ensemble = np.stack([np.zeros(10), aca, 1 - aca], axis=1)
+    truth = np.array([1, 1, 1, 1, 1, 1, 2, 1, 2, 1])
+    rule = choose_subtype_rule(ensemble, [ensemble], truth, target=0.85)
+    # the first 8 calls are 7/8 = 0.875 right, all 10 are 0.8: the rule stops at the 8th, margin 0.3
+    assert rule.min_margin == pytest.approx(0.3) and rule.val_coverage == pytest.approx(0.8)
+    assert rule.val_accuracy == pytest.approx(0.875)
+    assert choose_subtype_rule(ensemble, [ensemble], truth, target=1.0).min_margin == pytest.approx(0.5)
+
+
+def test_the_rule_leaves_out_benign_calls_and_tiles_the_models_disagree_on():
+    ensemble = np.array([[0.0, 0.9, 0.1], [0.0, 0.8, 0.2], [0.9, 0.1, 0.0]])
+    other = np.array([[0.0, 0.9, 0.1], [0.0, 0.2, 0.8], [0.9, 0.1, 0.0]])
+    rule = choose_subtype_rule(ensemble, [ensemble, other], np.array([1, 2, 0]), target=1.0)
+    assert rule.min_margin == pytest.approx(0.8) and rule.val_coverage == pytest.approx(0.5) and rule.val_accuracy == 1.0
+    nothing = choose_subtype_rule(ensemble, [ensemble], np.array([2, 2, 0]), target=1.0)
+    assert nothing == SubtypeRule(1.0, 0.0, None)
+    assert SubtypeRule.from_json(rule.to_json()) == rule and SubtypeRule.from_json(None) == SubtypeRule()
+
+
+def test_the_margin_withholds_the_subtype_of_at_most_the_budget_of_tiles():
+    from lungfake.verdict import choose_subtype_margin_for_budget
+
+    aca = np.array([0.99, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55])  # margins 0.98 down to 0.1
+    ensemble = np.stack([np.zeros(10), aca, 1 - aca], axis=1)
+    truth = np.array([1, 1, 1, 1, 1, 1, 2, 1, 2, 1])
+    rule = choose_subtype_margin_for_budget(ensemble, [ensemble], truth, budget=0.3)
+    # three of ten may be withheld: the three smallest margins (0.1, 0.2, 0.3); the rule is the fourth smallest
+    assert rule.min_margin == pytest.approx(0.4) and rule.val_coverage == pytest.approx(0.7)
+    assert rule.val_accuracy == pytest.approx(6 / 7)
+    verdicts = [verdict_of(dict(zip(("lung_n", "lung_aca", "lung_scc"), row)), [dict(zip(("lung_n", "lung_aca", "lung_scc"), row))],
+                           None, False, rule) for row in ensemble]
+    assert sum(v.subtype_uncertain for v in verdicts) == 3
+    # a tile the models disagree on uses up the budget first
+    other = ensemble.copy()
+    other[0] = [0.0, 0.01, 0.99]
+    assert choose_subtype_margin_for_budget(ensemble, [ensemble, other], truth, budget=0.3).min_margin == pytest.approx(0.3)
+    assert choose_subtype_margin_for_budget(ensemble, [ensemble], truth, budget=0.0).min_margin == 0.0
+    assert choose_subtype_margin_for_budget(ensemble, [ensemble], truth, budget=1.0).min_margin == 1.0
