@@ -13,13 +13,21 @@ from lungfake.cam import GradcamExplainer, overlay
 from lungfake.classes import CLASS_NAMES
 from lungfake.inference import LoadedModel
 from lungfake.registry import ModelEntry, load_registry
-from tests.helpers import REPO, he_like, texture
+from tests.helpers import REPO, store_with_ood_limits, texture
 
 
-def test_predict_json_lines_and_errors(tiny_weights, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
+@pytest.fixture(scope="module")
+def passing_weights(tiny_weights, tmp_path_factory):
+    """The tiny store with a screen that passes every image: these tests are about the command, not the screen (whose
+    limits, fitted on an untrained model's features, would refuse some of the tiles at random)."""
+    inf = float("inf")
+    return store_with_ood_limits(tiny_weights, tmp_path_factory.mktemp("passing") / "w", inf, inf, inf)
+
+
+def test_predict_json_lines_and_errors(passing_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(passing_weights))
     good = tmp_path / "tile.png"
-    Image.fromarray(he_like(5)).convert("RGBA").save(good)  # like the tiny reference's images: scored, not refused
+    Image.fromarray(texture(5, 300)).convert("RGBA").save(good)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not finished")
     code = cli.main(["predict", str(good), str(bad), str(tmp_path / "missing.png"), "--json"])
@@ -33,12 +41,12 @@ def test_predict_json_lines_and_errors(tiny_weights, tmp_path, monkeypatch, caps
     assert "cannot be opened" in lines[2]["error"]
 
 
-def test_predict_batches_and_unknown_model(tiny_weights, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
+def test_predict_batches_and_unknown_model(passing_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(passing_weights))
     files = []
     for i in range(5):
-        files.append(tmp_path / f"t{i}.png")  # PNG: JPEG's artefacts would move the tiny reference's stain statistics
-        Image.fromarray(he_like(i)).save(files[-1])
+        files.append(tmp_path / f"t{i}.jpeg")
+        Image.fromarray(texture(i, 40)).save(files[-1])
     assert cli.main(["predict", *map(str, files), "--batch-size", "2", "--model", "tiny"]) == 0
     captured = capsys.readouterr()
     assert sum(": tiny:" in line for line in captured.out.splitlines()) == 5 and "scored 4/5 files" in captured.err
@@ -62,11 +70,11 @@ def test_predict_scores_every_image_under_a_folder_and_refuses_a_folder_without_
     assert "is a folder with no image files" in capsys.readouterr().err
 
 
-def test_predict_notes_that_a_large_image_is_better_mapped_as_a_region(tiny_weights, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tiny_weights))
+def test_predict_notes_that_a_large_image_is_better_mapped_as_a_region(passing_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(passing_weights))
     tile, field = tmp_path / "tile.png", tmp_path / "field.png"
-    Image.fromarray(he_like(1)).save(tile)
-    Image.fromarray(np.tile(he_like(2), (9, 13, 1))[:800, :1200]).save(field)  # a large field at the same scale
+    Image.fromarray(texture(1, 224)).save(tile)
+    Image.fromarray(texture(2, 1200)[:800]).save(field)
     assert cli.main(["predict", str(tile), str(field)]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if ": NOTE: " in line]
     assert len(notes) == 1 and notes[0].startswith(f"{field}: NOTE: This image is larger")

@@ -165,10 +165,13 @@ def test_the_batch_summary_counts_a_refused_image_apart_from_every_class():
     assert refused["verdict"] == "Not scored" and refused["M"] == NO_CLASS and refused["not H&E"] is True
 
 
-def test_case_report_is_self_contained_and_names_the_weights(tiny_weights):
-    scorer = Scorer.load("all", tiny_weights)
-    score = scorer.score([he_like(3)], ["<script>alert(1)</script>.png"], explain=True)[0]
-    assert not score.refused  # like the tiny reference's images, so it is scored and explained
+def test_case_report_is_self_contained_and_names_the_weights(tiny_weights, tmp_path):
+    from tests.helpers import store_with_ood_limits
+
+    passing = store_with_ood_limits(tiny_weights, tmp_path / "w", float("inf"), float("inf"), float("inf"))
+    scorer = Scorer.load("all", passing)
+    score = scorer.score([he_like(3, 64)], ["<script>alert(1)</script>.png"], explain=True)[0]
+    assert not score.refused  # the screen passes everything here, so it is scored and explained
     report = CaseReport("Tile report", score.name, [s.entry for s in scorer.served])
     report.add_score(score)
     page = report.html()

@@ -1,0 +1,57 @@
+"""Scale test-time augmentation: does averaging each model over the tile seen at several magnifications help under the
+robustness benchmark's magnification shifts? Measured on validation tiles only (this is how the choice is made).
+
+For every 3rd grouped validation tile, unchanged and at 0.6x and 1.6x (lungfake.robustness.magnified), prints each
+model's and the ensemble's accuracy with the plain tile and with the mean of its calibrated probabilities over the
+views at --scales (default 0.7, 1.0, 1.4).
+
+    python benchmarks/scale_tta.py [--data-dir ../shared/data/lc25000_lung] [--scales 0.7,1.0,1.4]
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from lungfake.calibration import apply_temperature, ensemble_probabilities
+from lungfake.data import resolve_data_root
+from lungfake.evaluation import Evaluator, predict_probabilities, resized_to
+from lungfake.inference import LoadedModel
+from lungfake.registry import load_ensemble_calibration, load_registry
+from lungfake.robustness import magnified
+
+SHIFTS = {"clean": 1.0, "magnification 0.6x": 0.6, "magnification 1.6x": 1.6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--scales", default="0.7,1.0,1.4")
+    args = parser.parse_args()
+    scales = [float(s) for s in args.scales.split(",")]
+    evaluator, registry, calibration = Evaluator(resolve_data_root(args.data_dir)), load_registry(), load_ensemble_calibration()
+    names = list(next(iter(registry.values())).class_names)
+    tiles = evaluator.pixels("grouped", "val", 224)[:: evaluator.ROBUSTNESS_EVERY]
+    labels = evaluator.labels("grouped", "val", names)[:: evaluator.ROBUSTNESS_EVERY]
+    print(f"{len(tiles)} validation tiles; views at {scales}")
+    for shift, factor in SHIFTS.items():
+        shifted = np.stack([magnified(t, factor) for t in tiles]) if factor != 1.0 else tiles
+        plain, averaged = {}, {}
+        for arch, entry in registry.items():
+            model = LoadedModel.load(entry)
+
+            def probabilities(batch, entry=entry, model=model):
+                return apply_temperature(predict_probabilities(model, resized_to(batch, entry.input_size)), entry.temperature)
+
+            plain[arch] = probabilities(shifted)
+            averaged[arch] = np.mean([probabilities(np.stack([magnified(t, s) for t in shifted])) if s != 1.0 else plain[arch]
+                                      for s in scales], axis=0)
+        for label, members in (("plain", plain), ("scale TTA", averaged)):
+            weights = calibration.weights_for(list(members))
+            ensemble = ensemble_probabilities(list(members.values()), calibration.temperature, weights)
+            accuracy = {a: (p.argmax(1) == labels).mean() for a, p in {**members, "ensemble": ensemble}.items()}
+            print(f"{shift:20s} {label:9s} " + "  ".join(f"{a} {v:.2%}" for a, v in accuracy.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
