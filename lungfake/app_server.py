@@ -44,11 +44,21 @@ def app_server(port: int | None = None, start_timeout_s: float = 60, log_path: P
             cwd=repo, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(repo), "LUNGFAKE_WEIGHTS_DIR": str(repo / "weights")},
         )
-        stack.callback(process.wait, timeout=20)
-        stack.callback(process.terminate)
+        stack.callback(_stop, process)
         url = f"http://127.0.0.1:{port}"
         _wait_until_healthy(url, process, start_timeout_s)
         yield url, process
+
+
+def _stop(process: subprocess.Popen, grace_s: float = 20) -> None:
+    """Ask the server to stop, and end it if it has not within grace_s (after a load test with many open
+    sessions, streamlit's shutdown has been seen to take longer)."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace_s)
 
 
 def _wait_until_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
