@@ -362,7 +362,6 @@ class Evaluator:
 
     def shift_metrics(self, model, size: int, names: list[str], temperature: float) -> dict:
         """Colour-neutral accuracy on every grouped test tile, and accuracy under each named shift."""
-
         from .calibration import apply_temperature
 
         def predict(tiles):

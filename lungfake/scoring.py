@@ -172,11 +172,10 @@ def json_text(scores: list[ImageScore], failures: list[tuple[str, str]] | None =
 
 
 class ServedModel:
-    """A verified model, its calibration and its Grad-CAM explainer (for images other than a scoring pass's)."""
+    """A verified model and its calibration."""
 
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
-        self._explainer = None
         # One scoring at a time per model: the app serves many sessions from threads, and on two cores
         # queuing them costs no throughput while keeping memory flat and every result identical.
         self.lock = threading.Lock()
@@ -188,14 +187,6 @@ class ServedModel:
     @property
     def name(self) -> str:
         return self.entry.display_name or self.entry.arch
-
-    @property
-    def explainer(self):
-        from .cam import GradcamExplainer
-
-        if self._explainer is None:
-            self._explainer = GradcamExplainer(self.loaded)
-        return self._explainer
 
     def warn_below(self) -> float:
         return float(self.entry.low_confidence.get("threshold", DEFAULT_WARNING_CONFIDENCE))
@@ -252,9 +243,9 @@ class Scorer:
             for start in range(0, len(pixels), BATCH):
                 outputs = model.loaded.run(pixels[start : start + BATCH])
                 chunk_probabilities = outputs[PROBABILITIES]
-                if tta:
-                    views = dihedral_views(pixels[start : start + BATCH])
-                    chunk_probabilities = np.mean([model.loaded.forward(view)[1] for view in views], axis=0)
+                if tta:  # the first view is the chunk itself, whose probabilities are already there
+                    views = dihedral_views(pixels[start : start + BATCH])[1:]
+                    chunk_probabilities = np.mean([chunk_probabilities] + [model.loaded.forward(view)[1] for view in views], axis=0)
                 features.append(outputs[POOLED])
                 probabilities.append(chunk_probabilities)
                 class_maps.extend(outputs[CLASS_MAPS] if explain else [])

@@ -70,13 +70,18 @@ def subtype_of(probabilities) -> np.ndarray:
     return np.asarray(columns)[p[:, columns].argmax(axis=1)]
 
 
+def _subtype_calls(ensemble: np.ndarray, members: list[np.ndarray], y_true) -> tuple[np.ndarray, ...]:
+    """Per tile: the ensemble calls cancer; every member leans to its subtype; its margin; its subtype is the truth."""
+    cancer = np.isin(ensemble.argmax(1), [CLASS_NAMES.index(s) for s in SUBTYPES])
+    agree = np.all([subtype_of(m) == subtype_of(ensemble) for m in members], axis=0)
+    return cancer, agree, subtype_margin(ensemble), subtype_of(ensemble) == np.asarray(y_true)
+
+
 def choose_subtype_rule(ensemble: np.ndarray, members: list[np.ndarray], y_true: np.ndarray,
                         target: float = TARGET_SUBTYPE_ACCURACY) -> SubtypeRule:
     """The smallest margin at which the subtype calls of validation tiles the ensemble calls cancer, where the models
     agree on the subtype, are at least target right (each wrong cancer-vs-benign call counts as a wrong subtype)."""
-    cancer = np.isin(ensemble.argmax(1), [CLASS_NAMES.index(s) for s in SUBTYPES])
-    agree = np.all([subtype_of(m) == subtype_of(ensemble) for m in members], axis=0)
-    margin, correct = subtype_margin(ensemble), subtype_of(ensemble) == np.asarray(y_true)
+    cancer, agree, margin, correct = _subtype_calls(ensemble, members, y_true)
     candidates = np.flatnonzero(cancer & agree)
     order = candidates[np.argsort(-margin[candidates])]
     running = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
@@ -95,9 +100,7 @@ def choose_subtype_margin_for_budget(ensemble: np.ndarray, members: list[np.ndar
     Why a budget and not an accuracy target: LC25000's validation errors sit in a few original fields whose label the
     tissue does not show, and the models are confidently wrong on them; no margin removes those errors, so a 99% target
     climbs to a margin that withholds the subtype of a fifth of all tiles (docs/decisions.md, "Subtype abstention")."""
-    cancer = np.isin(ensemble.argmax(1), [CLASS_NAMES.index(s) for s in SUBTYPES])
-    agree = np.all([subtype_of(m) == subtype_of(ensemble) for m in members], axis=0)
-    margin, correct = subtype_margin(ensemble), subtype_of(ensemble) == np.asarray(y_true)
+    cancer, agree, margin, correct = _subtype_calls(ensemble, members, y_true)
     room = int(np.floor(budget * len(ensemble))) - int((cancer & ~agree).sum())
     candidates = np.sort(margin[cancer & agree])
     if room <= 0 or not len(candidates):
