@@ -137,7 +137,10 @@ class GaussianReference:
         projection = None
         if components is not None:
             centred = train - train.mean(axis=0)
-            projection = np.linalg.svd(centred, full_matrices=False)[2][:components]
+            # each component's sign set by its largest entry (as scikit-learn's PCA does): an SVD's signs are otherwise
+            # the LAPACK build's choice, and the fitted centre would differ between machines
+            rows = np.linalg.svd(centred, full_matrices=False)[2][:components]
+            projection = rows * np.sign(rows[np.arange(len(rows)), np.argmax(np.abs(rows), axis=1)])[:, None]
         estimator = LedoitWolf().fit(train if projection is None else train @ projection.T)
         fitted = cls(estimator.location_, estimator.precision_, np.inf, projection)
         return cls(fitted.mean, fitted.precision, float(np.quantile(fitted.distance(held_out), quantile)), projection)
