@@ -1,5 +1,15 @@
 """Grad-CAM heatmaps and their overlay on the tile.
 
+Two ways of making them, named in each model's registry entry (``explanation``) and chosen per model on validation
+tiles by how faithful they are (faithfulness.py, benchmarks/explanations.py):
+
+- ``gradcam``: Grad-CAM at the last layer from the scoring pass itself, one value per cell of the feature map
+  (4 to 7 cells a side: the network's stride is 32).
+- ``gradcam-stitched``: the same Grad-CAM on the tile shifted by a quarter and three quarters of a cell, in each
+  direction, and the four maps interleaved (shift-and-stitch, Long et al. 2015): twice the cells per side, each
+  value still a plain Grad-CAM of the same network. The shifted views take their missing edge from the tile's own
+  mirror image (reflection), so a cell at the tile's edge is no longer always at the network's zero-padded edge.
+
 Every served model ends feature map A -> global average pooling -> dense (weights W) -> softmax (model_file.py). Grad-CAM
 (Selvaraju et al. 2017) weighs each channel k of A by the mean over the map of d(score of class c)/dA_k, the class
 score being the dense layer's output before the softmax: for this head that gradient is W[k, c] / (cells in the map)
@@ -9,13 +19,21 @@ heatmap is then brought to the input size and scaled to a peak of 1 exactly as t
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 from scipy.ndimage import zoom
 
 from .images import to_model_input
-from .inference import LoadedModel
 from .model_file import CLASS_MAPS
+
+if TYPE_CHECKING:  # inference imports the registry, which reads this module's method names
+    from .inference import LoadedModel
+
+GRADCAM, STITCHED = "gradcam", "gradcam-stitched"
+METHOD_LABELS = {GRADCAM: "Grad-CAM (last layer)", STITCHED: "Grad-CAM (last layer, shift-and-stitch, 2x finer)"}
+STITCH_PHASES = 2  # shifted views per side: 4 extra passes of the network for a map with twice the cells per side
 
 
 def gradcam(class_map: np.ndarray, input_size: int) -> np.ndarray:
@@ -25,6 +43,84 @@ def gradcam(class_map: np.ndarray, input_size: int) -> np.ndarray:
     cam = np.nan_to_num(np.maximum(cam, 0.0))
     peak = cam.max()
     return (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, np.float32)
+
+
+def centred_heatmap(cells: np.ndarray, input_size: int) -> np.ndarray:
+    """Relevance in [0, 1] at input_size from a map whose cells tile the input edge to edge: each value sits at its
+    cell's centre (not at the tile's corners, as tf-keras-vis's zoom puts the edge cells)."""
+    cam = np.maximum(np.asarray(cells, np.float32), 0.0)
+    cam = cv2.resize(cam, (input_size, input_size), interpolation=cv2.INTER_LINEAR)
+    peak = cam.max()
+    return (cam / peak).astype(np.float32) if peak > 0 else np.zeros_like(cam, np.float32)
+
+
+def stitch_offsets(input_size: int, cells: int, phases: int = STITCH_PHASES) -> tuple[int, list[int]]:
+    """(reflection padding, window offsets into the padded tile) of shift-and-stitch: the windows' cell centres
+    interleave to phases x cells evenly spaced centres per side, the first half a fine cell from the edge."""
+    stride = input_size // cells
+    if stride % (2 * phases) or stride * cells != input_size:
+        raise ValueError(f"a {input_size} px input with {cells} cells a side cannot be stitched in {phases} phases")
+    return stride // 2, [stride // (2 * phases) + j * stride // phases for j in range(phases)]
+
+
+def stitch_windows(pixels: np.ndarray, cells: int, phases: int = STITCH_PHASES) -> np.ndarray:
+    """The shifted views of a batch of model inputs (phases**2 of them per input, view-major) that shift-and-stitch
+    runs the network on, their missing edge taken from the inputs' mirror image."""
+    size = pixels.shape[1]
+    pad, offsets = stitch_offsets(size, cells, phases)
+    padded = np.pad(np.asarray(pixels, np.float32), ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    return np.concatenate([padded[:, y : y + size, x : x + size] for y in offsets for x in offsets])
+
+
+def interleaved(window_maps: np.ndarray, n: int, phases: int = STITCH_PHASES) -> np.ndarray:
+    """(n, phases * cells, phases * cells, classes): the class maps of stitch_windows' views put back together."""
+    cells = window_maps.shape[1]
+    maps = window_maps.reshape(phases * phases, n, cells, cells, -1)
+    fine = np.zeros((n, cells * phases, cells * phases, maps.shape[-1]), np.float32)
+    for index, (row, column) in enumerate((r, c) for r in range(phases) for c in range(phases)):
+        fine[:, row::phases, column::phases] = maps[index]
+    return fine
+
+
+def stitched_class_maps(loaded: LoadedModel, pixels: np.ndarray, cells: int, phases: int = STITCH_PHASES) -> np.ndarray:
+    """(n, phases * cells, phases * cells, classes) class maps of a batch of model inputs by shift-and-stitch."""
+    return interleaved(loaded.run(stitch_windows(pixels, cells, phases))[CLASS_MAPS], len(pixels), phases)
+
+
+def run_explained(loaded: LoadedModel, pixels: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(the file's outputs for these model inputs, their class maps by the registered method), from one call of the
+    file: the shifted views ride along with the inputs, so the interpreter keeps one batch shape (changing it costs
+    more than the views themselves)."""
+    n, cells = len(pixels), loaded.feature_cells
+    if loaded.entry.explanation_method != STITCHED:
+        outputs = loaded.run(pixels)
+        return outputs, outputs[CLASS_MAPS]
+    outputs = loaded.run(np.concatenate([np.asarray(pixels, np.float32), stitch_windows(pixels, cells)]))
+    return {name: value[:n] for name, value in outputs.items()}, interleaved(outputs[CLASS_MAPS][n:], n)
+
+
+def heatmap(method: str, class_map: np.ndarray, input_size: int) -> np.ndarray:
+    """Relevance in [0, 1] at the input size from one class's map made by the method."""
+    return centred_heatmap(class_map, input_size) if method == STITCHED else gradcam(class_map, input_size)
+
+
+def heatmaps(loaded: LoadedModel, pixels: np.ndarray, class_indices) -> list[np.ndarray]:
+    """The registered explanation of each model input for the given class (a pass of its own: Scorer makes them from
+    its scoring pass, run_explained)."""
+    class_maps = run_explained(loaded, np.asarray(pixels, np.float32))[1]
+    return [heatmap(loaded.entry.explanation_method, maps[..., c], loaded.entry.input_size)
+            for maps, c in zip(class_maps, class_indices)]
+
+
+def methods_for(input_size: int, feature_cells: int) -> list[str]:
+    """The methods a model of this input size and feature map can use (a stride too small to shift leaves Grad-CAM)."""
+    stride = input_size // feature_cells
+    return [GRADCAM] + ([STITCHED] if stride % (2 * STITCH_PHASES) == 0 and stride * feature_cells == input_size else [])
+
+
+def cells_per_side(method: str, feature_cells: int) -> int:
+    """The effective resolution of a method's maps: cells per side before they are brought to the tile."""
+    return feature_cells * (STITCH_PHASES if method == STITCHED else 1)
 
 
 class GradcamExplainer:
@@ -38,9 +134,8 @@ class GradcamExplainer:
         return self.heatmap_of_input(to_model_input(rgb, self.entry.input_size), self.entry.class_names.index(class_name))
 
     def heatmap_of_input(self, model_input: np.ndarray, class_index: int) -> np.ndarray:
-        """The same for an image already at the model's input size."""
-        class_maps = self.loaded.run(np.asarray(model_input, np.float32)[None])[CLASS_MAPS][0]
-        return gradcam(class_maps[..., class_index], self.entry.input_size)
+        """The same for an image already at the model's input size, by the model's registered method."""
+        return heatmaps(self.loaded, np.asarray(model_input, np.float32)[None], [class_index])[0]
 
 
 def overlay(rgb: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45) -> np.ndarray:

@@ -153,3 +153,23 @@ def external_chart(external: dict, names: dict[str, str]) -> go.Figure:
                       height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
                       uniformtext=dict(minsize=9, mode="show"), xaxis=dict(tickangle=0))
     return fig
+
+
+def deletion_curves_chart(figures: dict[str, object]) -> go.Figure:
+    """Each model's mean deletion curve on grouped test tiles (the predicted class's probability as the most highlighted
+    pixels are blurred first) against random maps of the same resolution (dashed); figures: display name ->
+    faithfulness.Faithfulness. A faithful map's curve falls first."""
+    from .faithfulness import FRACTIONS
+
+    palette = ["#1f4e99", "#e76f51", "#2a9d8f", "#8e44ad"]
+    fig = go.Figure()
+    for (name, f), colour in zip(figures.items(), palette):
+        x = [100 * v for v in FRACTIONS]
+        fig.add_trace(go.Scatter(x=x, y=f.deletion_curve, name=f"{name}: its overlay", line=dict(color=colour, width=3),
+                                 hovertemplate="%{x:.0f}% blurred: %{y:.1%}<extra>" + name + "</extra>"))
+        fig.add_trace(go.Scatter(x=x, y=f.random_deletion_curve, name=f"{name}: random map", line=dict(color=colour, dash="dash"),
+                                 hovertemplate="%{x:.0f}% blurred at random: %{y:.1%}<extra>" + name + "</extra>"))
+    fig.update_layout(xaxis=dict(title="share of the tile blurred, most highlighted first (%)"),
+                      yaxis=dict(title="probability of the predicted class", tickformat=".0%"),
+                      height=420, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig

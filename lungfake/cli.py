@@ -178,6 +178,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explanations(args: argparse.Namespace) -> int:
+    from .data import resolve_data_root
+    from .explanation_check import check_models, describe
+    from .faithfulness import Faithfulness
+
+    every = (args.val_every, args.test_every)
+    for arch, result in check_models(resolve_data_root(args.data_dir), args.arch, _store(args).root, every=every).items():
+        print(f"{arch}: chose {result['method']} on validation tiles")
+        print(f"  validation: {describe(Faithfulness.from_json(result['validation']))}")
+        print(f"  test:       {describe(Faithfulness.from_json(result['test']))}")
+    return 0
+
+
 def cmd_serve_size(args: argparse.Namespace) -> int:
     from .training import serve_at_input_size
 
@@ -313,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--leaks-from", help="a saved full audit of this split (--save) to fold from instead of auditing again")
     audit.set_defaults(run=cmd_audit)
 
+    from .explanation_check import TEST_EVERY, VAL_EVERY
     from .external import DEFAULT_EXTERNAL_DIR
     from .models import ARCHITECTURES
     from .splits import PROTOCOLS
@@ -343,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "labs' figures, and the robustness table restains to their colours; measuring only, never tuning")
     evaluate.add_argument("--protocol", choices=(*PROTOCOLS, "all"), default="all")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    explanations = commands.add_parser("explanations", help="measure every overlay method on validation tiles, record "
+                                       "the most faithful per model, and its figures on grouped test tiles in the metrics")
+    _add_data_dir(explanations)
+    explanations.add_argument("--arch", default="all", help="one architecture, several separated by commas, or all")
+    explanations.add_argument("--val-every", type=int, default=VAL_EVERY, help="every n-th grouped validation tile")
+    explanations.add_argument("--test-every", type=int, default=TEST_EVERY, help="every n-th grouped test tile")
+    explanations.set_defaults(run=cmd_explanations)
 
     serve_size = commands.add_parser("serve-size", help="serve a model's weights at another input size (chosen on val "
                                      "tiles; see docs/decisions.md)")

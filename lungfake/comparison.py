@@ -186,3 +186,53 @@ def external_sentences(metrics: dict[tuple[str, str], EvaluationMetrics]) -> lis
                          f"(benign or a subtype) were right on {verdict['called_right']} of {verdict['called']}"
                          + (f" ({accuracy:.0%})." if accuracy is not None else "."))
     return sentences
+
+
+def overlay_figures(metrics: dict[tuple[str, str], EvaluationMetrics]) -> dict[str, object]:
+    """Display name -> each served model's overlay figures on grouped test tiles (faithfulness.Faithfulness), in
+    display order, for the models where `python -m lungfake explanations` measured them."""
+    grouped = {arch: m for (arch, p), m in metrics.items() if p == "grouped" and m.explanation_figures("test") is not None}
+    return {grouped[arch].display_name: grouped[arch].explanation_figures("test") for arch in in_display_order(grouped)}
+
+
+def overlay_table(figures: dict[str, object]) -> pd.DataFrame:
+    """One row per model: its overlay method and every faithfulness figure on grouped test tiles."""
+    from .cam import METHOD_LABELS
+    from .faithfulness import RANDOMISATION_LIMIT
+
+    rows = []
+    for name, f in figures.items():
+        spearman = f.randomisation_spearman
+        rows.append({
+            "Model": name, "Overlay": METHOD_LABELS.get(f.method, f.method), "Cells": f"{f.cells}x{f.cells}",
+            "Top fifth vs random fifth": f"x{f.top_fifth_ratio:.1f} ({f.top_fifth_ratio_ci95[0]:.1f}-{f.top_fifth_ratio_ci95[1]:.1f})",
+            "Deletion margin": f"{f.deletion_margin:+.3f} ({f.deletion_margin_ci95[0]:+.3f} to {f.deletion_margin_ci95[1]:+.3f})",
+            "Insertion margin": f"{f.insertion_margin:+.3f}",
+            "Peak in outer eighth": f"{f.border_peak_share:.0%}",
+            "Randomised top: rank correlation": "not measured" if spearman is None else
+            f"{spearman:.2f} ({'passes' if spearman <= RANDOMISATION_LIMIT else 'fails'})",
+            "ms per map": round(f.milliseconds_per_map),
+            "Shown as evidence": "yes" if f.passes else "no: behind a caution",
+        })
+    return pd.DataFrame(rows)
+
+
+def overlay_sentences(figures: dict[str, object]) -> list[str]:
+    """What the overlay figures mean, in plain sentences (the tiles, what passing takes, who fails)."""
+    if not figures:
+        return []
+    sample = next(iter(figures.values()))
+    sentences = [
+        f"Measured on {sample.tiles} grouped test tiles from {sample.families} families (95% intervals from a bootstrap "
+        "over families); each model's method was chosen on validation tiles. Pixels are replaced by a blurred copy of "
+        "the tile, the most highlighted first (deletion), and compared with random maps of the same resolution.",
+        "An overlay is shown as evidence only if blurring its highlighted fifth lowers the model's confidence at least "
+        "twice as much as blurring a random fifth, and its deletion margin's interval lies above zero; otherwise the "
+        "app shows a caution and the map only on request.",
+        "The randomisation check re-initialises each model's last block and head: an overlay that hardly changes "
+        "(rank correlation above 0.5) shows the image, not the model. The outer eighth is 44% of the tile.",
+    ]
+    failing = [name for name, f in figures.items() if not f.passes]
+    if failing:
+        sentences.append(f"Not evidence on these tiles: {', '.join(failing)}.")
+    return sentences

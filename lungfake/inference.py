@@ -22,6 +22,7 @@ class LoadedModel:
 
     def __init__(self, entry: ModelEntry, interpreter):
         self.entry = entry
+        self._interpreter = interpreter
         self._runner = interpreter.get_signature_runner()
         self._lock = threading.Lock()
         self._check_signature()
@@ -42,6 +43,15 @@ class LoadedModel:
             raise ModelIntegrityError(f"Model {entry.arch} ({entry.file}) is not a served model file ({exc}); "
                                       "export it again with python -m lungfake train.") from None
         return cls(entry, interpreter)
+
+    @property
+    def feature_cells(self) -> int:
+        """Cells per side of the feature map the class maps come from (the input size over the network's stride)."""
+        return int(self._runner.get_output_details()[CLASS_MAPS]["shape"][1])
+
+    def with_entry(self, entry: ModelEntry) -> LoadedModel:
+        """The same open file read as another entry describes it (another explanation method, say)."""
+        return LoadedModel(entry, self._interpreter)
 
     def _check_signature(self) -> None:
         entry, inputs, outputs = self.entry, self._runner.get_input_details(), self._runner.get_output_details()

@@ -70,6 +70,15 @@ class EvaluationMetrics:
     combination: dict | None = None  # {val_accuracy: {weighted, equal_weights, <arch>...}, test_accuracy_equal_weights}
     subtype: dict | None = None  # {rule, val, test}: the subtype rule and verdict.subtype_figures on val and test tiles
     external: dict | None = None  # other labs' images (external.external_summary), measuring only
+    # Served models' overlays (explanation_check.check_model): {method, candidates, validation, test}, each figure set
+    # a faithfulness.Faithfulness
+    explanation: dict | None = None
+
+    def explanation_figures(self, side: str = "test"):
+        """The overlay's faithfulness.Faithfulness on validation or test tiles, or None where it was not measured."""
+        from .faithfulness import Faithfulness
+
+        return Faithfulness.from_json(self.explanation[side]) if self.explanation and side in self.explanation else None
 
     @property
     def is_baseline(self) -> bool:

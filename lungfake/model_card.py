@@ -128,4 +128,23 @@ def model_recipe_sentence(entry) -> str:
     cost = f"{recipe.get('train_minutes')} minutes of training on a 2-core CPU" + (f", {cpu} CPU-minutes" if cpu else "")
     return (f"trained from scratch (no ImageNet weights) {_sizes_phrase(entry)} for {recipe.get('epochs')} "
             f"epochs{restart} ({cost}); {colour}{augment}. Probabilities are "
-            f"temperature-scaled on validation tiles (T = {entry.temperature:.2f}). Grad-CAM on layer `{entry.gradcam_layer}`.")
+            f"temperature-scaled on validation tiles (T = {entry.temperature:.2f}).")
+
+
+def overlay_sentence(entry, metrics: EvaluationMetrics | None) -> str:
+    """A served model's overlay: its method and layer, and what it was measured to be worth on grouped test tiles."""
+    from .cam import METHOD_LABELS
+
+    method = f"Overlay: {METHOD_LABELS.get(entry.explanation_method, entry.explanation_method)} on layer `{entry.gradcam_layer}`"
+    figures = metrics.explanation_figures("test") if metrics is not None else None
+    if figures is None:
+        return method + "; its faithfulness has not been measured (python -m lungfake explanations)."
+    low, high = figures.top_fifth_ratio_ci95
+    spearman = ("not measured" if figures.randomisation_spearman is None else f"{figures.randomisation_spearman:.2f}")
+    return (f"{method}, {figures.cells}x{figures.cells} cells, {figures.milliseconds_per_map:.0f} ms a map. On "
+            f"{figures.tiles} grouped test tiles, blurring its highlighted fifth lowered confidence "
+            f"{figures.top_fifth_ratio:.1f} times (95% CI {low:.1f}-{high:.1f}) as much as a random fifth; deletion margin "
+            f"{figures.deletion_margin:+.3f} ({figures.deletion_margin_ci95[0]:+.3f} to {figures.deletion_margin_ci95[1]:+.3f}); "
+            f"peak in the outer eighth on {figures.border_peak_share:.0%} of tiles; rank correlation with the map of the "
+            f"model with its top block re-initialised {spearman}. "
+            + ("Shown as evidence." if figures.passes else "Not shown as evidence: the app shows a caution instead."))

@@ -24,15 +24,16 @@ class Architecture:
     name: str
     gradcam_layer: str
     preprocessing: str  # "lab_standardised" (see LabStandardisation); earlier models: "caffe", "tf"
+    top_block: str = ""  # the first layer name of the last block: the randomisation check re-initialises from it on
 
 
 ARCHITECTURE_SPECS = {
-    "resnet50": Architecture("resnet50", "conv5_block3_out", "lab_standardised"),
-    "mobilenetv2": Architecture("mobilenetv2", "out_relu", "lab_standardised"),
-    "densenet121": Architecture("densenet121", "relu", "lab_standardised"),
+    "resnet50": Architecture("resnet50", "conv5_block3_out", "lab_standardised", "conv5_block3_1_conv"),
+    "mobilenetv2": Architecture("mobilenetv2", "out_relu", "lab_standardised", "block_16_expand"),
+    "densenet121": Architecture("densenet121", "relu", "lab_standardised", "conv5_block16_0_bn"),
 }
 DISPLAY_NAMES = {"resnet50": "ResNet50", "mobilenetv2": "MobileNetV2", "densenet121": "DenseNet121"}
-TEST_MODEL = Architecture("tiny", "last_conv", "lab_standardised")  # a stand-in for tests, never served
+TEST_MODEL = Architecture("tiny", "last_conv", "lab_standardised", "last_conv")  # a stand-in for tests, never served
 _IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
@@ -125,3 +126,31 @@ def build_tiny_model(input_size: int = 32, n_classes: int | None = None):
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras.layers.Dense(n_classes or len(CLASS_NAMES), activation="softmax", name="probabilities")(x)
     return keras.Model(pixels, outputs, name="tiny")
+
+
+def randomise_top(model, first_layer: str, seed: int = 0) -> int:
+    """Re-initialise, in place, every layer from first_layer to the output as a new model's would be (the model-
+    parameter randomisation check of Adebayo et al. 2018): kernels from each layer's own initialiser, biases and
+    shifts 0, scales and variances 1. Returns how many layers changed."""
+    import keras
+
+    names = [layer.name for layer in model.layers]
+    changed = 0
+    for offset, layer in enumerate(model.layers[names.index(first_layer):]):
+        if not layer.weights:
+            continue
+        fresh = []
+        for weight in layer.weights:
+            kind = weight.path.rsplit("/", 1)[-1]
+            if kind in ("gamma", "moving_variance"):
+                fresh.append(np.ones(weight.shape, np.float32))
+            elif kind in ("kernel", "depthwise_kernel"):  # a depthwise layer's is its depthwise_initializer
+                initialiser = getattr(layer, "depthwise_initializer", None) or layer.kernel_initializer
+                initialiser = keras.initializers.get({"class_name": type(initialiser).__name__,
+                                                      "config": {**initialiser.get_config(), "seed": seed + offset}})
+                fresh.append(np.asarray(initialiser(weight.shape), np.float32))
+            else:  # bias, beta, moving_mean
+                fresh.append(np.zeros(weight.shape, np.float32))
+        layer.set_weights(fresh)
+        changed += 1
+    return changed

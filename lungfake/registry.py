@@ -29,6 +29,15 @@ class ModelEntry:
     recipe: dict = field(default_factory=dict)
     temperature: float = 1.0  # fitted on val by `evaluate`; probabilities everywhere are divided by it in log space
     low_confidence: dict = field(default_factory=dict)  # threshold chosen on val, with its val coverage and accuracy
+    explanation_method: str = "gradcam"  # cam.py's method for this model's overlay, chosen on val by `explanations`
+    overlay_trust: dict = field(default_factory=dict)  # that method's faithfulness on val (faithfulness.OverlayTrust)
+
+    @property
+    def trust(self):
+        """How far this model's overlay can be trusted (faithfulness.OverlayTrust), or None before it was measured."""
+        from .faithfulness import OverlayTrust
+
+        return OverlayTrust(**self.overlay_trust) if self.overlay_trust else None
 
     def to_json(self) -> dict:
         payload = asdict(self)
@@ -61,7 +70,12 @@ def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
     except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is malformed ({exc}); "
                             "restore it from the repository.") from None
+    from .cam import METHOD_LABELS
+
     for entry in entries.values():
+        if entry.explanation_method not in METHOD_LABELS:
+            raise RegistryError(f"Registry entry {entry.arch} names explanation method {entry.explanation_method!r}; "
+                                f"this lungfake knows {', '.join(METHOD_LABELS)}.")
         if sorted(entry.class_names) != sorted(CLASS_NAMES):
             raise RegistryError(f"Registry entry {entry.arch} lists classes {entry.class_names}, expected {CLASS_NAMES}.")
     return entries
@@ -100,6 +114,20 @@ def update_calibration(arch: str, temperature: float, low_confidence: dict, fold
     if arch not in payload.get("models", {}):
         raise RegistryError(f"No model {arch!r} in the registry to calibrate.")
     payload["models"][arch].update(temperature=round(float(temperature), 6), low_confidence=low_confidence)
+    _write_registry_file(path, payload)
+
+
+def update_explanation(arch: str, method: str, overlay_trust: dict, folder: Path | None = None) -> None:
+    """Record a model's overlay method and its faithfulness on validation tiles (the model file is unchanged)."""
+    from .cam import METHOD_LABELS
+
+    if method not in METHOD_LABELS:
+        raise RegistryError(f"Unknown explanation method {method!r}; choose one of {', '.join(METHOD_LABELS)}.")
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    if arch not in payload.get("models", {}):
+        raise RegistryError(f"No model {arch!r} in the registry to record an explanation for.")
+    payload["models"][arch].update(explanation_method=method, overlay_trust=overlay_trust)
     _write_registry_file(path, payload)
 
 

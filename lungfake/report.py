@@ -119,8 +119,11 @@ class CaseReport:
         rows = [[m.name, display_name(m.predicted), *[f"{m.probabilities[c]:.1%}" for c in classes],
                  f"{m.cancer_probability:.1%}"] for m in everyone.values()]
         parts.append(_table(["model", "prediction", *[display_name(c) for c in classes], "cancer"], rows))
-        images = [(score.rgb, "input")] + [(overlay(score.rgb, m.heatmap, opacity), f"{m.name} Grad-CAM: {display_name(m.predicted)}")
-                                           for m in score.models.values() if m.heatmap is not None]
+        explained = [m for m in score.models.values() if m.heatmap is not None]
+        images = [(score.rgb, "input")] + [(overlay(score.rgb, m.heatmap, opacity), f"{m.name}: {m.overlay_caption}")
+                                           for m in explained if m.overlay_is_evidence]
+        parts.extend(f'<div class="warning">{html.escape(f"{m.name}: overlay left out. {m.overlay_caption}")}</div>'
+                     for m in explained if not m.overlay_is_evidence)
         parts.append('<div class="images">' + "".join(_figure(rgb, caption, 220) for rgb, caption in images) + "</div>")
         self.sections.append('<div class="block">' + "".join(parts) + "</div>")
 

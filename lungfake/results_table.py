@@ -39,7 +39,7 @@ def summary_table(store: WeightsStore) -> str:
         raise MetricsError("No grouped metrics are committed; run python -m lungfake evaluate.")
     rows.append(f"\nGrouped split: {n.n_test:,} test tiles from {n.n_test_families} families never seen in training; "
                 "intervals from a bootstrap over families.")
-    return "\n".join(rows)
+    return "\n".join(rows + [_overlay_table(metrics)])
 
 
 def full_table(store: WeightsStore) -> str:
@@ -56,7 +56,7 @@ def full_table(store: WeightsStore) -> str:
                  f"{m.binary_sensitivity:.1%} / {m.binary_specificity:.1%}", _colour_neutral(m), _ece(m),
                  f"{size:.1f} MB" if size else "-", "no" if split_warning(m, store) else "yes"]
         rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows + [_robustness_table(metrics), *_audit_sentences(store)])
+    return "\n".join(rows + [_robustness_table(metrics), _overlay_table(metrics, detailed=True), *_audit_sentences(store)])
 
 
 def _training_cells(m: EvaluationMetrics) -> list[str]:
@@ -95,6 +95,35 @@ def _robustness_table(metrics: dict) -> str:
             change = 100 * (accuracy[shift] - accuracy["clean"])
             cells.append(f"{accuracy[shift]:.1%}" + ("" if shift == "clean" else f" ({change:+.1f})"))
         lines.append(f"| {shift} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _overlay_table(metrics: dict, detailed: bool = False) -> str:
+    """Each served model's overlay on grouped test tiles (`python -m lungfake explanations`): method, resolution, how much
+    more blurring its highlighted fifth costs than a random fifth, the border and randomisation figures."""
+    from .cam import METHOD_LABELS
+    from .comparison import overlay_figures
+
+    figures = overlay_figures(metrics)
+    if not figures:
+        return ""
+    sample = next(iter(figures.values()))
+    header = ["overlay", "cells", "highlighted fifth vs random fifth (95% CI)", "peak in outer eighth",
+              "randomised top: rank correlation", "shown as evidence"]
+    if detailed:
+        header[3:3] = ["deletion margin (95% CI)", "insertion margin", "ms per map"]
+    where = "[below](#overlays)" if detailed else "[docs/models.md](docs/models.md#overlays)"
+    lines = [f"\nOverlays on {sample.tiles} grouped test tiles ({sample.families} families), each model's method chosen on "
+             f"validation tiles ({where}):\n", "| | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for name, f in figures.items():
+        low, high = f.top_fifth_ratio_ci95
+        cells = [METHOD_LABELS.get(f.method, f.method), f"{f.cells}x{f.cells}", f"x{f.top_fifth_ratio:.1f} ({low:.1f}-{high:.1f})",
+                 f"{f.border_peak_share:.0%}", "-" if f.randomisation_spearman is None else f"{f.randomisation_spearman:.2f}",
+                 "yes" if f.passes else "no (a caution instead)"]
+        if detailed:
+            margin = f"{f.deletion_margin:+.3f} ({f.deletion_margin_ci95[0]:+.3f} to {f.deletion_margin_ci95[1]:+.3f})"
+            cells[3:3] = [margin, f"{f.insertion_margin:+.3f}", f"{f.milliseconds_per_map:.0f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

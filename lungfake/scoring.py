@@ -16,15 +16,17 @@ import numpy as np
 
 from .calibration import apply_temperature, ensemble_probabilities
 from .classes import display_name, is_cancer
+from .faithfulness import OverlayTrust
 from .images import to_model_input
 from .inference import LoadedModel, OodScreen, select_entries
-from .model_file import CLASS_MAPS, POOLED, PROBABILITIES
+from .model_file import POOLED, PROBABILITIES
 from .ood import OodVerdict
 from .registry import EnsembleCalibration
 from .verdict import Verdict, verdict_of
 
 DEFAULT_WARNING_CONFIDENCE = 0.6  # for registry entries calibrated before thresholds were chosen on val
 BATCH = 32
+EXPLAIN_BATCH = 8  # explained, a chunk also carries each input's 4 shifted views (cam.run_explained): 40 in one call
 ENSEMBLE = "ensemble"
 
 
@@ -48,6 +50,19 @@ class ModelScore:
     weights_sha256: str
     warn_below: float
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)  # [0, 1], predicted class
+    overlay_trust: OverlayTrust | None = field(default=None, repr=False, compare=False)  # measured on val; None: never
+
+    @property
+    def overlay_caption(self) -> str:
+        """What the overlay under this model's name is and is worth (faithfulness.OverlayTrust.caption)."""
+        if self.overlay_trust is None:
+            return f"Grad-CAM for {display_name(self.predicted)}; its faithfulness has not been measured."
+        return f"Overlay for {display_name(self.predicted)}. {self.overlay_trust.caption()}"
+
+    @property
+    def overlay_is_evidence(self) -> bool:
+        """Whether the overlay passed the faithfulness test on validation tiles (else it is shown behind a caution)."""
+        return self.overlay_trust is not None and self.overlay_trust.passes
 
     @property
     def predicted(self) -> str:
@@ -236,23 +251,25 @@ class Scorer:
                            self.ensemble_calibration) for i in range(len(images))]
 
     def _score_model(self, model: ServedModel, pixels: np.ndarray, explain: bool, tta: bool) -> tuple[list[ModelScore], np.ndarray]:
-        from .cam import gradcam
+        from .cam import heatmap, run_explained
 
-        entry, probabilities, features, class_maps = model.entry, [], [], []
+        entry, probabilities, features, heatmaps = model.entry, [], [], []
+        step = EXPLAIN_BATCH if explain else BATCH
         with model.lock:
-            for start in range(0, len(pixels), BATCH):
-                outputs = model.loaded.run(pixels[start : start + BATCH])
+            for start in range(0, len(pixels), step):
+                chunk = pixels[start : start + step]
+                outputs, class_maps = run_explained(model.loaded, chunk) if explain else (model.loaded.run(chunk), None)
                 chunk_probabilities = outputs[PROBABILITIES]
                 if tta:  # the first view is the chunk itself, whose probabilities are already there
-                    views = dihedral_views(pixels[start : start + BATCH])[1:]
+                    views = dihedral_views(chunk)[1:]
                     chunk_probabilities = np.mean([chunk_probabilities] + [model.loaded.forward(view)[1] for view in views], axis=0)
                 features.append(outputs[POOLED])
                 probabilities.append(chunk_probabilities)
-                class_maps.extend(outputs[CLASS_MAPS] if explain else [])
+                if explain:  # of the predicted class (the temperature keeps it), by the registered method (cam.py)
+                    heatmaps.extend(heatmap(entry.explanation_method, maps[..., c], entry.input_size)
+                                    for maps, c in zip(class_maps, chunk_probabilities.argmax(axis=1)))
         calibrated = apply_temperature(np.concatenate(probabilities), entry.temperature)
-        # Grad-CAM of the class each image is predicted as, from the same pass (cam.py: why no gradient is needed)
-        heatmaps = [gradcam(maps[..., int(np.argmax(row))], entry.input_size) for maps, row in zip(class_maps, calibrated)]
         heatmaps = heatmaps or [None] * len(pixels)
         scores = [ModelScore(entry.arch, model.name, dict(zip(entry.class_names, map(float, row))), entry.sha256,
-                             model.warn_below(), heatmap) for row, heatmap in zip(calibrated, heatmaps)]
+                             model.warn_below(), heatmap, entry.trust) for row, heatmap in zip(calibrated, heatmaps)]
         return scores, np.concatenate(features)

@@ -3,7 +3,7 @@ import streamlit as st
 from lungfake.charts import PROTOCOL_LABELS
 from lungfake.classes import CLASSES
 from lungfake.errors import LungfakeError
-from lungfake.model_card import model_card_facts, model_recipe_sentence
+from lungfake.model_card import model_card_facts, model_recipe_sentence, overlay_sentence
 from pages.common import DISCLAIMER, enter_page
 
 enter_page()
@@ -44,6 +44,7 @@ for entry, metrics in facts["models"]:
         f"- {PROTOCOL_LABELS[protocol]}: accuracy {m.accuracy:.1%} (95% CI {m.accuracy_ci95[0]:.1%}-"
         f"{m.accuracy_ci95[1]:.1%}), cancer-vs-benign {m.binary_accuracy:.1%}, on {m.n_test} test tiles."
         for protocol, m in metrics.items()))
+    st.markdown(overlay_sentence(entry, metrics.get("grouped")))
 if facts["ensemble"]:
     st.markdown(f"**Ensemble**: {facts['ensemble']}")
 if facts["subtype"]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from lungfake import report
+from lungfake.cam import overlay
 from lungfake.comparison import domain_shift_caution
 from lungfake.errors import LungfakeError
 from lungfake.evaluation import load_all_metrics
@@ -97,6 +98,18 @@ def wrap_metric_values() -> None:
     so it takes no room; the browser test checks that no prediction is cut."""
     value = '[data-testid="stMetricValue"] [data-testid="stMarkdownContainer"]'
     st.html(f"<style>{value}, {value} p {{white-space: normal; overflow: visible; text-overflow: clip}}</style>")
+
+
+def show_overlay(model, rgb, opacity: float = 0.45, title: str = "") -> None:
+    """A model's overlay with what it is worth (its method and measured faithfulness); an overlay that failed the
+    faithfulness test is not shown as evidence: a caution, and the map only on request."""
+    caption = f"{title}{model.overlay_caption}"
+    if model.overlay_is_evidence:
+        st.image(overlay(rgb, model.heatmap, opacity), caption=caption, width="stretch")
+        return
+    st.warning(caption)
+    with st.expander("Show the overlay anyway"):
+        st.image(overlay(rgb, model.heatmap, opacity), caption="Not evidence of what the model used", width="stretch")
 
 
 REGION_HANDOFF = "region_from_tile_page"  # an image the tile page sent on: (name, bytes), in this session only

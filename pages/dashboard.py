@@ -6,6 +6,7 @@ from lungfake.charts import (
     ROBUSTNESS_TARGET_POINTS,
     classification_report_table,
     confusion_heatmap,
+    deletion_curves_chart,
     external_chart,
     reliability_chart,
     robustness_chart,
@@ -22,6 +23,9 @@ from lungfake.comparison import (
     leak_sentence,
     learned_rows,
     mcnemar_table,
+    overlay_figures,
+    overlay_sentences,
+    overlay_table,
     robustness_by_model,
     training_sentence,
 )
@@ -111,6 +115,12 @@ if other_labs:
     names = {arch: metrics[(arch, "grouped")].display_name for arch in external["models"] if (arch, "grouped") in metrics}
     st.plotly_chart(external_chart(external, {**names, "ensemble": "Ensemble"}), key="external")
     st.markdown("\n".join(f"- {sentence}" for sentence in other_labs))
+overlays = overlay_figures(metrics)
+if overlays:
+    st.header("Can the overlays be trusted?")
+    st.plotly_chart(deletion_curves_chart(overlays), key="overlays")
+    st.dataframe(overlay_table(overlays), hide_index=True)
+    st.markdown("\n".join(f"- {sentence}" for sentence in overlay_sentences(overlays)))
 table = mcnemar_table(metrics)
 if len(table):
     st.header("Do the models differ? (exact McNemar test, grouped test tiles)")

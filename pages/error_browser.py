@@ -1,6 +1,5 @@
 import streamlit as st
 
-from lungfake.cam import overlay
 from lungfake.classes import display_name
 from lungfake.data import optional_data_root
 from lungfake.errors import LungfakeError, MetricsError
@@ -8,7 +7,7 @@ from lungfake.evaluation import served_grouped_metrics
 from lungfake.metrics import EvaluationMetrics
 from lungfake.misclassified import TileSource, by_family, cell_rows, held_out_rows
 from lungfake.store import WeightsStore
-from pages.common import enter_page, scorer
+from pages.common import enter_page, scorer, show_overlay
 
 SHOWN = 48
 
@@ -33,7 +32,8 @@ def show_tile(rgb, path: str, source: TileSource) -> None:
     columns = st.columns(1 + len(report.models))
     columns[0].image(rgb, caption=path + (" (112-px sprite copy)" if source.from_sprite else ""), width="stretch")
     for column, model in zip(columns[1:], report.models.values()):
-        column.image(overlay(rgb, model.heatmap, 0.45), width="stretch", caption=f"{model.name} Grad-CAM")
+        with column:
+            show_overlay(model, rgb, title=f"{model.name}: ")
         column.write(" / ".join(f"{display_name(c)} {p:.0%}" for c, p in model.probabilities.items()))
 
 

@@ -2,7 +2,6 @@ import hashlib
 
 import streamlit as st
 
-from lungfake.cam import overlay
 from lungfake.classes import colour_of, display_name
 from lungfake.region import (
     LC25000_TILE_MICRONS,
@@ -23,6 +22,7 @@ from pages.common import (
     region_source,
     robustness_caution,
     scorer,
+    show_overlay,
 )
 
 SCALES = {
@@ -102,8 +102,8 @@ for score in state["suspicious"]:
     columns = st.columns(1 + len(score.models))
     columns[0].image(score.rgb, caption=score.name, width="stretch")
     for column, model in zip(columns[1:], score.models.values()):
-        column.image(overlay(score.rgb, model.heatmap, 0.45), width="stretch",
-                     caption=f"{model.name}: {display_name(model.predicted)} {model.confidence:.0%}")
+        with column:
+            show_overlay(model, score.rgb, title=f"{model.name}, {model.confidence:.0%}: ")
 
 stem = image_name.rsplit(".", 1)[0]
 models = [s.entry for s in scorer().served]

@@ -2,7 +2,6 @@ import hashlib
 
 import streamlit as st
 
-from lungfake.cam import overlay
 from lungfake.charts import probability_chart
 from lungfake.classes import display_name
 from lungfake.images import decode_image
@@ -17,6 +16,7 @@ from pages.common import (
     loading_note,
     robustness_caution,
     scorer,
+    show_overlay,
     wrap_metric_values,
 )
 
@@ -28,7 +28,7 @@ def show_model(score, rgb, opacity: float, key: str) -> None:
              f"(cancer probability {score.cancer_probability:.1%})")
     st.plotly_chart(probability_chart(score), key=f"probabilities_{key}")
     if score.heatmap is not None:
-        st.image(overlay(rgb, score.heatmap, opacity), caption=f"Grad-CAM: {display_name(score.predicted)}", width="stretch")
+        show_overlay(score, rgb, opacity)
 
 
 def show_verdict(tile_score) -> None:

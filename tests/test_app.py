@@ -41,6 +41,24 @@ def test_scoring_page_shows_disclaimer_and_waits_for_upload():
     assert any("Upload a tile" in i.value for i in at.info)
 
 
+def test_dashboard_and_model_card_say_whether_each_overlay_can_be_trusted():
+    at = _app()
+    at.switch_page("pages/dashboard.py").run()
+    assert "Can the overlays be trusted?" in [h.value for h in at.header]
+    evaluated = {m.display_name: m.explanation_figures("test") for (a, p), m in load_all_metrics().items()
+                 if p == "grouped" and m.explanation_figures("test") is not None}
+    table = next(d.value for d in at.dataframe if "Shown as evidence" in d.value.columns)
+    assert sorted(table["Model"]) == sorted(evaluated)
+    for _, row in table.iterrows():
+        assert row["Shown as evidence"].startswith("yes" if evaluated[row["Model"]].passes else "no")
+        assert row["Cells"] == f"{evaluated[row['Model']].cells}x{evaluated[row['Model']].cells}"
+    failing = [name for name, f in evaluated.items() if not f.passes]
+    assert any(f"Not evidence on these tiles: {', '.join(failing)}." in m.value for m in at.markdown) == bool(failing)
+    at.switch_page("pages/about.py").run()
+    overlays = [m.value for m in at.markdown if m.value.startswith("Overlay: ")]
+    assert len(overlays) == len(load_registry()) and all("grouped test tiles" in o for o in overlays)
+
+
 def test_dashboard_switches_model_and_protocol():
     at = _app()
     at.switch_page("pages/dashboard.py").run()
@@ -71,7 +89,12 @@ def test_upload_real_tile_shows_every_model_the_ensemble_and_overlays():
     assert len(predictions) == served + (served > 1)  # each model, and the ensemble
     assert all(p.value in {"Benign lung tissue", "Lung adenocarcinoma", "Lung squamous cell carcinoma"} for p in predictions)
     captions = [caption for image in at.image for caption in image.captions]
-    assert sum(c.startswith("Grad-CAM") for c in captions) == served
+    # each model's overlay says what it is worth: as evidence under the map, or as a caution with the map on request
+    trusted = sum(bool(e.trust and e.trust.passes) for e in load_registry().values())
+    assert sum("blurring the highlighted fifth" in c for c in captions) == trusted
+    cautions = [w.value for w in at.warning if "Not evidence" in w.value or "not been measured" in w.value]
+    assert len(cautions) == served - trusted
+    assert captions.count("Not evidence of what the model used") == served - trusted
     assert captions.count("Uploaded tile") == 1
     assert len(at.get("download_button")) == 3
     at.toggle[0].set_value(True).run()  # test-time augmentation rescored the tile
@@ -238,7 +261,7 @@ def test_region_page_maps_a_region_built_from_real_tiles():
     assert len(shares) == 3 and 98 <= sum(shares) <= 102
     captions = [c for image in at.image for c in image.captions]
     assert any("class probabilities over the tissue" in c for c in captions)
-    assert sum("Grad-CAM" in c or "%" in c for c in captions) >= len(load_registry())
+    assert sum("%" in c for c in captions) >= len(load_registry())
     assert len(at.get("download_button")) == 3
     at.selectbox[0].set_value(next(iter(load_registry()))).run()  # one model's map instead of the ensemble's
     assert not at.exception
@@ -266,7 +289,7 @@ def test_error_browser_shows_a_cells_tiles_and_one_tile_with_every_model(monkeyp
     assert bool(at.info) == (not with_data)
     at.selectbox[3].set_value(at.selectbox[3].options[-1]).run()
     assert not at.exception
-    captions = [c for image in at.image for c in image.captions]
-    assert sum("Grad-CAM" in c for c in captions) == len(load_registry())
+    captions = [c for image in at.image for c in image.captions] + [w.value for w in at.warning]
+    assert sum("times as much as blurring a random fifth" in c for c in captions) == len(load_registry())
     predicted_box.set_value(true_box.value).run()  # a correct cell: the sprite has only tiles some model got wrong
     assert not at.exception and (at.image or not with_data)

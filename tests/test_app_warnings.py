@@ -131,3 +131,30 @@ def test_the_region_page_warns_when_its_tiles_are_unlike_lc25000s(shifted_weight
     at.file_uploader[0].upload("r.png", _png(_region(1, 2)), "image/png").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(w.startswith("100% of the tissue tiles are H&E but unlike LC25000's") for w in _warnings(at))
+
+
+@pytest.mark.parametrize("passes", [True, False])
+def test_each_overlay_says_what_it_is_worth_and_one_that_failed_is_not_shown_as_evidence(passes, tiny_weights, tmp_path,
+                                                                                         monkeypatch):
+    from lungfake.faithfulness import OverlayTrust
+    from lungfake.registry import update_explanation
+
+    store = store_with_ood_limits(tiny_weights, tmp_path / "w", INF, INF, INF)
+    ratio = 3.2 if passes else 0.8
+    trust = OverlayTrust("gradcam", 100, 32, ratio, 0.05 if passes else -0.01, [0.02, 0.08] if passes else [-0.04, 0.02],
+                         0.2, passes)
+    update_explanation("tiny", "gradcam", trust.to_json(), store)
+    at = _page(store, monkeypatch)
+    at.file_uploader[0].upload("t.png", _png(he_like(3, 64)), "image/png").run()
+    assert not at.exception and not at.error
+    captions = [c for image in at.image for c in image.captions]
+    cautions = [w for w in _warnings(at) if "Not evidence" in w]
+    worth = f"{ratio:.1f} times as much as blurring a random fifth"
+    if passes:
+        assert sum(worth in c and "32x32 cells" in c and "100 validation tiles" in c for c in captions) == 1
+        assert not cautions and not at.expander
+    else:
+        assert len(cautions) == 1 and f"only {worth}" in cautions[0] and "does not show what the model used" in cautions[0]
+        assert not any(worth in c for c in captions)
+        assert [e.label for e in at.expander] == ["Show the overlay anyway"]
+        assert at.expander[0].image[0].captions == ["Not evidence of what the model used"]

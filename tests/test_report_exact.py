@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lungfake import report
+from lungfake.faithfulness import OverlayTrust
 from lungfake.ood import OodVerdict
 from lungfake.registry import EnsembleCalibration, ModelEntry
 from lungfake.report import CaseReport, image_uri
@@ -22,7 +23,10 @@ def _score(name: str, verdict: OodVerdict, first, second) -> ImageScore:
     rgb = np.zeros((8, 8, 3), np.uint8)
     rgb[:, 4:] = (200, 120, 180)
     heatmap = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
-    models = {arch: ModelScore(arch, arch.upper(), dict(zip(CLASSES, p)), arch[0] * 64, 0.8, heatmap if arch == "a" else None)
+    # a's overlay passed the faithfulness test on validation tiles, b's failed: b's is left out with the reason
+    trust = {"a": OverlayTrust("gradcam-stitched", 100, 8, 3.8, 0.09, [0.05, 0.13], 0.12, True),
+             "b": OverlayTrust("gradcam", 100, 7, 0.9, -0.01, [-0.06, 0.04], 0.7, False)}
+    models = {arch: ModelScore(arch, arch.upper(), dict(zip(CLASSES, p)), arch[0] * 64, 0.8, heatmap, trust[arch])
               for arch, p in (("a", first), ("b", second))}
     return ImageScore(name, rgb, models, verdict, EnsembleCalibration(1.0, 0.9))
 
@@ -57,7 +61,9 @@ def test_the_golden_page_says_what_each_tile_needs():
     assert page.count('<div class="warning">The models disagree.</div>') == 1  # only the second tile's models differ
     assert "H&amp;E tissue, but unlike LC25000's tiles: stain distance 9.1, limit 8.2" in page
     assert "Not a lung H&amp;E tile by the out-of-distribution check" in page
-    assert page.count("Grad-CAM: ") == 2 * 2  # model a's overlay on each scored tile, as alt text and caption
+    # model a's overlay on each scored tile, as alt text and caption, with what it is worth; b's left out, with why
+    assert page.count("blurring the highlighted fifth lowered this model&#x27;s confidence 3.8 times") == 2 * 2
+    assert page.count("B: overlay left out. Overlay for ") == 2 and page.count("only 0.9 times as much") == 2
     assert "No class is given for it." in page and page.count('<p class="verdict">') == 2  # none for the refused tile
     assert '<p class="verdict"><strong>Lung adenocarcinoma</strong></p>' in page
     assert page.count("Subtype uncertain: ") == 1  # the second tile: unlike LC25000's tissue, and the models disagree

@@ -407,3 +407,36 @@ def test_export_writes_the_served_file_of_a_keras_model_and_keeps_the_calibratio
     history = json.loads((weights / "history" / "tiny_grouped.json").read_text())
     assert history["keras_sha256"] == sha256_of(trained_model_path("tiny", "grouped")) == sha256_of(restored)
     assert cli.main(["export", "--arch", "tiny", "--keras", str(tmp_path / "none.keras"), "--weights-dir", str(weights)]) == 2
+
+
+def test_explanations_measures_records_and_captions_the_overlay(trained, capsys):
+    from lungfake import cli
+    from lungfake.models import build_model, randomise_top
+
+    weights = trained["base"] / "weights"
+    export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
+                   split_sha=split_sha256(trained["split_csv"]))
+    Evaluator(trained["data"], weights).evaluate_model("tiny", "grouped")
+    assert cli.main(["explanations", "--arch", "tiny", "--data-dir", str(trained["data"]), "--weights-dir", str(weights),
+                     "--val-every", "1", "--test-every", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny: chose gradcam" in printed and "randomisation Spearman" in printed and "test:" in printed
+    result = EvaluationMetrics.read(weights / "metrics" / "tiny_grouped.json").explanation
+    assert result["method"] == "gradcam" and set(result["candidates"]) == {"gradcam"}  # stride 1: nothing to stitch
+    test = EvaluationMetrics.read(weights / "metrics" / "tiny_grouped.json").explanation_figures("test")
+    assert test.tiles == sum(r.side == "test" for r in trained["rows"]) and test.cells == 32
+    assert test.randomisation_spearman is not None  # the trained Keras model was at hand
+    assert len(test.deletion_curve) == 11 and test.deletion_curve[0] >= test.deletion_curve[-1] - 1
+    entry = load_registry(weights)["tiny"]
+    assert entry.explanation_method == "gradcam" and entry.trust.tiles == sum(r.side == "val" for r in trained["rows"])
+    tile = read_image_file(next(trained["data"].glob("nested/lung_aca/*.jpeg")))
+    scored = Scorer.load("all", weights).score([tile], explain=True)[0].models["tiny"]
+    assert scored.overlay_trust == entry.trust and entry.trust.caption() in scored.overlay_caption
+    assert scored.overlay_is_evidence == entry.trust.passes
+
+    model = build_model("tiny", 32)
+    before = [w.copy() for w in model.get_layer("conv1").get_weights()]
+    last = model.get_layer("last_conv").get_weights()[0].copy()
+    assert randomise_top(model, "last_conv") == 2  # last_conv and the head
+    np.testing.assert_array_equal(model.get_layer("conv1").get_weights()[0], before[0])
+    assert not np.allclose(model.get_layer("last_conv").get_weights()[0], last)

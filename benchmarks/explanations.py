@@ -1,0 +1,61 @@
+"""How faithful each served model's overlay is, by every method cam.py offers: deletion and insertion margins over
+random maps of the same resolution (95% intervals over families), the highlighted fifth against a random fifth, the
+border figures, the randomisation check, cells per side and milliseconds per map (lungfake/faithfulness.py).
+
+Prints figures only; `python -m lungfake explanations` is what chooses each model's method (on validation tiles)
+and records it. Use --side val to see what the choice rests on, --side test for what is reported.
+
+    python benchmarks/explanations.py [--side test] [--every 12] [--arch all] [--methods gradcam,gradcam-stitched]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+from lungfake.cam import METHOD_LABELS, methods_for
+from lungfake.data import resolve_data_root
+from lungfake.errors import TrainingError
+from lungfake.evaluation import Evaluator, resized_to
+from lungfake.explanation_check import describe, measure, randomised_model, with_method
+from lungfake.inference import LoadedModel, select_entries
+from lungfake.model_file import CLASS_MAPS
+from lungfake.training import verified_trained_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--side", choices=("val", "test"), default="test")
+    parser.add_argument("--every", type=int, default=12, help="every n-th tile of that side of the grouped split")
+    parser.add_argument("--arch", default="all")
+    parser.add_argument("--methods", default=",".join(METHOD_LABELS))
+    parser.add_argument("--randomisation", action="store_true", help="also re-initialise the top block (needs TensorFlow "
+                        "and the trained Keras model, docs/models.md#trained-keras-models)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    evaluator = Evaluator(resolve_data_root(args.data_dir))
+    tiles = evaluator.pixels("grouped", args.side, 224)[:: args.every]
+    families = evaluator.families("grouped", args.side)[:: args.every]
+    print(f"{len(tiles)} grouped {args.side} tiles from {len(set(families))} families")
+    for entry in select_entries(args.arch):
+        pixels = resized_to(tiles, entry.input_size).astype("float32")
+        loaded = LoadedModel.load(entry)
+        cells = loaded.run(pixels[:1])[CLASS_MAPS].shape[1]
+        for method in [m for m in args.methods.split(",") if m in methods_for(entry.input_size, cells)]:
+            model = loaded.with_entry(with_method(entry, method))
+            with tempfile.TemporaryDirectory() as scratch:
+                randomised = None
+                if args.randomisation:
+                    try:
+                        randomised = randomised_model(model.entry, verified_trained_model(entry.arch, "grouped"), Path(scratch))
+                    except TrainingError as exc:
+                        print(f"  (randomisation check not run: {exc})")
+                figures = measure(model, pixels, families, randomised)
+            chosen = " (registered)" if method == entry.explanation_method else ""
+            print(f"{entry.display_name or entry.arch}{chosen}: {describe(figures)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
