@@ -17,9 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import apply_temperature
-from .cam import GRADCAM, METHOD_LABELS, STITCHED, cells_per_side, heatmaps, methods_for
+from .cam import (
+    GRADCAM,
+    METHOD_LABELS,
+    STITCH_PHASES,
+    STITCHED,
+    cells_per_side,
+    heatmap,
+    heatmaps,
+    methods_for,
+    run_explained,
+)
 from .faithfulness import Faithfulness, border_figures, rank_correlation, summarise, tile_curves
 from .inference import LoadedModel
+from .model_file import PROBABILITIES
 from .registry import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -28,7 +39,7 @@ CANDIDATES = (GRADCAM, STITCHED)
 # The latency budget, in passes of the network per map rather than in milliseconds, so that the choice does not
 # depend on what else the machine was doing: with 4 extra passes each, three overlays leave a warm upload under
 # 0.5 s on two cores (benchmarks/app_latency.py).
-EXTRA_PASSES = {GRADCAM: 0, STITCHED: 4}
+EXTRA_PASSES = {GRADCAM: 0, STITCHED: STITCH_PHASES**2}
 MAX_EXTRA_PASSES = 4
 VAL_EVERY, TEST_EVERY = 27, 12  # every 27th validation tile (100), every 12th grouped test tile (119)
 RANDOMISATION_TILES = 40
@@ -40,20 +51,19 @@ def with_method(entry: ModelEntry, method: str) -> ModelEntry:
 
 def _predict(model: LoadedModel):
     def predict(pixels: np.ndarray) -> np.ndarray:
-        chunks = [model.run(pixels[s : s + 64])["probabilities"] for s in range(0, len(pixels), 64)]
+        chunks = [model.run(pixels[s : s + 64])[PROBABILITIES] for s in range(0, len(pixels), 64)]
         return apply_temperature(np.concatenate(chunks), model.entry.temperature)
+
     return predict
 
 
 def maps_of(model: LoadedModel, pixels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], float]:
     """(uncalibrated probabilities, the registered method's maps of each input's predicted class, milliseconds per
     map) of model inputs, one tile per call of the file as the app makes them."""
-    from .cam import heatmap, run_explained
-
     probabilities, maps, start = [], [], time.perf_counter()
     for image in pixels:
         outputs, class_maps = run_explained(model, image[None].astype(np.float32))
-        probabilities.append(outputs["probabilities"][0])
+        probabilities.append(outputs[PROBABILITIES][0])
         class_index = int(np.argmax(probabilities[-1]))
         maps.append(heatmap(model.entry.explanation_method, class_maps[0][..., class_index], model.entry.input_size))
     return np.array(probabilities), maps, 1000 * (time.perf_counter() - start) / max(1, len(pixels))

@@ -28,6 +28,7 @@ TOP_SHARE = 0.2  # "blurring the highlighted fifth"
 BORDER_SHARE = 1 / 8  # the outer eighth of the tile on each side
 BLUR_SIGMA_SHARE = 1 / 16  # the baseline's Gaussian sigma, as a share of the side: nuclei and glands are gone
 RANDOMISATION_LIMIT = 0.5  # a map that keeps a rank correlation above this after re-initialisation fails
+MIN_TOP_FIFTH_RATIO = 2.0  # a map shown as evidence: its highlighted fifth costs at least twice a random fifth
 
 
 def blurred(image: np.ndarray) -> np.ndarray:
@@ -169,7 +170,7 @@ class Faithfulness:
     def passes(self) -> bool:
         """The map is shown as evidence only if blurring its top fifth hurts at least twice as much as a random fifth
         and its deletion margin's interval lies above zero."""
-        return self.top_fifth_ratio >= 2.0 and self.deletion_margin_ci95[0] > 0
+        return self.top_fifth_ratio >= MIN_TOP_FIFTH_RATIO and self.deletion_margin_ci95[0] > 0
 
     @property
     def passes_randomisation(self) -> bool | None:
