@@ -505,9 +505,26 @@ class Evaluator:
         target = self.store.metrics_json(name, protocol)
         public = {k: _plain(v) for k, v in metrics.items() if not k.startswith("_")}
         typed = EvaluationMetrics.from_json({"schema_version": SCHEMA_VERSION, "kind": kind, **public}, target.name)
+        typed = _with_kept_explanation(typed, target)
         typed.write(target)
         log.info("%s/%s: accuracy %.4f %s -> %s", name, protocol, typed.accuracy, typed.accuracy_ci95, target)
         return target
+
+
+def _with_kept_explanation(metrics: EvaluationMetrics, previous_file: Path) -> EvaluationMetrics:
+    """The overlay figures (`python -m lungfake explanations`) are measured apart from evaluate: kept when the file
+    being replaced measured the same weights, dropped (to be measured again) when the weights changed."""
+    import dataclasses
+
+    if metrics.weights_sha256 is None or not previous_file.is_file():
+        return metrics
+    try:
+        previous = EvaluationMetrics.read(previous_file)
+    except MetricsError:
+        return metrics
+    if previous.explanation is None or previous.weights_sha256 != metrics.weights_sha256:
+        return metrics
+    return dataclasses.replace(metrics, explanation=previous.explanation)
 
 
 def served_grouped_metrics(store=None) -> dict[str, EvaluationMetrics]:

@@ -434,6 +434,15 @@ def test_explanations_measures_records_and_captions_the_overlay(trained, capsys)
     assert scored.overlay_trust == entry.trust and entry.trust.caption() in scored.overlay_caption
     assert scored.overlay_is_evidence == entry.trust.passes
 
+    # evaluate again: the same weights keep their overlay figures; figures of other weights are dropped
+    metrics_file = weights / "metrics" / "tiny_grouped.json"
+    Evaluator(trained["data"], weights).evaluate_model("tiny", "grouped")
+    assert EvaluationMetrics.read(metrics_file).explanation == result
+    payload = json.loads(metrics_file.read_text())
+    metrics_file.write_text(json.dumps({**payload, "weights_sha256": "f" * 64}))
+    Evaluator(trained["data"], weights).evaluate_model("tiny", "grouped")
+    assert EvaluationMetrics.read(metrics_file).explanation is None
+
     model = build_model("tiny", 32)
     before = [w.copy() for w in model.get_layer("conv1").get_weights()]
     last = model.get_layer("last_conv").get_weights()[0].copy()
