@@ -82,11 +82,6 @@ def interleaved(window_maps: np.ndarray, n: int, phases: int = STITCH_PHASES) ->
     return fine
 
 
-def stitched_class_maps(loaded: LoadedModel, pixels: np.ndarray, cells: int, phases: int = STITCH_PHASES) -> np.ndarray:
-    """(n, phases * cells, phases * cells, classes) class maps of a batch of model inputs by shift-and-stitch."""
-    return interleaved(loaded.run(stitch_windows(pixels, cells, phases))[CLASS_MAPS], len(pixels), phases)
-
-
 def run_explained(loaded: LoadedModel, pixels: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(the file's outputs for these model inputs, their class maps by the registered method), from one call of the
     file: the shifted views ride along with the inputs, so the interpreter keeps one batch shape (changing it costs
@@ -114,8 +109,11 @@ def heatmaps(loaded: LoadedModel, pixels: np.ndarray, class_indices) -> list[np.
 
 def methods_for(input_size: int, feature_cells: int) -> list[str]:
     """The methods a model of this input size and feature map can use (a stride too small to shift leaves Grad-CAM)."""
-    stride = input_size // feature_cells
-    return [GRADCAM] + ([STITCHED] if stride % (2 * STITCH_PHASES) == 0 and stride * feature_cells == input_size else [])
+    try:
+        stitch_offsets(input_size, feature_cells)
+    except ValueError:
+        return [GRADCAM]
+    return [GRADCAM, STITCHED]
 
 
 def cells_per_side(method: str, feature_cells: int) -> int:

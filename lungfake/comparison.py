@@ -205,8 +205,8 @@ def overlay_table(figures: dict[str, object]) -> pd.DataFrame:
         spearman = f.randomisation_spearman
         rows.append({
             "Model": name, "Overlay": METHOD_LABELS.get(f.method, f.method), "Cells": f"{f.cells}x{f.cells}",
-            "Top fifth vs random fifth": f"x{f.top_fifth_ratio:.1f} ({f.top_fifth_ratio_ci95[0]:.1f}-{f.top_fifth_ratio_ci95[1]:.1f})",
-            "Deletion margin": f"{f.deletion_margin:+.3f} ({f.deletion_margin_ci95[0]:+.3f} to {f.deletion_margin_ci95[1]:+.3f})",
+            "Top fifth vs random fifth": f.ratio_text,
+            "Deletion margin": f.deletion_margin_text,
             "Insertion margin": f"{f.insertion_margin:+.3f}",
             "Peak in outer eighth": f"{f.border_peak_share:.0%}",
             "Randomised top: rank correlation": "not measured" if spearman is None else

@@ -50,11 +50,10 @@ def with_method(entry: ModelEntry, method: str) -> ModelEntry:
 
 
 def _predict(model: LoadedModel):
-    def predict(pixels: np.ndarray) -> np.ndarray:
-        chunks = [model.run(pixels[s : s + 64])[PROBABILITIES] for s in range(0, len(pixels), 64)]
-        return apply_temperature(np.concatenate(chunks), model.entry.temperature)
+    """The model as faithfulness.py takes it: model inputs -> calibrated probabilities."""
+    from .evaluation import predict_probabilities
 
-    return predict
+    return lambda pixels: apply_temperature(predict_probabilities(model, pixels), model.entry.temperature)
 
 
 def maps_of(model: LoadedModel, pixels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], float]:

@@ -173,6 +173,17 @@ class Faithfulness:
         return self.top_fifth_ratio >= MIN_TOP_FIFTH_RATIO and self.deletion_margin_ci95[0] > 0
 
     @property
+    def ratio_text(self) -> str:
+        """The highlighted fifth against a random fifth with its interval, as tables show it: x3.5 (2.3-11.7)."""
+        low, high = self.top_fifth_ratio_ci95
+        return f"x{self.top_fifth_ratio:.1f} ({low:.1f}-{high:.1f})"
+
+    @property
+    def deletion_margin_text(self) -> str:
+        low, high = self.deletion_margin_ci95
+        return f"{self.deletion_margin:+.3f} ({low:+.3f} to {high:+.3f})"
+
+    @property
     def passes_randomisation(self) -> bool | None:
         return None if self.randomisation_spearman is None else self.randomisation_spearman <= RANDOMISATION_LIMIT
 

@@ -44,11 +44,6 @@ class LoadedModel:
                                       "export it again with python -m lungfake train.") from None
         return cls(entry, interpreter)
 
-    @property
-    def feature_cells(self) -> int:
-        """Cells per side of the feature map the class maps come from (the input size over the network's stride)."""
-        return int(self._runner.get_output_details()[CLASS_MAPS]["shape"][1])
-
     def with_entry(self, entry: ModelEntry) -> LoadedModel:
         """The same open file read as another entry describes it (another explanation method, say)."""
         return LoadedModel(entry, self._interpreter)
@@ -64,6 +59,8 @@ class LoadedModel:
                 f"but the registry says {expected} pixels in and {n_classes} classes out of {', '.join(OUTPUTS)}; "
                 "export it again (python -m lungfake export).")
         self._input_name = next(iter(inputs))
+        # cells per side of the feature map the class maps come from (the input size over the network's stride)
+        self.feature_cells = int(outputs[CLASS_MAPS]["shape"][1])
 
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """probabilities (uncalibrated), pooled features and class maps of model inputs already at the input size."""

@@ -144,7 +144,7 @@ def overlay_sentence(entry, metrics: EvaluationMetrics | None) -> str:
     return (f"{method}, {figures.cells}x{figures.cells} cells, {figures.milliseconds_per_map:.0f} ms a map. On "
             f"{figures.tiles} grouped test tiles, blurring its highlighted fifth lowered confidence "
             f"{figures.top_fifth_ratio:.1f} times (95% CI {low:.1f}-{high:.1f}) as much as a random fifth; deletion margin "
-            f"{figures.deletion_margin:+.3f} ({figures.deletion_margin_ci95[0]:+.3f} to {figures.deletion_margin_ci95[1]:+.3f}); "
+            f"{figures.deletion_margin_text}; "
             f"peak in the outer eighth on {figures.border_peak_share:.0%} of tiles; rank correlation with the map of the "
             f"model with its top block re-initialised {spearman}. "
             + ("Shown as evidence." if figures.passes else "Not shown as evidence: the app shows a caution instead."))

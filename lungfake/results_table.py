@@ -116,13 +116,11 @@ def _overlay_table(metrics: dict, detailed: bool = False) -> str:
     lines = [f"\nOverlays on {sample.tiles} grouped test tiles ({sample.families} families), each model's method chosen on "
              f"validation tiles ({where}):\n", "| | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for name, f in figures.items():
-        low, high = f.top_fifth_ratio_ci95
-        cells = [METHOD_LABELS.get(f.method, f.method), f"{f.cells}x{f.cells}", f"x{f.top_fifth_ratio:.1f} ({low:.1f}-{high:.1f})",
+        cells = [METHOD_LABELS.get(f.method, f.method), f"{f.cells}x{f.cells}", f.ratio_text,
                  f"{f.border_peak_share:.0%}", "-" if f.randomisation_spearman is None else f"{f.randomisation_spearman:.2f}",
                  "yes" if f.passes else "no (a caution instead)"]
         if detailed:
-            margin = f"{f.deletion_margin:+.3f} ({f.deletion_margin_ci95[0]:+.3f} to {f.deletion_margin_ci95[1]:+.3f})"
-            cells[3:3] = [margin, f"{f.insertion_margin:+.3f}", f"{f.milliseconds_per_map:.0f}"]
+            cells[3:3] = [f.deletion_margin_text, f"{f.insertion_margin:+.3f}", f"{f.milliseconds_per_map:.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

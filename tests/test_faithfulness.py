@@ -12,7 +12,6 @@ from lungfake.cam import (
     heatmaps,
     run_explained,
     stitch_offsets,
-    stitched_class_maps,
 )
 from lungfake.model_file import CLASS_MAPS, POOLED, PROBABILITIES
 from tests.helpers import texture
@@ -166,7 +165,7 @@ def test_stitching_interleaves_evenly_spaced_shifted_views():
             mean = np.asarray(pixels).reshape(len(pixels), cells, self.stride, cells, self.stride, 3).mean(axis=(2, 4, 5))
             return {CLASS_MAPS: np.repeat(mean[..., None], 3, axis=-1)}
 
-    fine = stitched_class_maps(Mean(STITCHED), ramp, SIZE // 16)[0, 0, :, 0]
+    fine = run_explained(Mean(STITCHED), ramp)[1][0, 0, :, 0]
     assert len(fine) == 8 and np.all(np.diff(fine) > 0)
     # centres 8 px apart, 3 grey levels a pixel; the outermost cells see part of the ramp's mirror image
     np.testing.assert_allclose(np.diff(fine)[1:-1], 24, atol=1e-3)
