@@ -269,7 +269,7 @@ class Scorer:
                     heatmaps.extend(heatmap(entry.explanation_method, maps[..., c], entry.input_size)
                                     for maps, c in zip(class_maps, chunk_probabilities.argmax(axis=1)))
         calibrated = apply_temperature(np.concatenate(probabilities), entry.temperature)
-        heatmaps = heatmaps or [None] * len(pixels)
+        heatmaps, trust, warn_below = heatmaps or [None] * len(pixels), entry.trust, model.warn_below()
         scores = [ModelScore(entry.arch, model.name, dict(zip(entry.class_names, map(float, row))), entry.sha256,
-                             model.warn_below(), heatmap, entry.trust) for row, heatmap in zip(calibrated, heatmaps)]
+                             warn_below, heatmap, trust) for row, heatmap in zip(calibrated, heatmaps)]
         return scores, np.concatenate(features)
