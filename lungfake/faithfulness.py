@@ -138,7 +138,10 @@ def family_interval(values: np.ndarray, families: np.ndarray, statistic=np.mean,
     for _ in range(draws):
         chosen = np.concatenate([members[i] for i in rng.integers(0, len(names), len(names))])
         estimates.append(statistic(values[chosen]))
-    low, high = np.percentile(estimates, [2.5, 97.5])
+    # A ratio is infinite in a draw whose random fifth cost nothing; interpolating between infinities gives nan, so
+    # such draws are ranked as they are (the bound is then infinite: the data do not bound it)
+    method = "linear" if np.all(np.isfinite(estimates)) else "inverted_cdf"
+    low, high = np.percentile(estimates, [2.5, 97.5], method=method)
     return [round(float(low), 4), round(float(high), 4)]
 
 

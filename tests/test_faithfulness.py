@@ -105,6 +105,13 @@ def test_rank_correlation():
     assert F.rank_correlation(first, np.zeros((16, 16))) == 0.0
 
 
+def test_a_ratio_interval_with_unbounded_draws_is_infinite_not_nan():
+    drops = np.array([[0.2, 0.0], [0.2, 0.0], [0.1, 0.1], [0.3, 0.1]])  # the first two tiles: a random fifth cost nothing
+    with np.errstate(divide="raise", invalid="raise"):
+        low, high = F.family_interval(drops, np.array(["a", "b", "c", "d"]), F._ratio_of_means)
+    assert np.isfinite(low) and low > 1 and high == np.inf
+
+
 def test_family_interval_resamples_whole_families():
     values = np.array([1.0, 1.0, 1.0, 0.0])
     one_family = F.family_interval(values, np.array(["a"] * 4))
