@@ -20,7 +20,6 @@ from lungfake.errors import TrainingError
 from lungfake.evaluation import Evaluator, resized_to
 from lungfake.explanation_check import describe, measure, randomised_model, with_method
 from lungfake.inference import LoadedModel, select_entries
-from lungfake.model_file import CLASS_MAPS
 from lungfake.training import verified_trained_model
 
 
@@ -42,8 +41,7 @@ def main() -> None:
     for entry in select_entries(args.arch):
         pixels = resized_to(tiles, entry.input_size).astype("float32")
         loaded = LoadedModel.load(entry)
-        cells = loaded.run(pixels[:1])[CLASS_MAPS].shape[1]
-        for method in [m for m in args.methods.split(",") if m in methods_for(entry.input_size, cells)]:
+        for method in [m for m in args.methods.split(",") if m in methods_for(loaded)]:
             model = loaded.with_entry(with_method(entry, method))
             with tempfile.TemporaryDirectory() as scratch:
                 randomised = None

@@ -9,6 +9,14 @@ tiles by how faithful they are (faithfulness.py, benchmarks/explanations.py):
   direction, and the four maps interleaved (shift-and-stitch, Long et al. 2015): twice the cells per side, each
   value still a plain Grad-CAM of the same network. The shifted views take their missing edge from the tile's own
   mirror image (reflection), so a cell at the tile's edge is no longer always at the network's zero-padded edge.
+- ``scorecam``: Score-CAM (Wang et al. 2020) at a stride-16 layer, for a model whose last-layer map points away
+  from its evidence (MobileNetV2): the layer's SCORECAM_CHANNELS most varied channels are each brought to the tile
+  and laid over a blurred copy of it as a mask (the tile where the channel is high, blur where it is low), and each
+  channel is weighed by how much its masked tile raises the class's calibrated probability over the blurred tile
+  alone (the channel-variance shortcut is Faster Score-CAM's). A channel's variance is taken over the map without
+  its outer ring of cells: the network's zero padding makes the ring differ whatever the tissue, and ranking by the
+  whole map chose channels that light the rim. It needs the layer's activations from the file
+  (model_file.ACTIVATIONS) and a second call of it, with SCORECAM_CHANNELS + 1 views per tile.
 
 Every served model ends feature map A -> global average pooling -> dense (weights W) -> softmax (model_file.py). Grad-CAM
 (Selvaraju et al. 2017) weighs each channel k of A by the mean over the map of d(score of class c)/dA_k, the class
@@ -25,15 +33,21 @@ import cv2
 import numpy as np
 from scipy.ndimage import zoom
 
+from .calibration import apply_temperature
+from .faithfulness import blurred
 from .images import to_model_input
-from .model_file import CLASS_MAPS
+from .model_file import ACTIVATIONS, CLASS_MAPS, PROBABILITIES
 
 if TYPE_CHECKING:  # inference imports the registry, which reads this module's method names
     from .inference import LoadedModel
 
-GRADCAM, STITCHED = "gradcam", "gradcam-stitched"
-METHOD_LABELS = {GRADCAM: "Grad-CAM (last layer)", STITCHED: "Grad-CAM (last layer, shift-and-stitch, 2x finer)"}
+GRADCAM, STITCHED, SCORECAM = "gradcam", "gradcam-stitched", "scorecam"
+METHOD_LABELS = {GRADCAM: "Grad-CAM (last layer)", STITCHED: "Grad-CAM (last layer, shift-and-stitch, 2x finer)",
+                 SCORECAM: "Score-CAM (stride-16 layer)"}
 STITCH_PHASES = 2  # shifted views per side: 4 extra passes of the network for a map with twice the cells per side
+# masks per tile, chosen on validation tiles with the latency budget (docs/decisions.md, "Overlay methods"): 8 channels
+# ranked without the rim beat 16 ranked with it, and 9 passes of MobileNetV2 keep a warm upload under 0.5 s
+SCORECAM_CHANNELS = 8
 
 
 def gradcam(class_map: np.ndarray, input_size: int) -> np.ndarray:
@@ -82,11 +96,48 @@ def interleaved(window_maps: np.ndarray, n: int, phases: int = STITCH_PHASES) ->
     return fine
 
 
+def _unit_range(masks: np.ndarray) -> np.ndarray:
+    """Each mask (last axis) scaled to 0-1; a flat one is 0 everywhere (the blurred tile alone)."""
+    low, high = masks.min(axis=(0, 1)), masks.max(axis=(0, 1))
+    spread = high - low
+    return ((masks - low) * np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 0.0)).astype(np.float32)
+
+
+def scorecam_views(image: np.ndarray, activations: np.ndarray, channels: int = SCORECAM_CHANNELS) -> tuple[np.ndarray, np.ndarray]:
+    """(the views Score-CAM runs the network on for one model input: one per chosen channel, masked over the blurred
+    tile, then the blurred tile itself; the chosen channels' activations, cells x cells x channels)."""
+    image, size = np.asarray(image, np.float32), image.shape[0]
+    inner = activations[1:-1, 1:-1] if min(activations.shape[:2]) > 2 else activations  # without the padded rim
+    variance = inner.reshape(-1, activations.shape[-1]).var(axis=0)
+    chosen = activations[..., np.argsort(-variance, kind="stable")[:channels]]
+    resized = cv2.resize(chosen.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR).reshape(size, size, -1)
+    masks = _unit_range(resized).transpose(2, 0, 1)[..., None]
+    base = blurred(image)
+    views = np.empty((len(masks) + 1, size, size, 3), np.float32)
+    np.multiply(masks, image - base, out=views[:-1])  # the tile where the mask is 1, the blurred tile where it is 0
+    views[:-1] += base
+    views[-1] = base
+    return views, chosen
+
+
+def scorecam_class_maps(loaded: LoadedModel, pixels: np.ndarray, activations: np.ndarray) -> np.ndarray:
+    """(n, cells, cells, classes): Score-CAM of every class for these model inputs, from one more call of the file."""
+    views, chosen = zip(*(scorecam_views(image, maps) for image, maps in zip(pixels, activations)))
+    per_tile = len(views[0])
+    calibrated = apply_temperature(loaded.run(np.concatenate(views))[PROBABILITIES], loaded.entry.temperature)
+    calibrated = calibrated.reshape(len(pixels), per_tile, -1)
+    gain = calibrated[:, :-1] - calibrated[:, -1:]  # each mask's rise of every class over the blurred tile
+    return np.einsum("nhwk,nkc->nhwc", np.stack(chosen), gain).astype(np.float32)
+
+
 def run_explained(loaded: LoadedModel, pixels: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(the file's outputs for these model inputs, their class maps by the registered method), from one call of the
-    file: the shifted views ride along with the inputs, so the interpreter keeps one batch shape (changing it costs
-    more than the views themselves)."""
+    """(the file's outputs for these model inputs, their class maps by the registered method). Stitched: from one
+    call of the file, the shifted views riding along with the inputs, so the interpreter keeps one batch shape
+    (changing it costs more than the views themselves). Score-CAM: a second call, whose masks come from the first."""
     n, cells = len(pixels), loaded.feature_cells
+    if loaded.entry.explanation_method == SCORECAM:
+        outputs = loaded.run(pixels)
+        return outputs, scorecam_class_maps(loaded, np.asarray(pixels, np.float32), outputs[ACTIVATIONS])
     if loaded.entry.explanation_method != STITCHED:
         outputs = loaded.run(pixels)
         return outputs, outputs[CLASS_MAPS]
@@ -96,7 +147,7 @@ def run_explained(loaded: LoadedModel, pixels: np.ndarray) -> tuple[dict[str, np
 
 def heatmap(method: str, class_map: np.ndarray, input_size: int) -> np.ndarray:
     """Relevance in [0, 1] at the input size from one class's map made by the method."""
-    return centred_heatmap(class_map, input_size) if method == STITCHED else gradcam(class_map, input_size)
+    return gradcam(class_map, input_size) if method == GRADCAM else centred_heatmap(class_map, input_size)
 
 
 def heatmaps(loaded: LoadedModel, pixels: np.ndarray, class_indices) -> list[np.ndarray]:
@@ -107,17 +158,22 @@ def heatmaps(loaded: LoadedModel, pixels: np.ndarray, class_indices) -> list[np.
             for maps, c in zip(class_maps, class_indices)]
 
 
-def methods_for(input_size: int, feature_cells: int) -> list[str]:
-    """The methods a model of this input size and feature map can use (a stride too small to shift leaves Grad-CAM)."""
+def methods_for(loaded: LoadedModel) -> list[str]:
+    """The methods a served model can use: a stride too small to shift leaves out shift-and-stitch, a file without a
+    Score-CAM layer's activations leaves out Score-CAM."""
+    methods = [GRADCAM]
     try:
-        stitch_offsets(input_size, feature_cells)
+        stitch_offsets(loaded.entry.input_size, loaded.feature_cells)
+        methods.append(STITCHED)
     except ValueError:
-        return [GRADCAM]
-    return [GRADCAM, STITCHED]
+        pass
+    return methods + ([SCORECAM] if loaded.activation_cells else [])
 
 
-def cells_per_side(method: str, feature_cells: int) -> int:
+def cells_per_side(method: str, feature_cells: int, activation_cells: int | None = None) -> int:
     """The effective resolution of a method's maps: cells per side before they are brought to the tile."""
+    if method == SCORECAM:
+        return int(activation_cells)
     return feature_cells * (STITCH_PHASES if method == STITCHED else 1)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import ModelIntegrityError, RegistryError
 from .images import to_model_input
-from .model_file import CLASS_MAPS, OUTPUTS, POOLED, PROBABILITIES
+from .model_file import ACTIVATIONS, CLASS_MAPS, OUTPUTS, POOLED, PROBABILITIES
 from .ood import NOT_CHECKED, OodReference, OodVerdict
 from .registry import ModelEntry, load_ood_entry, load_registry, verified_file, verified_path
 
@@ -58,15 +58,23 @@ class LoadedModel:
                 f"Model {entry.arch} takes {shape} pixels and gives {classes or 'no'} classes (outputs: {', '.join(outputs)}), "
                 f"but the registry says {expected} pixels in and {n_classes} classes out of {', '.join(OUTPUTS)}; "
                 "export it again (python -m lungfake export).")
+        if bool(entry.scorecam_layer) != (ACTIVATIONS in outputs):
+            raise ModelIntegrityError(
+                f"Model {entry.arch}'s file {'lacks' if entry.scorecam_layer else 'has'} the {ACTIVATIONS} output that the "
+                f"registry's scorecam_layer ({entry.scorecam_layer or 'none'}) says; export it again (python -m lungfake export).")
         self._input_name = next(iter(inputs))
-        # cells per side of the feature map the class maps come from (the input size over the network's stride)
+        self._outputs = (*OUTPUTS, ACTIVATIONS) if entry.scorecam_layer else OUTPUTS
+        # cells per side of the feature map the class maps come from (the input size over the network's stride), and
+        # of the Score-CAM layer's activations (None in a file without them)
         self.feature_cells = int(outputs[CLASS_MAPS]["shape"][1])
+        self.activation_cells = int(outputs[ACTIVATIONS]["shape"][1]) if entry.scorecam_layer else None
 
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-        """probabilities (uncalibrated), pooled features and class maps of model inputs already at the input size."""
+        """probabilities (uncalibrated), pooled features and class maps of model inputs already at the input size (and
+        the Score-CAM layer's activations, where the file has them)."""
         with self._lock:
             outputs = self._runner(**{self._input_name: np.ascontiguousarray(pixels, np.float32)})
-            return {name: np.array(outputs[name]) for name in OUTPUTS}
+            return {name: np.array(outputs[name]) for name in self._outputs}
 
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pooled features, uncalibrated probabilities) of model inputs already at the input size."""

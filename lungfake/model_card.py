@@ -135,7 +135,7 @@ def overlay_sentence(entry, metrics: EvaluationMetrics | None) -> str:
     """A served model's overlay: its method and layer, and what it was measured to be worth on grouped test tiles."""
     from .cam import METHOD_LABELS
 
-    method = f"Overlay: {METHOD_LABELS.get(entry.explanation_method, entry.explanation_method)} on layer `{entry.gradcam_layer}`"
+    method = f"Overlay: {METHOD_LABELS.get(entry.explanation_method, entry.explanation_method)} on layer `{entry.explanation_layer}`"
     figures = metrics.explanation_figures("test") if metrics is not None else None
     if figures is None:
         return method + "; its faithfulness has not been measured (python -m lungfake explanations)."

@@ -8,7 +8,9 @@ One pass of a served file gives everything the app shows, under these signature 
 - ``probabilities``: the softmax, uncalibrated, in the registry's class order;
 - ``pooled``: the globally averaged feature map, which the out-of-distribution screen reads;
 - ``class_maps``: each class's dense-layer weights applied at every cell of the feature map before pooling, from
-  which cam.py makes Grad-CAM without a gradient (see cam.gradcam).
+  which cam.py makes Grad-CAM without a gradient (see cam.gradcam);
+- ``activations`` (files exported with a Score-CAM layer only, the registry's ``scorecam_layer``): that stride-16
+  layer's output, whose channels cam.scorecam_class_maps lays over the tile as masks.
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from .errors import ModelIntegrityError
 
 log = logging.getLogger(__name__)
 
-PIXELS, PROBABILITIES, POOLED, CLASS_MAPS = "pixels", "probabilities", "pooled", "class_maps"
-OUTPUTS = (PROBABILITIES, POOLED, CLASS_MAPS)
+PIXELS, PROBABILITIES, POOLED, CLASS_MAPS, ACTIVATIONS = "pixels", "probabilities", "pooled", "class_maps", "activations"
+OUTPUTS = (PROBABILITIES, POOLED, CLASS_MAPS)  # every served file's; ACTIVATIONS is optional
 POOLED_FEATURES_LAYER, OUTPUT_LAYER = "pool", "probabilities"  # the head every lungfake model ends with (models.py)
 HEAD_DROPOUT = "head_dropout"  # between them in training; the identity at inference
 
@@ -38,8 +40,9 @@ def check_head(model, arch: str, gradcam_layer: str) -> None:
                                   f"{OUTPUT_LAYER}; retrain it with python -m lungfake train.")
 
 
-def served_view(model, gradcam_layer: str):
-    """The trained network with the three outputs a served file carries; its weights are the model's own."""
+def served_view(model, gradcam_layer: str, scorecam_layer: str = ""):
+    """The trained network with the outputs a served file carries (the activations of scorecam_layer too, if named);
+    its weights are the model's own."""
     import keras
 
     check_head(model, model.name, gradcam_layer)
@@ -48,6 +51,8 @@ def served_view(model, gradcam_layer: str):
     maps = class_maps(model.get_layer(gradcam_layer).output)
     class_maps.set_weights([head.get_weights()[0]])
     outputs = {PROBABILITIES: model.output, POOLED: model.get_layer(POOLED_FEATURES_LAYER).output, CLASS_MAPS: maps}
+    if scorecam_layer:
+        outputs[ACTIVATIONS] = model.get_layer(scorecam_layer).output
     return keras.Model(model.input, outputs, name=f"{model.name}_served")
 
 
@@ -58,12 +63,12 @@ def served_view(model, gradcam_layer: str):
 FLOAT16_MIN_WEIGHTS = 32_768
 
 
-def served_model_bytes(model, gradcam_layer: str, float16: bool = True) -> bytes:
+def served_model_bytes(model, gradcam_layer: str, float16: bool = True, scorecam_layer: str = "") -> bytes:
     """The served file's contents: large weight tensors as float16 (FLOAT16_MIN_WEIGHTS) unless float16 is False,
     which the tests use to compare exactly."""
     import tensorflow as tf
 
-    data = tf.lite.TFLiteConverter.from_keras_model(served_view(model, gradcam_layer)).convert()
+    data = tf.lite.TFLiteConverter.from_keras_model(served_view(model, gradcam_layer, scorecam_layer)).convert()
     return with_float16_weights(data, FLOAT16_MIN_WEIGHTS) if float16 else data
 
 
@@ -97,9 +102,9 @@ def with_float16_weights(data: bytes, min_weights: int) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def write_served_model(model, gradcam_layer: str, path: Path, float16: bool = True) -> Path:
+def write_served_model(model, gradcam_layer: str, path: Path, float16: bool = True, scorecam_layer: str = "") -> Path:
     """Write the served file of a trained Keras model (pixels 0-255 in, see models.build_model) to path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(served_model_bytes(model, gradcam_layer, float16))
+    path.write_bytes(served_model_bytes(model, gradcam_layer, float16, scorecam_layer))
     log.info("wrote %s (%.1f MB, %s)", path, path.stat().st_size / 1e6, "large weights float16" if float16 else "float32")
     return path

@@ -25,15 +25,16 @@ class Architecture:
     gradcam_layer: str
     preprocessing: str  # "lab_standardised" (see LabStandardisation); earlier models: "caffe", "tf"
     top_block: str = ""  # the first layer name of the last block: the randomisation check re-initialises from it on
+    scorecam_layer: str = ""  # a stride-16 layer whose activations a served file also gives, for Score-CAM (cam.py)
 
 
 ARCHITECTURE_SPECS = {
-    "resnet50": Architecture("resnet50", "conv5_block3_out", "lab_standardised", "conv5_block3_1_conv"),
-    "mobilenetv2": Architecture("mobilenetv2", "out_relu", "lab_standardised", "block_16_expand"),
-    "densenet121": Architecture("densenet121", "relu", "lab_standardised", "conv5_block16_0_bn"),
+    "resnet50": Architecture("resnet50", "conv5_block3_out", "lab_standardised", "conv5_block3_1_conv", "conv4_block6_out"),
+    "mobilenetv2": Architecture("mobilenetv2", "out_relu", "lab_standardised", "block_16_expand", "block_13_expand_relu"),
+    "densenet121": Architecture("densenet121", "relu", "lab_standardised", "conv5_block16_0_bn", "pool4_relu"),
 }
 DISPLAY_NAMES = {"resnet50": "ResNet50", "mobilenetv2": "MobileNetV2", "densenet121": "DenseNet121"}
-TEST_MODEL = Architecture("tiny", "last_conv", "lab_standardised", "last_conv")  # a stand-in for tests, never served
+TEST_MODEL = Architecture("tiny", "last_conv", "lab_standardised", "last_conv", "conv1")  # a stand-in for tests, never served
 TINY_MODEL_SEED = 100  # away from the seeds models.randomise_top draws from (0 up), so re-initialising changes it
 _IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 

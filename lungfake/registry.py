@@ -31,6 +31,14 @@ class ModelEntry:
     low_confidence: dict = field(default_factory=dict)  # threshold chosen on val, with its val coverage and accuracy
     explanation_method: str = "gradcam"  # cam.py's method for this model's overlay, chosen on val by `explanations`
     overlay_trust: dict = field(default_factory=dict)  # that method's faithfulness on val (faithfulness.OverlayTrust)
+    scorecam_layer: str = ""  # the stride-16 layer whose activations the file also gives (model_file.ACTIVATIONS), if any
+
+    @property
+    def explanation_layer(self) -> str:
+        """The layer the overlay's method reads."""
+        from .cam import SCORECAM
+
+        return self.scorecam_layer if self.explanation_method == SCORECAM else self.gradcam_layer
 
     @property
     def trust(self):
@@ -70,12 +78,15 @@ def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
     except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is malformed ({exc}); "
                             "restore it from the repository.") from None
-    from .cam import METHOD_LABELS
+    from .cam import METHOD_LABELS, SCORECAM
 
     for entry in entries.values():
         if entry.explanation_method not in METHOD_LABELS:
             raise RegistryError(f"Registry entry {entry.arch} names explanation method {entry.explanation_method!r}; "
                                 f"this lungfake knows {', '.join(METHOD_LABELS)}.")
+        if entry.explanation_method == SCORECAM and not entry.scorecam_layer:
+            raise RegistryError(f"Registry entry {entry.arch} names Score-CAM but no scorecam_layer; export the model "
+                                "again (python -m lungfake export) and run python -m lungfake explanations.")
         if sorted(entry.class_names) != sorted(CLASS_NAMES):
             raise RegistryError(f"Registry entry {entry.arch} lists classes {entry.class_names}, expected {CLASS_NAMES}.")
     return entries

@@ -466,7 +466,7 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
     trained.parent.mkdir(parents=True, exist_ok=True)
     inference_copy(model).save(trained)
     target = WeightsStore.resolve(folder).file(f"{recipe.arch}.tflite") if served else unregistered_served_path(recipe.arch, protocol)
-    write_served_model(model, spec.gradcam_layer, target)
+    write_served_model(model, spec.gradcam_layer, target, scorecam_layer=spec.scorecam_layer)
     record = {"recipe": _recipe_json(recipe), "protocol": protocol, "history": history, "last_session_minutes": round(seconds / 60, 1),
               "train_minutes": round(sum(history.get("epoch_seconds", [])) / 60, 1), "split_sha256": split_sha,
               "train_cpu_minutes": train_cpu_minutes(history), "keras_sha256": sha256_of(trained)}
@@ -481,7 +481,7 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
         register(ModelEntry(
             arch=recipe.arch, file=target.name, sha256=sha256_of(target), input_size=recipe.last_train_size,
             class_names=CLASS_NAMES, gradcam_layer=spec.gradcam_layer, preprocessing=spec.preprocessing,
-            split=protocol, display_name=DISPLAY_NAMES.get(recipe.arch, recipe.arch),
+            split=protocol, scorecam_layer=spec.scorecam_layer, display_name=DISPLAY_NAMES.get(recipe.arch, recipe.arch),
             recipe={**_recipe_json(recipe), "train_minutes": record["train_minutes"],
                     "train_cpu_minutes": record["train_cpu_minutes"]},
         ), folder)
@@ -498,7 +498,7 @@ def export_served(arch: str, keras_path: Path, folder: Path | None = None) -> Pa
     import keras
 
     from .model_file import write_served_model
-    from .models import register_custom_layers
+    from .models import ARCHITECTURE_SPECS, TEST_MODEL, register_custom_layers
     from .registry import load_registry, register, sha256_of
     from .store import WeightsStore
 
@@ -518,9 +518,10 @@ def export_served(arch: str, keras_path: Path, folder: Path | None = None) -> Pa
     history_file = store.history_json(arch, entry.split)
     record = json.loads(history_file.read_text())
     _write_json(history_file, {**record, "keras_sha256": sha256_of(trained)})
+    scorecam_layer = ARCHITECTURE_SPECS.get(arch, TEST_MODEL).scorecam_layer
     target = write_served_model(at_input_size(model, Recipe.from_json(entry.recipe), entry.input_size), entry.gradcam_layer,
-                                store.file(f"{arch}.tflite"))
-    register(replace(entry, file=target.name, sha256=sha256_of(target)), store.root)
+                                store.file(f"{arch}.tflite"), scorecam_layer=scorecam_layer)
+    register(replace(entry, file=target.name, sha256=sha256_of(target), scorecam_layer=scorecam_layer), store.root)
     return target
 
 
@@ -543,7 +544,8 @@ def serve_at_input_size(arch: str, size: int, folder: Path | None = None) -> Pat
     recipe = Recipe.from_json(entry.recipe)
     register_custom_layers()
     trained = keras.models.load_model(verified_trained_model(arch, entry.split, folder), compile=False, safe_mode=True)
-    target = write_served_model(at_input_size(trained, recipe, size), entry.gradcam_layer, WeightsStore.resolve(folder).file(entry.file))
+    target = write_served_model(at_input_size(trained, recipe, size), entry.gradcam_layer, WeightsStore.resolve(folder).file(entry.file),
+                                scorecam_layer=entry.scorecam_layer)
     register(replace(entry, sha256=sha256_of(target), input_size=size, temperature=1.0, low_confidence={}), folder)
     log.info("%s now served at %d px (trained at %d px); evaluate it to refit its calibration", arch, size,
              recipe.last_train_size)

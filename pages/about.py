@@ -60,9 +60,9 @@ else:
 
 st.header("Intended use")
 st.markdown(
-    "Education and research: to show what convolutional networks pick up in lung H&E tiles, how Grad-CAM "
-    "localises it, and how much a leaky split inflates reported accuracy. It is for clinicians and reviewers "
-    "exploring the method, not for patients."
+    "Education and research: to show what convolutional networks pick up in lung H&E tiles, how class-activation "
+    "overlays (Grad-CAM, Score-CAM) localise it, and how much a leaky split inflates reported accuracy. It is for "
+    "clinicians and reviewers exploring the method, not for patients."
 )
 st.header("Limitations")
 st.markdown(
@@ -80,6 +80,7 @@ st.markdown(
     "matrix. The errors cluster in a few original fields (the error browser lists them by family): LC25000 gives every "
     "field its slide's diagnosis, and some fields do not show it, such as a solid sheet of tumour cells without glands "
     "labelled adenocarcinoma.\n"
-    "- Grad-CAM shows where evidence for the predicted class was found at coarse resolution; it is not a segmentation.\n"
+    "- An overlay shows where evidence for the predicted class was found, cell by cell (its caption gives the cells); "
+    "it is not a segmentation.\n"
     f"- **Colour confound.** {facts['colour_confound']}"
 )

@@ -29,7 +29,7 @@ st.warning(DISCLAIMER)
 uploads = st.file_uploader(f"Tiles, or .zip archives of tiles (at most {MAX_TILES} tiles in all)", accept_multiple_files=True,
                            type=["jpg", "jpeg", "png", "tif", "tiff", "zip"])
 if not uploads:
-    st.info("Upload several tiles (or a zip of them): each is scored by every model, without Grad-CAM.")
+    st.info("Upload several tiles (or a zip of them): each is scored by every model, without overlays.")
     st.stop()
 
 key = hashlib.sha256(b"".join(hashlib.sha256(u.getvalue()).digest() + u.name.encode() for u in uploads)).hexdigest()

@@ -40,7 +40,7 @@ def show_tile(rgb, path: str, source: TileSource) -> None:
 enter_page()
 st.title("Error browser")
 st.caption("Pick a cell of a confusion matrix on the grouped test tiles; see its tiles, then one tile with every "
-           "served model's Grad-CAM and calibrated probabilities.")
+           "served model's overlay and calibrated probabilities.")
 try:
     metrics = graded_metrics()
     name = st.selectbox("Model", list(metrics))

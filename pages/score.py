@@ -63,10 +63,10 @@ wrap_metric_values()
 st.title("Score a lung H&E tile")
 st.warning(DISCLAIMER)
 upload = st.file_uploader("Upload an H&E tile (JPEG, PNG or TIFF)", type=["jpg", "jpeg", "png", "tif", "tiff"])
-opacity = st.slider("Grad-CAM overlay opacity", 0.0, 1.0, 0.45, 0.05)
+opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
 tta = st.toggle("Test-time augmentation (average over the tile's 8 rotations and mirror images; slower)")
 if upload is None:
-    st.info("Upload a tile to see what each model makes of it, with Grad-CAM showing where it looked.")
+    st.info("Upload a tile to see what each model makes of it, with an overlay showing where it looked.")
     loading_note()
     st.stop()
 

@@ -7,13 +7,16 @@ import pytest
 from lungfake import faithfulness as F
 from lungfake.cam import (
     GRADCAM,
+    SCORECAM,
+    SCORECAM_CHANNELS,
     STITCHED,
     cells_per_side,
     heatmaps,
     run_explained,
+    scorecam_views,
     stitch_offsets,
 )
-from lungfake.model_file import CLASS_MAPS, POOLED, PROBABILITIES
+from lungfake.model_file import ACTIVATIONS, CLASS_MAPS, POOLED, PROBABILITIES
 from tests.helpers import texture
 
 SIZE = 64
@@ -124,16 +127,24 @@ class ToyEntry:
     input_size: int
     explanation_method: str
     class_names: tuple = ("lung_n", "lung_aca", "lung_scc")
+    temperature: float = 1.0
 
 
 class StridedToy:
     """A served-file stand-in with a stride of `stride` px: class 0's map is each cell's fine texture, in the
-    top-left quadrant only; classes 1 and 2 map nothing."""
+    top-left quadrant only; classes 1 and 2 map nothing. Its activations (for Score-CAM) are every cell's fine
+    texture, each cell in a channel of its own: they show where the texture is, not what the network reads."""
 
     def __init__(self, method: str, stride: int = 16):
         self.entry, self.stride = ToyEntry(SIZE, method), stride
-        self.feature_cells = SIZE // stride
+        self.feature_cells = self.activation_cells = SIZE // stride
         self.calls = []
+
+    def activations(self, pixels):
+        n, cells = len(pixels), SIZE // self.stride
+        steps = np.abs(np.diff(pixels, axis=2, append=pixels[:, :, -1:])).mean(axis=-1)
+        blocks = steps.reshape(n, cells, self.stride, cells, self.stride).mean(axis=(2, 4))
+        return blocks[..., None] * np.eye(cells * cells, dtype=np.float32).reshape(1, cells, cells, -1)
 
     def run(self, pixels):
         pixels = np.asarray(pixels, np.float32)
@@ -144,10 +155,11 @@ class StridedToy:
         blocks[:, cells // 2 :, :] = 0
         blocks[:, :, cells // 2 :] = 0
         maps = np.stack([blocks, np.zeros_like(blocks), np.zeros_like(blocks)], axis=-1)
-        return {CLASS_MAPS: maps, PROBABILITIES: looks_at_top_left(pixels), POOLED: maps.mean(axis=(1, 2))}
+        return {CLASS_MAPS: maps, PROBABILITIES: looks_at_top_left(pixels), POOLED: maps.mean(axis=(1, 2)),
+                ACTIVATIONS: self.activations(pixels)}
 
 
-@pytest.mark.parametrize("method", [GRADCAM, STITCHED])
+@pytest.mark.parametrize("method", [GRADCAM, STITCHED, SCORECAM])
 def test_each_method_puts_the_peak_on_the_quadrant_the_network_reads(method):
     toy = StridedToy(method)
     tile = TILES[1][None].astype(np.float32)
@@ -155,7 +167,8 @@ def test_each_method_puts_the_peak_on_the_quadrant_the_network_reads(method):
     peak = np.unravel_index(np.argmax(relevance), relevance.shape)
     assert relevance.shape == (SIZE, SIZE) and relevance.max() == pytest.approx(1.0)
     assert peak[0] < SIZE // 2 and peak[1] < SIZE // 2
-    assert relevance[SIZE // 2 + 12 :, SIZE // 2 + 12 :].max() == 0
+    # Score-CAM's masks are its cells brought to the tile, so a cell beside the quadrant reaches into it a little
+    assert relevance[SIZE // 2 + 12 :, SIZE // 2 + 12 :].max() <= (0.05 if method == SCORECAM else 0)
 
 
 def test_stitching_interleaves_evenly_spaced_shifted_views():
@@ -189,6 +202,39 @@ def test_a_stitched_map_costs_four_more_passes_in_the_same_call():
     np.testing.assert_allclose(outputs[PROBABILITIES], looks_at_top_left(tiles))
     plain = StridedToy(GRADCAM)
     assert run_explained(plain, tiles)[1].shape == (2, 4, 4, 3) and plain.calls == [2]
+
+
+def test_score_cam_masks_the_blurred_tile_with_each_of_the_channels_most_varied_inside_the_rim():
+    tile = TILES[0].astype(np.float32)
+    activations = np.zeros((4, 4, 20), np.float32)
+    activations[0, 0, 2] = 50.0  # lit on the rim only (where zero padding shows): varies most, but not inside
+    activations[1, 1, 3] = 3.0  # one cell inside the rim lit
+    activations[..., 7] = np.arange(16, dtype=np.float32).reshape(4, 4)  # a ramp
+    activations[..., 9] = 2.0  # flat: no variance, never chosen before a varied one
+    views, chosen = scorecam_views(tile, activations, channels=3)
+    base = F.blurred(tile)
+    assert views.shape == (4, SIZE, SIZE, 3) and chosen.shape == (4, 4, 3)
+    np.testing.assert_allclose(chosen[..., 0], activations[..., 7])  # the ramp varies most inside, then the lit cell
+    np.testing.assert_allclose(chosen[..., 1], activations[..., 3])
+    np.testing.assert_allclose(views[-1], base)  # the last view is the blurred tile alone
+    # the lit cell's view is the tile at that cell's centre and the blurred tile far from it
+    np.testing.assert_allclose(views[1][24, 24], tile[24, 24], atol=1e-3)
+    np.testing.assert_allclose(views[1][48:, 48:], base[48:, 48:], atol=1e-3)
+
+
+def test_a_score_cam_map_costs_one_more_call_of_the_file_with_its_masked_views():
+    toy = StridedToy(SCORECAM)
+    tiles = np.stack(TILES[:2]).astype(np.float32)
+    outputs, class_maps = run_explained(toy, tiles)
+    assert toy.calls == [2, 2 * (SCORECAM_CHANNELS + 1)]
+    assert class_maps.shape == (2, 4, 4, 3) and cells_per_side(SCORECAM, 4, 4) == 4
+    np.testing.assert_allclose(outputs[PROBABILITIES], looks_at_top_left(tiles))
+    # the top-left cell inside the rim raises class 0 above the blurred tile; a neighbouring cell's mask reaches into
+    # the quadrant a little, and a cell two away not at all
+    class_0 = class_maps[..., 0]
+    neighbours = np.concatenate([class_0[:, 2, :3], class_0[:, :2, 2]], axis=1)
+    assert class_0[:, 1, 1].min() > 5 * neighbours.max()
+    assert np.allclose(class_0[:, 3, :], 0, atol=1e-6) and np.allclose(class_0[:, :, 3], 0, atol=1e-6)
 
 
 def test_the_caption_says_what_the_map_is_worth_and_withholds_a_failing_one():
@@ -234,3 +280,50 @@ def test_a_served_model_explains_a_chunked_batch_as_it_explains_each_tile_alone(
         np.testing.assert_allclose(score.models["resnet50"].heatmap, alone.heatmap, atol=1e-4)
         assert score.models["resnet50"].heatmap.shape == (128, 128)
     assert not np.allclose(together[0].models["resnet50"].heatmap, together[1].models["resnet50"].heatmap)
+
+
+def test_a_served_file_and_its_registry_entry_agree_on_the_score_cam_activations(tiny_weights, tmp_path):
+    import dataclasses
+    import json
+    import shutil
+
+    from lungfake.errors import ModelIntegrityError, RegistryError
+    from lungfake.inference import LoadedModel
+    from lungfake.registry import load_registry
+
+    entry = load_registry(tiny_weights)["tiny"]
+    loaded = LoadedModel.load(entry, tiny_weights)
+    assert entry.scorecam_layer == "conv1" and loaded.activation_cells == 32
+    scorecam = loaded.with_entry(dataclasses.replace(entry, explanation_method=SCORECAM))
+    assert scorecam.entry.explanation_layer == "conv1" and entry.explanation_layer == entry.gradcam_layer
+    tiles = np.stack([texture(seed, 32) for seed in range(3)]).astype(np.float32)
+    outputs, class_maps = run_explained(scorecam, tiles)
+    assert class_maps.shape == (3, 32, 32, 3) and outputs[ACTIVATIONS].shape[:3] == (3, 32, 32)
+    np.testing.assert_allclose(run_explained(scorecam, tiles[1:2])[1][0], class_maps[1], atol=1e-5)
+
+    store = tmp_path / "w"
+    shutil.copytree(tiny_weights, store)
+    payload = json.loads((store / "registry.json").read_text())
+    payload["models"]["tiny"]["scorecam_layer"] = ""
+    (store / "registry.json").write_text(json.dumps(payload))
+    with pytest.raises(ModelIntegrityError, match="has the activations output"):
+        LoadedModel.load(load_registry(store)["tiny"], store)
+    payload["models"]["tiny"]["explanation_method"] = SCORECAM
+    (store / "registry.json").write_text(json.dumps(payload))
+    with pytest.raises(RegistryError, match="Score-CAM but no scorecam_layer"):
+        load_registry(store)
+
+
+def test_the_method_chosen_is_the_most_faithful_that_passes_within_the_pass_budget(monkeypatch):
+    from lungfake import explanation_check as check
+
+    base = F.summarise("toy", curves_of(looks_at_top_left, quadrant_map(HALF[0], HALF[0])), [(0.2, False)] * 6,
+                       np.arange(6), 8, 1.0)
+    assert base.passes
+    figures = {GRADCAM: replace(base, method=GRADCAM, deletion_margin=0.30, top_fifth_ratio=1.5),
+               STITCHED: replace(base, method=STITCHED, deletion_margin=0.10),
+               SCORECAM: replace(base, method=SCORECAM, deletion_margin=0.20)}
+    assert check.choose_method(figures) == SCORECAM  # the failing map's larger margin does not count
+    monkeypatch.setattr(check, "MAX_EXTRA_PASSES", 4)
+    assert check.choose_method(figures) == STITCHED  # Score-CAM's 9 passes are over this budget
+    assert check.choose_method({GRADCAM: figures[GRADCAM]}) == GRADCAM  # none passes: the best within the budget
