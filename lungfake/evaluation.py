@@ -404,25 +404,28 @@ class Evaluator:
         members_shifted = [p[2]["_val_shifted"] for p in parts]
         shifted_rule = choose_subtype_rule(ensemble_probabilities(members_shifted, temperature, weights), members_shifted,
                                            parts[0][2]["_y_val_shifted"])
-        rule = choose_subtype_margin_for_budget(val, members_val, y_val).with_shifted(shifted_rule)
+        rule = choose_subtype_margin_for_budget(val, members_val, y_val, shifted=shifted_rule, domain_shift=self.domain_shift("val"))
         member_weights = dict(zip(archs, map(float, weights))) if weights is not None else None
         calibration = EnsembleCalibration(temperature, threshold.threshold, member_weights, rule)
         update_ensemble_calibration(temperature, threshold.to_json(), self.store.root, member_weights, rule)
         figures = {"val_accuracy": {**accuracy, **{a: float((m.argmax(1) == y_val).mean()) for a, m in zip(archs, members_val)}},
                    "log_loss_weights": dict(zip(archs, map(float, fitted))), "_fitted": fitted,
-                   "val_subtype": subtype_figures(verdicts_of(val, members_val, None, rule), y_val)}
+                   "val_subtype": subtype_figures(verdicts_of(val, members_val, self.domain_shift("val"), rule), y_val)}
         return calibration, threshold, figures
 
-    def test_domain_shift(self) -> np.ndarray | None:
-        """Whether the screen calls each grouped test tile's tissue unlike LC25000's (None without a reference)."""
+    def domain_shift(self, side: str) -> np.ndarray | None:
+        """Whether the screen calls each grouped tile of this side's tissue unlike LC25000's (None without a reference)."""
         from .inference import OodScreen
 
-        screen = OodScreen.load([], self.store.root)
-        if screen.reference is None:
-            return None
-        tiles = self.pixels("grouped", "test", 224)
-        verdicts = [v for s in range(0, len(tiles), 64) for v in screen.assess(list(tiles[s : s + 64]), {})]
-        return np.array([bool(v.domain_shift) for v in verdicts])
+        def make():
+            screen = OodScreen.load([], self.store.root)
+            if screen.reference is None:
+                return None
+            tiles = self.pixels("grouped", side, 224)
+            verdicts = [v for s in range(0, len(tiles), 64) for v in screen.assess(list(tiles[s : s + 64]), {})]
+            return np.array([bool(v.domain_shift) for v in verdicts])
+
+        return self._cached(("domain_shift", side), make)
 
     def external(self) -> dict | None:
         """The served models and their ensemble on the external folder's images (measuring only), or None without one."""
@@ -459,7 +462,7 @@ class Evaluator:
         table = {"clean": float((clean.argmax(1) == y_true[::every]).mean()),
                  **{n: float((v.argmax(1) == y_true[::every]).mean()) for n, v in shifted.items()}}
         agree = np.all([np.asarray(p[2]["predictions"]) == np.asarray(parts[0][2]["predictions"]) for p in parts], axis=0)
-        test_verdicts = verdicts_of(probabilities, [p[1] for p in parts], self.test_domain_shift(), calibration.subtype_rule)
+        test_verdicts = verdicts_of(probabilities, [p[1] for p in parts], self.domain_shift("test"), calibration.subtype_rule)
         equal = ensemble_probabilities([p[1] for p in parts])
         how = "mean" if weights is None else "weighted mean"
         metrics.update(arch="ensemble", protocol="grouped", display_name=f"Ensemble ({how} of the models)", members=members,

@@ -93,23 +93,30 @@ def choose_subtype_rule(ensemble: np.ndarray, members: list[np.ndarray], y_true:
 
 
 def choose_subtype_margin_for_budget(ensemble: np.ndarray, members: list[np.ndarray], y_true: np.ndarray,
-                                     budget: float = UNCERTAIN_BUDGET) -> SubtypeRule:
-    """The largest margin at which the verdict withholds the subtype on at most budget of the validation tiles (those
-    the models disagree on count first), with the subtype accuracy of the calls it still makes there.
+                                     budget: float = UNCERTAIN_BUDGET, shifted: SubtypeRule | None = None,
+                                     domain_shift=None) -> SubtypeRule:
+    """The largest margin at which the verdict withholds the subtype on at most budget of the validation tiles, with
+    the subtype accuracy of the calls it still makes there. Tiles withheld whatever the margin count first: those the
+    models disagree on, and, given the rule for shifted tissue (choose_subtype_rule) and the screen's verdict on each
+    tile, shifted tissue under that rule's margin. The rule returned carries the shifted one.
 
     Why a budget and not an accuracy target: LC25000's validation errors sit in a few original fields whose label the
     tissue does not show, and the models are confidently wrong on them; no margin removes those errors, so a 99% target
     climbs to a margin that withholds the subtype of a fifth of all tiles (docs/decisions.md, "Subtype abstention")."""
     cancer, agree, margin, correct = _subtype_calls(ensemble, members, y_true)
-    room = int(np.floor(budget * len(ensemble))) - int((cancer & ~agree).sum())
-    candidates = np.sort(margin[cancer & agree])
+    shift = np.zeros(len(ensemble), bool) if domain_shift is None else np.asarray(domain_shift, bool)
+    shifted_min_margin = shifted.min_margin if shifted is not None else SubtypeRule().shifted_min_margin
+    open_to_margin = cancer & agree & ~(shift & (margin < shifted_min_margin))
+    room = int(np.floor(budget * len(ensemble))) - int((cancer & ~open_to_margin).sum())
+    candidates = np.sort(margin[open_to_margin])
     if room <= 0 or not len(candidates):
         min_margin = 0.0
     else:
-        min_margin = float(candidates[min(room, len(candidates) - 1)]) if room < len(candidates) else 1.0
-    called = cancer & agree & (margin >= min_margin)
-    return SubtypeRule(min_margin, float(called.sum() / max(cancer.sum(), 1)),
+        min_margin = float(candidates[room]) if room < len(candidates) else 1.0
+    called = open_to_margin & (margin >= min_margin)
+    rule = SubtypeRule(min_margin, float(called.sum() / max(cancer.sum(), 1)),
                        float(correct[called].mean()) if called.any() else None)
+    return rule.with_shifted(shifted) if shifted is not None else rule
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from lungfake.verdict import (
     choose_subtype_rule,
     subtype_margin,
     verdict_of,
+    verdicts_of,
 )
 
 
@@ -103,3 +104,11 @@ def test_the_margin_withholds_the_subtype_of_at_most_the_budget_of_tiles():
     assert choose_subtype_margin_for_budget(ensemble, [ensemble, other], truth, budget=0.3).min_margin == pytest.approx(0.3)
     assert choose_subtype_margin_for_budget(ensemble, [ensemble], truth, budget=0.0).min_margin == 0.0
     assert choose_subtype_margin_for_budget(ensemble, [ensemble], truth, budget=1.0).min_margin == 1.0
+    # shifted tissue under the shifted rule's margin is withheld whatever the margin: it uses up the budget too
+    shifted = SubtypeRule(min_margin=0.5)
+    screen = np.zeros(10, bool)
+    screen[[0, 6]] = True  # margins 0.98 (kept by the shifted rule) and 0.4 (withheld by it)
+    rule = choose_subtype_margin_for_budget(ensemble, [ensemble], truth, budget=0.3, shifted=shifted, domain_shift=screen)
+    assert rule.min_margin == pytest.approx(0.3) and rule.shifted_min_margin == 0.5
+    verdicts = verdicts_of(ensemble, [ensemble], screen, rule)
+    assert sum(v.subtype_uncertain for v in verdicts) == 3 and verdicts[0].subtype == "lung_aca"
