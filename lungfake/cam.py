@@ -1,7 +1,7 @@
-"""Grad-CAM heatmaps and their overlay on the tile.
+"""Overlay heatmaps (Grad-CAM, Score-CAM) and their overlay on the tile.
 
-Two ways of making them, named in each model's registry entry (``explanation``) and chosen per model on validation
-tiles by how faithful they are (faithfulness.py, benchmarks/explanations.py):
+Three ways of making them, named in each model's registry entry (``explanation_method``) and chosen per model on
+validation tiles by how faithful they are (faithfulness.py, benchmarks/explanations.py):
 
 - ``gradcam``: Grad-CAM at the last layer from the scoring pass itself, one value per cell of the feature map
   (4 to 7 cells a side: the network's stride is 32).
@@ -177,8 +177,8 @@ def cells_per_side(method: str, feature_cells: int, activation_cells: int | None
     return feature_cells * (STITCH_PHASES if method == STITCHED else 1)
 
 
-class GradcamExplainer:
-    """Grad-CAM of one served model for any image (Scorer makes it from the scoring pass itself)."""
+class OverlayExplainer:
+    """The registered overlay of one served model for any image (Scorer makes it from the scoring pass itself)."""
 
     def __init__(self, loaded: LoadedModel):
         self.loaded, self.entry = loaded, loaded.entry

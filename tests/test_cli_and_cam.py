@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lungfake import cli
-from lungfake.cam import GradcamExplainer, overlay
+from lungfake.cam import OverlayExplainer, overlay
 from lungfake.classes import CLASS_NAMES
 from lungfake.images import to_model_input
 from lungfake.inference import LoadedModel
@@ -103,7 +103,7 @@ def test_cli_errors_end_in_a_message_not_a_traceback(tmp_path, capsys):
 
 def test_gradcam_heatmap_and_overlay(tiny_weights):
     entry = load_registry(tiny_weights)["tiny"]
-    explainer = GradcamExplainer(LoadedModel.load(entry, tiny_weights))
+    explainer = OverlayExplainer(LoadedModel.load(entry, tiny_weights))
     tile = texture(9, 50)
     # the class whose map rises highest: an untrained model's map of another class can be negative everywhere, and
     # Grad-CAM's ReLU then leaves nothing (seen in CI)
@@ -139,7 +139,7 @@ def test_served_gradcam_equals_tf_keras_vis_gradcam_on_the_keras_model(tmp_path)
 
     model, served = _keras_and_served(tmp_path, float16=False)
     reference_gradcam = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
-    explainer = GradcamExplainer(served)
+    explainer = OverlayExplainer(served)
     for seed, class_name in ((1, "lung_n"), (2, "lung_aca"), (3, "lung_scc")):
         pixels = to_model_input(texture(seed, 40), 32)[None]
         reference = reference_gradcam(CategoricalScore([CLASS_NAMES.index(class_name)]), pixels, penultimate_layer="last_conv",

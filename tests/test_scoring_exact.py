@@ -130,9 +130,9 @@ def test_grad_cam_is_computed_for_the_predicted_class_only_when_asked(hot_weight
     scorer = Scorer.load("all", hot_weights)
     tiles = [he_like(31, 64), he_like(32, 64)]
     explained = scorer.score(tiles, explain=True)
-    from lungfake.cam import GradcamExplainer
+    from lungfake.cam import OverlayExplainer
 
-    explainer = GradcamExplainer(scorer.served[0].loaded)
+    explainer = OverlayExplainer(scorer.served[0].loaded)
     for tile, score in zip(tiles, explained):
         model = score.models["tiny"]
         expected = explainer.heatmap(tile, model.predicted)
