@@ -16,17 +16,13 @@ import argparse
 
 import cv2
 import numpy as np
+from scale_tta import SHIFTS, accuracy_line, calibrated, validation_set  # the sibling benchmark: same tiles and shifts
 from skimage.color import rgb2hed
 from skimage.filters import threshold_otsu
 
-from lungfake.calibration import apply_temperature, ensemble_probabilities
-from lungfake.data import resolve_data_root
-from lungfake.evaluation import Evaluator, predict_probabilities, resized_to
 from lungfake.inference import LoadedModel
-from lungfake.registry import load_ensemble_calibration, load_registry
 from lungfake.robustness import magnified
 
-SHIFTS = {"clean": 1.0, "magnification 0.6x": 0.6, "magnification 1.6x": 1.6}
 MIN_BLOB_PIXELS = 9  # smaller specks are noise, not nuclei
 
 
@@ -53,11 +49,8 @@ def main() -> None:
     parser.add_argument("--powers", default="0,0.5,1")
     args = parser.parse_args()
     powers = [float(p) for p in args.powers.split(",")]
-    evaluator, registry, calibration = Evaluator(resolve_data_root(args.data_dir)), load_registry(), load_ensemble_calibration()
-    names = list(next(iter(registry.values())).class_names)
+    evaluator, registry, calibration, tiles, labels = validation_set(args.data_dir)
     reference = float(np.nanmedian([nuclear_size(t) for t in evaluator.pixels("grouped", "train", 224)[::20]]))
-    tiles = evaluator.pixels("grouped", "val", 224)[:: evaluator.ROBUSTNESS_EVERY]
-    labels = evaluator.labels("grouped", "val", names)[:: evaluator.ROBUSTNESS_EVERY]
     models = {arch: LoadedModel.load(entry) for arch, entry in registry.items()}
     clean_sizes = np.array([nuclear_size(t) for t in tiles])
     print(f"{len(tiles)} validation tiles; reference nuclear size {reference:.2f} px (every 20th training tile)")
@@ -68,13 +61,8 @@ def main() -> None:
               + " ".join(f"{v:.2f}" for v in np.nanpercentile(ratio, [5, 50, 95])))
         for power in powers:
             inputs = np.stack([normalised(t, reference, power) for t in shifted])
-            members = {arch: apply_temperature(predict_probabilities(m, resized_to(inputs, m.entry.input_size)), m.entry.temperature)
-                       for arch, m in models.items()}
-            ensemble = ensemble_probabilities(list(members.values()), calibration.temperature,
-                                              calibration.weights_for(list(members)))
-            accuracy = {a: (p.argmax(1) == labels).mean() for a, p in {**members, "ensemble": ensemble}.items()}
-            print(f"  power {power:.1f}: " + "  ".join(f"{a} {v:.2%}" for a, v in accuracy.items()), flush=True)
-
+            members = {arch: calibrated(model, inputs) for arch, model in models.items()}
+            print(f"  power {power:.1f}: " + accuracy_line(members, labels, calibration), flush=True)
 
 if __name__ == "__main__":
     main()
