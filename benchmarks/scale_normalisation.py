@@ -3,66 +3,66 @@ the robustness benchmark's magnification shifts? Measured on validation tiles on
 
 Each tile's nuclear size is estimated as the median side (square root of the area) of its haematoxylin blobs (colour
 deconvolution, Otsu threshold, connected components); the reference is the median over every 20th grouped training
-tile. A tile is then magnified by (reference / size) ** power (lungfake.robustness.magnified, clipped to 0.6x-1.6x):
+tile. A tile is then magnified by (reference / size) ** power (lungfake.scale, to 1%, clipped to 0.6x-1.6x), as the
+scorer does with the registry's power (chosen here):
 power 0 is the plain tile, 1 brings every tile to the reference size, 0.5 half-way (in log scale). Prints, for every
 3rd grouped validation tile unchanged and at 0.6x and 1.6x, each model's and the ensemble's accuracy per power, and
 how the estimate follows the known magnification.
 
-    python benchmarks/scale_normalisation.py [--data-dir ../shared/data/lc25000_lung] [--powers 0,0.5,1]
+    python benchmarks/scale_normalisation.py [--data-dir ../shared/data/lc25000_lung] [--powers 0,0.5,1] [--other-labs]
+        [--factor-ranges 0.6-1.6,0.6-1.0]
 """
 from __future__ import annotations
 
 import argparse
 
-import cv2
 import numpy as np
 from scale_tta import SHIFTS, accuracy_line, calibrated, validation_set  # the sibling benchmark: same tiles and shifts
-from skimage.color import rgb2hed
-from skimage.filters import threshold_otsu
 
+from lungfake.classes import CLASS_NAMES
+from lungfake.colour import ColourTarget
 from lungfake.inference import LoadedModel
-from lungfake.robustness import magnified
+from lungfake.robustness import another_lab, magnified
+from lungfake.scale import ScaleNormalisation, fit_reference, nuclear_size
 
-MIN_BLOB_PIXELS = 9  # smaller specks are noise, not nuclei
-
-
-def nuclear_size(rgb: np.ndarray) -> float:
-    """The median side (pixels) of the tile's haematoxylin blobs, or nan without any."""
-    haematoxylin = cv2.GaussianBlur(rgb2hed(rgb)[..., 0].astype(np.float32), (0, 0), 1.0)
-    mask = (haematoxylin > threshold_otsu(haematoxylin)).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    areas = cv2.connectedComponentsWithStats(mask, connectivity=8)[2][1:, cv2.CC_STAT_AREA]
-    areas = areas[areas >= MIN_BLOB_PIXELS]
-    return float(np.sqrt(np.median(areas))) if len(areas) else float("nan")
-
-
-def normalised(rgb: np.ndarray, reference: float, power: float) -> np.ndarray:
-    size = nuclear_size(rgb)
-    if power == 0 or not np.isfinite(size):
-        return rgb
-    return magnified(rgb, float(np.clip((reference / size) ** power, 0.6, 1.6)))
+BENIGN = CLASS_NAMES.index("lung_n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir")
     parser.add_argument("--powers", default="0,0.5,1")
+    parser.add_argument("--other-labs", action="store_true", help="also each tile as another lab might show it")
+    parser.add_argument("--factor-ranges", default="0.6-1.6", help="magnification limits to try, e.g. 0.6-1.6,0.6-1.0")
     args = parser.parse_args()
     powers = [float(p) for p in args.powers.split(",")]
+    ranges = [tuple(float(x) for x in r.split("-")) for r in args.factor_ranges.split(",")]
     evaluator, registry, calibration, tiles, labels = validation_set(args.data_dir)
-    reference = float(np.nanmedian([nuclear_size(t) for t in evaluator.pixels("grouped", "train", 224)[::20]]))
+    reference = fit_reference(evaluator.pixels("grouped", "train", 224)[::20])
     models = {arch: LoadedModel.load(entry) for arch, entry in registry.items()}
     clean_sizes = np.array([nuclear_size(t) for t in tiles])
     print(f"{len(tiles)} validation tiles; reference nuclear size {reference:.2f} px (every 20th training tile)")
-    for shift, factor in SHIFTS.items():
-        shifted = np.stack([magnified(t, factor) for t in tiles]) if factor != 1.0 else tiles
+    for shift, shifted in shifted_sets(tiles, args.other_labs).items():
         ratio = np.array([nuclear_size(t) for t in shifted]) / clean_sizes
         print(f"{shift}: estimated size / the tile's own, 5th-50th-95th percentile "
               + " ".join(f"{v:.2f}" for v in np.nanpercentile(ratio, [5, 50, 95])))
-        for power in powers:
-            inputs = np.stack([normalised(t, reference, power) for t in shifted])
+        for power, (low, high) in [(p, r) for p in powers for r in ranges if p > 0 or r == ranges[0]]:
+            inputs = np.stack([view.pixels for view in ScaleNormalisation(reference, power, low, high).views(shifted)])
             members = {arch: calibrated(model, inputs) for arch, model in models.items()}
-            print(f"  power {power:.1f}: " + accuracy_line(members, labels, calibration), flush=True)
+            print(f"  power {power:.2f}, {low}x-{high}x: " + accuracy_line(members, labels, calibration), flush=True)
+            print("    cancer vs benign: " + "  ".join(
+                f"{arch} {np.mean((p.argmax(1) == BENIGN) == (labels == BENIGN)):.2%}" for arch, p in members.items()), flush=True)
+
+
+def shifted_sets(tiles: np.ndarray, other_labs: bool) -> dict[str, np.ndarray]:
+    """The tiles unchanged, at 0.6x and 1.6x, and (with --other-labs) each drawn once as another lab might show it
+    (robustness.another_lab: magnification 0.5-2x, stain amounts, restaining, gamma, blur, JPEG; its own colours as
+    the restaining centre), the validation stand-in for other labs' tissue."""
+    sets = {shift: np.stack([magnified(t, factor) for t in tiles]) if factor != 1.0 else tiles for shift, factor in SHIFTS.items()}
+    if other_labs:
+        rng, own_colour = np.random.default_rng(0), ColourTarget.of(tiles)
+        sets["as other labs might show them"] = np.stack([another_lab(t, rng, own_colour) for t in tiles])
+    return sets
 
 if __name__ == "__main__":
     main()

@@ -193,10 +193,13 @@ class OverlayExplainer:
 
 
 def overlay(rgb: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45) -> np.ndarray:
-    """The tile with the heatmap (jet colours) blended over it at the given opacity, at the tile's size."""
+    """The tile with the heatmap (jet colours) blended over it at the given opacity, at the tile's size; where the
+    heatmap is NaN (a part of the tile the models did not see, scale.py) the tile is left as it is."""
     height, width = rgb.shape[:2]
-    resized = cv2.resize(heatmap.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    seen = cv2.resize(np.isfinite(heatmap).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+    resized = cv2.resize(np.nan_to_num(heatmap.astype(np.float32)), (width, height), interpolation=cv2.INTER_LINEAR)
     coloured = cv2.applyColorMap(np.uint8(np.clip(resized, 0, 1) * 255), cv2.COLORMAP_JET)
     coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
-    blended = (1.0 - opacity) * rgb.astype(np.float32) + opacity * coloured.astype(np.float32)
+    alpha = np.where(seen, opacity, 0.0)[..., None]
+    blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * coloured.astype(np.float32)
     return np.clip(blended, 0, 255).astype(np.uint8)

@@ -226,6 +226,16 @@ def cmd_ood_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scale_fit(args: argparse.Namespace) -> int:
+    from .data import resolve_data_root
+    from .scale import fit_and_register
+
+    scale = fit_and_register(resolve_data_root(args.data_dir), _store(args).root, args.every, args.power,
+                             (args.min_factor, args.max_factor))
+    print(json.dumps(scale.to_json()))
+    return 0
+
+
 def _print_result(file: str, outcome, as_json: bool) -> None:
     from .classes import display_name
     from .region import region_hint
@@ -307,6 +317,8 @@ def cmd_region(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .scale import DEFAULT_FACTOR_RANGE, DEFAULT_POWER
+
     parser = argparse.ArgumentParser(prog="python -m lungfake", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -390,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     ood.add_argument("--train-sample", type=int, default=3000, help="training tiles to fit on (stratified sample)")
     ood.add_argument("--quantile", type=float, default=0.995, help="share of validation tiles each check must pass")
     ood.set_defaults(run=cmd_ood_fit)
+
+    scale_fit = commands.add_parser("scale-fit", help="measure LC25000's nuclear size on grouped train tiles: every scoring "
+                                "then brings each tile part of the way to it (scale.py)")
+    _add_data_dir(scale_fit)
+    scale_fit.add_argument("--every", type=int, default=20, help="measure every N-th training tile")
+    scale_fit.add_argument("--power", type=float, default=DEFAULT_POWER,
+                       help="how far to bring a tile: 0 not at all, 1 all the way, 0.5 half-way in log scale (chosen on val)")
+    scale_fit.add_argument("--min-factor", type=float, default=DEFAULT_FACTOR_RANGE[0], help="the most a tile is shrunk")
+    scale_fit.add_argument("--max-factor", type=float, default=DEFAULT_FACTOR_RANGE[1],
+                           help="the most a tile is enlarged (1: never, as chosen on val)")
+    scale_fit.set_defaults(run=cmd_scale_fit)
 
     predict = commands.add_parser("predict", help="score image files with the committed models")
     predict.add_argument("files", nargs="+", metavar="FILE", help="image files, or folders: every image file under them")

@@ -204,6 +204,31 @@ class Evaluator:
 
         return self._cached(("px", protocol, side, size), lambda: read_split_pixels(self.root, rows_on(self.rows(protocol), side), size))
 
+    def scale(self):
+        """The registry's scale setting (scale.ScaleNormalisation), or None: tiles are then scored as they are."""
+        from .registry import load_scale_normalisation
+
+        return self._cached("scale", lambda: load_scale_normalisation(self.store.root))
+
+    def seen(self, key, tiles: np.ndarray) -> np.ndarray:
+        """What the scorer's models see of 224 px tiles (scale.py's views), computed once per key."""
+        def make():
+            scale = self.scale()
+            return np.stack([view.pixels for view in scale.views(tiles)]) if scale is not None and len(tiles) else tiles
+
+        return self._cached(("seen", key), make)
+
+    def model_inputs(self, key, tiles: np.ndarray, size: int) -> np.ndarray:
+        """Those views at a model's input size, resized as the scorer resizes them (uint8, computed once per key)."""
+        from .images import to_model_input
+
+        return self._cached(("inputs", key, size), lambda: np.stack(
+            [to_model_input(t, size).astype(np.uint8) for t in self.seen(key, tiles)]) if len(tiles) else tiles)
+
+    def side_inputs(self, protocol: str, side: str, size: int) -> np.ndarray:
+        """A split side's tiles as the scorer's models see them, at the given input size."""
+        return self.model_inputs((protocol, side), self.pixels(protocol, side, 224), size)
+
     def families(self, protocol: str, side: str = "test") -> np.ndarray:
         from .splits import rows_on
 
@@ -328,18 +353,19 @@ class Evaluator:
             return None
         model, model_file, sha, entry = found
         size, names = entry.input_size, list(entry.class_names)
-        raw = predict_probabilities(model, self.pixels(protocol, "test", size))
+        raw = predict_probabilities(model, self.side_inputs(protocol, "test", size))
         y_true = self.labels(protocol, "test", names)
         extra = {}
         if protocol == entry.split:
-            val_raw = predict_probabilities(model, self.pixels(protocol, "val", size))
+            val_raw = predict_probabilities(model, self.side_inputs(protocol, "val", size))
             y_val = self.labels(protocol, "val", names)
             temperature = fit_temperature(val_raw, y_val)
             threshold = choose_threshold(apply_temperature(val_raw, temperature), y_val)
             update_calibration(arch, temperature, threshold.to_json(), self.store.root)
             shifted, y_shifted = self.shifted_val(names)
             extra.update(low_confidence=threshold.to_json(), _val=apply_temperature(val_raw, temperature), _y_val=y_val,
-                         _val_shifted=apply_temperature(predict_probabilities(model, resized_to(shifted, size)), temperature),
+                         _val_shifted=apply_temperature(predict_probabilities(model, self.model_inputs("shifted_val", shifted, size)),
+                                                        temperature),
                          _y_val_shifted=y_shifted)
         else:
             temperature = 1.0
@@ -364,17 +390,17 @@ class Evaluator:
         """Colour-neutral accuracy on every grouped test tile, and accuracy under each named shift."""
         from .calibration import apply_temperature
 
-        def predict(tiles):
-            return apply_temperature(predict_probabilities(model, resized_to(tiles, size)), temperature)
+        def predict(key, tiles):
+            return apply_temperature(predict_probabilities(model, self.model_inputs(key, tiles, size)), temperature)
 
         y_true, families = self.labels("grouped", "test", names), self.families("grouped")
-        neutral = predict(self.colour_neutral_test())
+        neutral = predict("neutral", self.colour_neutral_test())
         every = self.ROBUSTNESS_EVERY
-        clean = predict(self.pixels("grouped", "test", 224)[::every])
+        clean = predict("clean_every", self.pixels("grouped", "test", 224)[::every])
         table = {"clean": float((clean.argmax(1) == y_true[::every]).mean())}
         shifted_probabilities = {}
         for name, tiles in self.shifted_test().items():
-            shifted_probabilities[name] = predict(tiles)
+            shifted_probabilities[name] = predict(("shifted", name), tiles)
             table[name] = float((shifted_probabilities[name].argmax(1) == y_true[::every]).mean())
         return {"colour_neutral_accuracy": with_intervals(y_true, neutral.argmax(1), families),
                 "colour_neutral_predictions": neutral.argmax(1).tolist(),
@@ -421,7 +447,7 @@ class Evaluator:
             screen = OodScreen.load([], self.store.root)
             if screen.reference is None:
                 return None
-            tiles = self.pixels("grouped", side, 224)
+            tiles = self.seen(("grouped", side), self.pixels("grouped", side, 224))
             verdicts = [v for s in range(0, len(tiles), 64) for v in screen.assess(list(tiles[s : s + 64]), {})]
             return np.array([bool(v.domain_shift) for v in verdicts])
 

@@ -93,10 +93,12 @@ def measure(model: LoadedModel, pixels: np.ndarray, families: np.ndarray,
 
 def choose_method(figures: dict[str, Faithfulness]) -> str:
     """The most faithful method (deletion margin on validation tiles) among those that pass within the latency
-    budget; with none passing, the most faithful within the budget (its overlay is then shown behind a caution)."""
+    budget, those that also meet the border and resolution targets first; with none passing, the most faithful within
+    the budget (its overlay is then shown behind a caution)."""
     fast = {m: f for m, f in figures.items() if EXTRA_PASSES[m] <= MAX_EXTRA_PASSES} or figures
     passing = {m: f for m, f in fast.items() if f.passes} or fast
-    return max(passing, key=lambda m: passing[m].deletion_margin)
+    preferred = {m: f for m, f in passing.items() if f.meets_targets} or passing
+    return max(preferred, key=lambda m: preferred[m].deletion_margin)
 
 
 def randomised_model(entry: ModelEntry, keras_path: Path, folder: Path) -> LoadedModel:
@@ -162,7 +164,7 @@ def _keras_model_of(arch: str, folder: Path | None) -> Path | None:
 def check_models(root: Path, which: str = "all", folder: Path | None = None, methods=CANDIDATES,
                  every: tuple[int, int] = (VAL_EVERY, TEST_EVERY)) -> dict[str, dict]:
     """Measure, choose and record the overlay method of the chosen served models (module docstring)."""
-    from .evaluation import Evaluator, resized_to
+    from .evaluation import Evaluator
     from .faithfulness import OverlayTrust
     from .inference import select_entries
     from .metrics import EvaluationMetrics
@@ -174,7 +176,10 @@ def check_models(root: Path, which: str = "all", folder: Path | None = None, met
     val_families, test_families = (evaluator.families("grouped", side)[::step] for side, step in zip(("val", "test"), every))
     for entry in select_entries(which, store.root):
         size = entry.input_size
-        result = check_model(entry, (resized_to(val_tiles, size), val_families), (resized_to(test_tiles, size), test_families),
+        # the tiles as the scorer's models see them (scale.py's views), so that the overlays are measured as served
+        val_inputs, test_inputs = (evaluator.model_inputs(("every", side, step), tiles, size)
+                                   for side, step, tiles in zip(("val", "test"), every, (val_tiles, test_tiles)))
+        result = check_model(entry, (val_inputs, val_families), (test_inputs, test_families),
                              _keras_model_of(entry.arch, store.root), store.root, methods)
         trust = OverlayTrust.of(Faithfulness.from_json(result["validation"]))
         update_explanation(entry.arch, result["method"], trust.to_json(), store.root)

@@ -10,7 +10,7 @@ from .data import read_split_pixels
 from .errors import RegistryError
 from .inference import LoadedModel
 from .ood import DEFAULT_QUANTILE, OodReference, fit_reference
-from .registry import OodEntry, load_registry, register_ood, sha256_of
+from .registry import OodEntry, load_registry, load_scale_normalisation, register_ood, sha256_of
 from .splits import SplitRow, load_split, rows_on
 from .store import WeightsStore
 
@@ -32,11 +32,19 @@ def stratified_sample(rows: list[SplitRow], count: int, seed: int = 0) -> list[S
     return chosen
 
 
-def tiles_and_features(root: Path, rows: list[SplitRow], model: LoadedModel) -> tuple[list[np.ndarray], np.ndarray]:
-    """The tiles of split rows and the model's pooled features of them."""
+def as_scored(images: list[np.ndarray], scale) -> list[np.ndarray]:
+    """What the scorer's models and screen see of the images (scale.py's views; the images themselves without a
+    scale setting), so that the screen is fitted on what it will judge."""
+    return [view.pixels for view in scale.views(images)] if scale is not None else images
+
+
+def tiles_and_features(root: Path, rows: list[SplitRow], model: LoadedModel,
+                       scale=None) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """The tiles of split rows, what the scorer sees of them, and the model's pooled features of that."""
     images = list(read_split_pixels(root, rows))
-    features = [model.features_of(images[s : s + BATCH]) for s in range(0, len(images), BATCH)]
-    return images, np.concatenate(features)
+    seen = as_scored(images, scale)
+    features = [model.features_of(seen[s : s + BATCH]) for s in range(0, len(seen), BATCH)]
+    return images, seen, np.concatenate(features)
 
 
 def as_other_labs_show_them(images: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
@@ -61,10 +69,12 @@ def fit_and_register(root: Path, feature_model: str = "mobilenetv2", train_sampl
     rows = load_split(store.split_csv(split_name))
     train_rows, val_rows = stratified_sample(rows_on(rows, "train"), train_sample), rows_on(rows, "val")
     log.info("fitting on %d train tiles, limits from %d val tiles", len(train_rows), len(val_rows))
-    train_images, train_features = tiles_and_features(root, train_rows, model)
-    val_images, val_features = tiles_and_features(root, val_rows, model)
-    varied_train, varied_val = as_other_labs_show_them(train_images), as_other_labs_show_them(val_images, seed=1)
-    reference = fit_reference(train_images, train_features, val_images, val_features, feature_model, quantile,
+    scale = load_scale_normalisation(folder)
+    train_images, train_seen, train_features = tiles_and_features(root, train_rows, model, scale)
+    val_images, val_seen, val_features = tiles_and_features(root, val_rows, model, scale)
+    varied_train = as_scored(as_other_labs_show_them(train_images), scale)
+    varied_val = as_scored(as_other_labs_show_them(val_images, seed=1), scale)
+    reference = fit_reference(train_seen, train_features, val_seen, val_features, feature_model, quantile,
                               varied_train, varied_val)
     target = store.file(REFERENCE_FILE)
     target.write_bytes(reference.to_bytes())

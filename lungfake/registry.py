@@ -178,6 +178,26 @@ def load_ensemble_calibration(folder: Path | None = None) -> EnsembleCalibration
                                recorded.get("member_weights"), SubtypeRule.from_json(recorded.get("subtype_rule")))
 
 
+def update_scale_normalisation(scale, folder: Path | None = None) -> None:
+    """Record the scale setting (scale.ScaleNormalisation) that every scoring applies before the models."""
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    payload["scale"] = scale.to_json()
+    _write_registry_file(path, payload)
+
+
+def load_scale_normalisation(folder: Path | None = None):
+    """The registry's scale.ScaleNormalisation, or None where none was fitted (tiles are then scored as they come)."""
+    from .scale import ScaleNormalisation
+
+    recorded = _read_registry_file(WeightsStore.resolve(folder).registry).get("scale")
+    try:
+        return ScaleNormalisation.from_json(recorded)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"The registry's scale setting {recorded} is not readable ({exc}); "
+                            "fit it again with python -m lungfake scale-fit.") from None
+
+
 def register_ood(entry: OodEntry, folder: Path | None = None) -> None:
     path = WeightsStore.resolve(folder).registry
     payload = _read_registry_file(path)

@@ -114,6 +114,8 @@ class CaseReport:
                          f"{html.escape(score.ood.domain_shift_reason)}. Trust the predictions less.</div>")
         if not score.models_agree:
             parts.append('<div class="warning">The models disagree.</div>')
+        if score.scale_note:
+            parts.append(f'<p class="meta">{html.escape(score.scale_note)}</p>')
         everyone = {**score.models, **({"ensemble": score.ensemble} if score.ensemble else {})}
         classes = list(next(iter(score.models.values())).probabilities)
         rows = [[m.name, display_name(m.predicted), *[f"{m.probabilities[c]:.1%}" for c in classes],

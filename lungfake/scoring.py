@@ -1,6 +1,7 @@
 """One scoring path for every caller (the CLI, the score, batch and region pages): a batch of images in,
 every served model's calibrated prediction, the ensemble, the out-of-distribution verdict and, when asked,
-Grad-CAM out. Each image is resized once per model input size.
+the overlays out. Each image is first brought towards LC25000's magnification (scale.py, where the registry has a
+scale setting), then resized once per model input size; overlays are mapped back onto the image.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import io
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from .inference import LoadedModel, OodScreen, select_entries
 from .model_file import POOLED, PROBABILITIES
 from .ood import OodVerdict
 from .registry import EnsembleCalibration
+from .scale import ScaledView, ScaleNormalisation, unscaled_view
 from .verdict import Verdict, verdict_of
 
 DEFAULT_WARNING_CONFIDENCE = 0.6  # for registry entries calibrated before thresholds were chosen on val
@@ -98,6 +100,18 @@ class ImageScore:
     models: dict[str, ModelScore]  # keyed by architecture
     ood: OodVerdict
     ensemble_calibration: EnsembleCalibration = EnsembleCalibration()  # chosen on val by evaluate
+    scale_factor: float = 1.0  # how much the models' view was magnified (scale.py); 1: the image as it came
+
+    @property
+    def scale_note(self) -> str | None:
+        """What the models saw of the image, where scale normalisation changed it (else None)."""
+        if self.scale_factor == 1.0:
+            return None
+        if self.scale_factor > 1.0:
+            return (f"Its nuclei look smaller than LC25000's, so the models scored its centre enlarged x{self.scale_factor:.2f}; "
+                    "the uncoloured rim of each overlay was not seen.")
+        return (f"Its nuclei look larger than LC25000's, so the models scored it shrunk x{self.scale_factor:.2f}, "
+                "the field around it continued by mirroring.")
 
     @property
     def ensemble(self) -> ModelScore | None:
@@ -133,7 +147,7 @@ class ImageScore:
                           self.ensemble_calibration.subtype_rule)
 
     def to_json(self) -> dict:
-        payload = {"file": self.name, **self.verdict.to_json(), **self.ood.to_json(),
+        payload = {"file": self.name, **self.verdict.to_json(), **self.ood.to_json(), "scale_factor": round(self.scale_factor, 4),
                    "models": {a: m.to_json(self.refused) for a, m in self.models.items()},
                    "models_agree": None if self.refused else self.models_agree}
         if self.ensemble is not None:
@@ -141,14 +155,15 @@ class ImageScore:
         return payload
 
     def csv_rows(self) -> list[list]:
-        """One row per model (and the ensemble): file, verdict, model, weights, prediction, probabilities, warnings;
-        a refused image's rows give no class."""
+        """One row per model (and the ensemble): file, verdict, model, weights, prediction, probabilities, warnings and
+        the scale factor; a refused image's rows give no class."""
         rows, verdict = [], self.verdict
         for arch, m in {**self.models, **({ENSEMBLE: self.ensemble} if self.ensemble else {})}.items():
             predicted = ["", ""] if self.refused else [m.predicted, display_name(m.predicted)]
             rows.append([self.name, verdict.headline, verdict.subtype_uncertain, arch, m.weights_sha256, *predicted,
                          *[f"{p:.6f}" for p in m.probabilities.values()], "" if self.refused else m.low_confidence,
-                         self.ood.ood, self.ood.reason, self.ood.domain_shift, self.ood.domain_shift_reason])
+                         self.ood.ood, self.ood.reason, self.ood.domain_shift, self.ood.domain_shift_reason,
+                         round(self.scale_factor, 4)])
         return rows
 
 
@@ -171,7 +186,7 @@ def csv_text(scores: list[ImageScore], failures: list[tuple[str, str]] | None = 
     classes = list(next(iter(scores[0].models.values())).probabilities) if scores and scores[0].models else []
     header = ["file", "verdict", "subtype_uncertain", "model", "weights_sha256", "predicted", "predicted_name",
               *[f"p_{c}" for c in classes],
-              "low_confidence", "ood", "ood_reason", "domain_shift", "domain_shift_reason", "error"]
+              "low_confidence", "ood", "ood_reason", "domain_shift", "domain_shift_reason", "scale_factor", "error"]
     writer.writerow(header)
     for score in scores:
         writer.writerows(row + [""] for row in score.csv_rows())
@@ -207,6 +222,11 @@ class ServedModel:
         return float(self.entry.low_confidence.get("threshold", DEFAULT_WARNING_CONFIDENCE))
 
 
+def _on_image(score: ModelScore, view: ScaledView) -> ModelScore:
+    """The score with its overlay mapped from the models' view back onto the image."""
+    return score if score.heatmap is None else replace(score, heatmap=view.to_tile_frame(score.heatmap))
+
+
 def dihedral_views(pixels: np.ndarray) -> list[np.ndarray]:
     """The 8 rotations and mirror images of a batch (n, h, w, c): a tile has no up and no handedness."""
     views = []
@@ -219,36 +239,42 @@ class Scorer:
     """The served models and the out-of-distribution screen, scoring batches of RGB images."""
 
     def __init__(self, served: list[ServedModel], screen: OodScreen,
-                 ensemble_calibration: EnsembleCalibration = EnsembleCalibration()):
-        self.served, self.screen, self.ensemble_calibration = served, screen, ensemble_calibration
+                 ensemble_calibration: EnsembleCalibration = EnsembleCalibration(), scale: ScaleNormalisation | None = None):
+        self.served, self.screen, self.ensemble_calibration, self.scale = served, screen, ensemble_calibration, scale
 
     @classmethod
     def load(cls, which: str = "all", folder: Path | None = None,
              on_model: Callable[[int, int, str], None] | None = None) -> Scorer:
         """The registry's models (verified), their calibration and the OOD screen; on_model(i, n, name) is
         called before the i-th of n models loads (the app shows it)."""
-        from .registry import load_ensemble_calibration
+        from .registry import load_ensemble_calibration, load_scale_normalisation
 
         entries, served = select_entries(which, folder), []
         for i, entry in enumerate(entries):
             if on_model:
                 on_model(i, len(entries), entry.display_name or entry.arch)
             served.append(ServedModel(LoadedModel.load(entry, folder)))
-        return cls(served, OodScreen.load([s.loaded for s in served], folder), load_ensemble_calibration(folder))
+        return cls(served, OodScreen.load([s.loaded for s in served], folder), load_ensemble_calibration(folder),
+                   load_scale_normalisation(folder))
+
+    def views(self, images: list[np.ndarray]) -> list[ScaledView]:
+        """What the models and the screen see of each image (scale.py)."""
+        return self.scale.views(images) if self.scale else [unscaled_view(rgb) for rgb in images]
 
     def score(self, images: list[np.ndarray], names: list[str] | None = None, explain: bool = False,
               tta: bool = False) -> list[ImageScore]:
         names = names or [f"image {i + 1}" for i in range(len(images))]
+        views = self.views(images)
         inputs: dict[int, np.ndarray] = {}
         per_model, features = {}, {}
         for model in self.served:
             size = model.entry.input_size
             if size not in inputs:
-                inputs[size] = np.stack([to_model_input(rgb, size) for rgb in images])
+                inputs[size] = np.stack([to_model_input(view.pixels, size) for view in views])
             per_model[model.entry.arch], features[model.entry.arch] = self._score_model(model, inputs[size], explain, tta)
-        verdicts = self.screen.assess(images, features, {size: batch for size, batch in inputs.items()})
-        return [ImageScore(names[i], images[i], {arch: scores[i] for arch, scores in per_model.items()}, verdicts[i],
-                           self.ensemble_calibration) for i in range(len(images))]
+        verdicts = self.screen.assess([view.pixels for view in views], features, inputs)
+        return [ImageScore(names[i], images[i], {arch: _on_image(scores[i], views[i]) for arch, scores in per_model.items()},
+                           verdicts[i], self.ensemble_calibration, views[i].factor) for i in range(len(images))]
 
     def _score_model(self, model: ServedModel, pixels: np.ndarray, explain: bool, tta: bool) -> tuple[list[ModelScore], np.ndarray]:
         from .cam import heatmap, run_explained

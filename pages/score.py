@@ -49,6 +49,8 @@ def show_results(tile_score, opacity: float) -> None:
     ensemble = tile_score.ensemble
     left, right = st.columns([1, 2])
     left.image(tile_score.rgb, caption="Uploaded tile", width="stretch")
+    if tile_score.scale_note:
+        left.caption(tile_score.scale_note)
     if ensemble is not None:
         with right:
             show_model(ensemble, tile_score.rgb, opacity, "ensemble")

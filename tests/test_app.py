@@ -101,6 +101,25 @@ def test_upload_real_tile_shows_every_model_the_ensemble_and_overlays():
     assert not at.exception and len([m for m in at.metric if m.label == "Prediction"]) == len(predictions)
 
 
+@needs_data
+def test_a_tile_at_another_magnification_says_how_the_models_saw_it():
+    """A tile enlarged 1.6x has nuclei larger than LC25000's: the models score it shrunk, and say so."""
+    import io
+
+    from PIL import Image
+
+    from lungfake.data import read_rgb
+    from lungfake.robustness import magnified
+
+    buffer = io.BytesIO()
+    Image.fromarray(magnified(read_rgb(DATA_DIR / "lung_aca" / "lungaca1.jpeg"), 1.6)).save(buffer, "PNG")
+    at = _app()
+    at.file_uploader[0].upload("large.png", buffer.getvalue(), "image/png").run()
+    assert not at.exception
+    notes = [c.value for c in at.caption if "scored it shrunk" in c.value]
+    assert len(notes) == 1 and "the field around it continued by mirroring" in notes[0]
+
+
 def test_corrupt_upload_shows_error_then_next_upload_works():
     at = _app()
     at.file_uploader[0].upload("broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg").run()

@@ -278,7 +278,8 @@ def test_a_served_model_explains_a_chunked_batch_as_it_explains_each_tile_alone(
     for tile, score in zip(tiles, together):
         alone = scorer.score([tile], explain=True)[0].models["resnet50"]
         np.testing.assert_allclose(score.models["resnet50"].heatmap, alone.heatmap, atol=1e-4)
-        assert score.models["resnet50"].heatmap.shape == (128, 128)
+        # the model's input size where the view is the tile, else the tile's frame at scale.REFERENCE_SIDE
+        assert score.models["resnet50"].heatmap.shape == ((128, 128) if score.scale_factor == 1.0 else (224, 224))
     assert not np.allclose(together[0].models["resnet50"].heatmap, together[1].models["resnet50"].heatmap)
 
 
@@ -327,3 +328,20 @@ def test_the_method_chosen_is_the_most_faithful_that_passes_within_the_pass_budg
     monkeypatch.setattr(check, "MAX_EXTRA_PASSES", 4)
     assert check.choose_method(figures) == STITCHED  # Score-CAM's 9 passes are over this budget
     assert check.choose_method({GRADCAM: figures[GRADCAM]}) == GRADCAM  # none passes: the best within the budget
+
+
+def test_a_coarse_or_border_bound_map_is_chosen_only_when_no_passing_map_meets_those_targets():
+    """ResNet50's plain Grad-CAM (4x4 cells) once beat its shift-and-stitch (8x8) by 0.004 of margin: resolution and
+    border decide among maps that pass, the margin only among those that meet them."""
+    from lungfake import explanation_check as check
+
+    base = F.summarise("toy", curves_of(looks_at_top_left, quadrant_map(HALF[0], HALF[0])), [(0.2, False)] * 6,
+                       np.arange(6), 8, 1.0)
+    assert base.meets_targets
+    coarse = replace(base, method=GRADCAM, deletion_margin=0.105, cells=4)
+    stitched = replace(base, method=STITCHED, deletion_margin=0.101, cells=8)
+    assert check.choose_method({GRADCAM: coarse, STITCHED: stitched}) == STITCHED
+    on_border = replace(stitched, border_peak_share=0.7)
+    assert not on_border.meets_targets and on_border.passes
+    assert check.choose_method({GRADCAM: coarse, STITCHED: on_border}) == GRADCAM  # neither meets them: the margin decides
+    assert check.choose_method({GRADCAM: replace(coarse, cells=8), STITCHED: stitched}) == GRADCAM

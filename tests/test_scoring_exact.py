@@ -39,8 +39,10 @@ def test_an_images_json_holds_its_verdict_each_model_and_the_ensemble():
     image = _image([_model("a", [0.6, 0.3, 0.1]), _model("b", [0.2, 0.7, 0.1])])
     payload = image.to_json()
     assert list(payload) == ["file", "verdict", "cancer", "subtype", "subtype_uncertain", "verdict_reasons", "ood",
-                             "ood_reason", "domain_shift", "domain_shift_reason", "models", "models_agree", "ensemble"]
+                             "ood_reason", "domain_shift", "domain_shift_reason", "scale_factor", "models", "models_agree",
+                             "ensemble"]
     assert payload["file"] == "t.png" and payload["domain_shift"] is True and payload["models_agree"] is False
+    assert payload["scale_factor"] == 1.0
     # cancer (0.6), tissue unlike LC25000's and no margin chosen for such tissue yet: the subtype is withheld
     assert (payload["verdict"], payload["cancer"], payload["subtype"], payload["subtype_uncertain"]) == (
         "Carcinoma, subtype uncertain", True, None, True)
@@ -75,12 +77,13 @@ def test_csv_text_has_a_row_per_model_and_the_ensemble_and_one_per_failure():
     rows = list(csv.reader(io.StringIO(csv_text([image], [("x.png", "not an image")]))))
     assert rows[0] == ["file", "verdict", "subtype_uncertain", "model", "weights_sha256", "predicted", "predicted_name",
                        "p_lung_n", "p_lung_aca", "p_lung_scc", "low_confidence", "ood", "ood_reason", "domain_shift",
-                       "domain_shift_reason", "error"]
+                       "domain_shift_reason", "scale_factor", "error"]
     assert rows[1] == ["t.png", "Carcinoma, subtype uncertain", "True", "a", "a" * 64, "lung_n", "Benign lung tissue", "0.600000",
-                       "0.300000", "0.100000", "True", "False", "lung H&E tissue", "True", "stain distance 9.0, limit 8.0", ""]
+                       "0.300000", "0.100000", "True", "False", "lung H&E tissue", "True", "stain distance 9.0, limit 8.0",
+                       "1.0", ""]
     assert rows[2][3] == "b" and rows[2][5:7] == ["lung_aca", "Lung adenocarcinoma"] and rows[2][10] == "False"
     assert rows[3][3] == "ensemble" and rows[3][7:10] == ["0.400000", "0.500000", "0.100000"] and rows[3][10] == "False"
-    assert rows[4] == ["x.png"] + [""] * 14 + ["not an image"]
+    assert rows[4] == ["x.png"] + [""] * 15 + ["not an image"]
     assert len(rows) == 5
     assert list(csv.reader(io.StringIO(csv_text([], [("x.png", "e")]))))[0][7] == "low_confidence"  # no class columns
 
