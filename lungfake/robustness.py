@@ -16,6 +16,7 @@ from PIL import Image
 from skimage.color import hed2rgb, rgb2hed
 
 from .colour import ColourTarget, match_colour
+from .scale import magnified  # the magnification shifts are scale.py's own operation
 
 
 def _to_uint8(rgb_float: np.ndarray) -> np.ndarray:
@@ -48,19 +49,6 @@ def jpeg(rgb: np.ndarray, quality: int = 30) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-
-
-def magnified(rgb: np.ndarray, factor: float) -> np.ndarray:
-    """The same field at another magnification, at the tile's size. Above 1: the centre, enlarged.
-    Below 1: the tile shrunk, the field around it continued by mirroring (LC25000 has no wider field)."""
-    size = rgb.shape[0]
-    if factor >= 1:
-        side = int(round(size / factor))
-        start = (size - side) // 2
-        return cv2.resize(rgb[start : start + side, start : start + side], (size, size), interpolation=cv2.INTER_CUBIC)
-    small = cv2.resize(rgb, (int(round(size * factor)),) * 2, interpolation=cv2.INTER_AREA)
-    pad = size - small.shape[0]
-    return cv2.copyMakeBorder(small, pad // 2, pad - pad // 2, pad // 2, pad - pad // 2, cv2.BORDER_REFLECT_101)
 
 
 def another_lab(rgb: np.ndarray, rng: np.random.Generator, training: ColourTarget) -> np.ndarray:

@@ -23,7 +23,6 @@ from skimage.filters import threshold_otsu
 
 from .errors import DatasetError
 from .images import to_model_input
-from .robustness import magnified
 
 REFERENCE_SIDE = 224  # LC25000's tile side: nuclear sizes are measured, and views made, on the tile at this side
 MIN_BLOB_PIXELS = 9  # smaller haematoxylin specks are noise, not nuclei
@@ -50,6 +49,19 @@ def nuclear_size(rgb: np.ndarray) -> float:
 def at_reference_side(rgb: np.ndarray) -> np.ndarray:
     """The image as the models' resize shows it, at LC25000's tile side (uint8)."""
     return to_model_input(rgb, REFERENCE_SIDE).round().astype(np.uint8)
+
+
+def magnified(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """The same field at another magnification, at the tile's size. Above 1: the centre, enlarged.
+    Below 1: the tile shrunk, the field around it continued by mirroring (LC25000 has no wider field)."""
+    size = rgb.shape[0]
+    if factor >= 1:
+        side = int(round(size / factor))
+        start = (size - side) // 2
+        return cv2.resize(rgb[start : start + side, start : start + side], (size, size), interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(rgb, (int(round(size * factor)),) * 2, interpolation=cv2.INTER_AREA)
+    pad = size - small.shape[0]
+    return cv2.copyMakeBorder(small, pad // 2, pad - pad // 2, pad // 2, pad - pad // 2, cv2.BORDER_REFLECT_101)
 
 
 @dataclass(frozen=True)
