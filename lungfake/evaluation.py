@@ -212,11 +212,9 @@ class Evaluator:
 
     def seen(self, key, tiles: np.ndarray) -> np.ndarray:
         """What the scorer's models see of 224 px tiles (scale.py's views), computed once per key."""
-        def make():
-            scale = self.scale()
-            return np.stack([view.pixels for view in scale.views(tiles)]) if scale is not None and len(tiles) else tiles
+        from .scale import as_scored
 
-        return self._cached(("seen", key), make)
+        return self._cached(("seen", key), lambda: np.stack(as_scored(tiles, self.scale())) if len(tiles) else tiles)
 
     def model_inputs(self, key, tiles: np.ndarray, size: int) -> np.ndarray:
         """Those views at a model's input size, resized as the scorer resizes them (uint8, computed once per key)."""

@@ -11,6 +11,7 @@ from .errors import RegistryError
 from .inference import LoadedModel
 from .ood import DEFAULT_QUANTILE, OodReference, fit_reference
 from .registry import OodEntry, load_registry, load_scale_normalisation, register_ood, sha256_of
+from .scale import as_scored  # the screen is fitted on what it will judge
 from .splits import SplitRow, load_split, rows_on
 from .store import WeightsStore
 
@@ -30,12 +31,6 @@ def stratified_sample(rows: list[SplitRow], count: int, seed: int = 0) -> list[S
         take = round(count * len(members) / len(rows))
         chosen += [members[i] for i in sorted(rng.choice(len(members), take, replace=False))]
     return chosen
-
-
-def as_scored(images: list[np.ndarray], scale) -> list[np.ndarray]:
-    """What the scorer's models and screen see of the images (scale.py's views; the images themselves without a
-    scale setting), so that the screen is fitted on what it will judge."""
-    return [view.pixels for view in scale.views(images)] if scale is not None else images
 
 
 def tiles_and_features(root: Path, rows: list[SplitRow], model: LoadedModel,

@@ -193,7 +193,7 @@ def load_scale_normalisation(folder: Path | None = None):
     recorded = _read_registry_file(WeightsStore.resolve(folder).registry).get("scale")
     try:
         return ScaleNormalisation.from_json(recorded)
-    except (TypeError, ValueError) as exc:
+    except (AttributeError, TypeError, ValueError) as exc:
         raise RegistryError(f"The registry's scale setting {recorded} is not readable ({exc}); "
                             "fit it again with python -m lungfake scale-fit.") from None
 

@@ -68,7 +68,7 @@ def magnified(rgb: np.ndarray, factor: float) -> np.ndarray:
 class ScaledView:
     """What the models score of one uploaded image: the image at REFERENCE_SIDE, magnified by factor."""
 
-    pixels: np.ndarray  # REFERENCE_SIDE x REFERENCE_SIDE x 3, uint8
+    pixels: np.ndarray  # REFERENCE_SIDE x REFERENCE_SIDE x 3, uint8 (factor 1: the image as it came)
     factor: float  # 1.0: unchanged; above 1 the centre enlarged; below 1 shrunk, the field continued by mirroring
     nuclear_size: float  # px at REFERENCE_SIDE (nan: none found, factor 1)
 
@@ -109,7 +109,8 @@ class ScaleNormalisation:
         tile = at_reference_side(rgb)
         size = nuclear_size(tile)
         factor = self.factor_for(size)
-        return ScaledView(magnified(tile, factor) if factor != 1.0 else tile, factor, size)
+        # left as it is, the image itself: each model resizes it once, not once to 224 px and again to its own size
+        return ScaledView(magnified(tile, factor) if factor != 1.0 else rgb, factor, size)
 
     def views(self, tiles) -> list[ScaledView]:
         return [self.view(t) for t in tiles]
@@ -120,6 +121,11 @@ class ScaleNormalisation:
     @classmethod
     def from_json(cls, payload: dict | None) -> ScaleNormalisation | None:
         return cls(**{k: float(v) for k, v in payload.items()}) if payload else None
+
+
+def as_scored(images, scale: ScaleNormalisation | None):
+    """The pixels the scorer's models and screen see of each image (the images themselves without a setting)."""
+    return [view.pixels for view in scale.views(images)] if scale is not None else images
 
 
 def unscaled_view(rgb: np.ndarray) -> ScaledView:

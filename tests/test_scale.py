@@ -155,7 +155,7 @@ def test_without_a_scale_setting_the_image_is_scored_as_it_is(tiny_weights):
 
 
 def test_the_screen_is_fitted_on_what_the_models_see():
-    from lungfake.ood_fitting import as_scored
+    from lungfake.scale import as_scored
 
     tiles = [nuclei(4), nuclei(6, 1)]
     scale = ScaleNormalisation(nuclear_size(nuclei(6)), power=1.0, max_factor=1.6)
