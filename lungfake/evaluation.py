@@ -428,7 +428,8 @@ class Evaluator:
         members_shifted = [p[2]["_val_shifted"] for p in parts]
         shifted_rule = choose_subtype_rule(ensemble_probabilities(members_shifted, temperature, weights), members_shifted,
                                            parts[0][2]["_y_val_shifted"])
-        rule = choose_subtype_margin_for_budget(val, members_val, y_val, shifted=shifted_rule, domain_shift=self.domain_shift("val"))
+        rule = choose_subtype_margin_for_budget(val, members_val, y_val, shifted=shifted_rule, domain_shift=self.domain_shift("val"),
+                                                families=self.families("grouped", "val"))
         member_weights = dict(zip(archs, map(float, weights))) if weights is not None else None
         calibration = EnsembleCalibration(temperature, threshold.threshold, member_weights, rule)
         update_ensemble_calibration(temperature, threshold.to_json(), self.store.root, member_weights, rule)

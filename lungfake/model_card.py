@@ -11,6 +11,7 @@ from .metrics import EvaluationMetrics
 from .registry import load_registry
 from .splits import load_split
 from .store import WeightsStore
+from .verdict import BUDGET_CONFIDENCE, UNCERTAIN_BUDGET
 
 
 def model_card_facts(folder: Path | None = None) -> dict:
@@ -60,12 +61,16 @@ def subtype_sentence(metrics: dict[tuple[str, str], EvaluationMetrics]) -> str |
     if m is None or not m.subtype or not m.subtype.get("test"):
         return None
     rule, parts = m.subtype["rule"], []
+    bound = rule.get("val_uncertain_bound")
     for label, figures in (("validation", m.subtype.get("val")), ("grouped test", m.subtype["test"])):
         if figures:
-            parts.append(f"on {label} tiles the subtype was withheld on {figures['subtype_uncertain_share']:.1%} and the verdicts "
-                         f"given were right on {figures['called_accuracy']:.1%} of {figures['called']}")
+            unseen = (f" (on unseen families, at most {bound:.1%} with {BUDGET_CONFIDENCE:.0%} confidence)"
+                      if label == "validation" and bound is not None else "")
+            parts.append(f"on {label} tiles the subtype was withheld on {figures['subtype_uncertain_share']:.1%}{unseen} and the "
+                         f"verdicts given were right on {figures['called_accuracy']:.1%} of {figures['called']}")
     return (f"The verdict withholds a carcinoma's subtype where the models disagree on it, where the ensemble's lean between the "
-            f"subtypes is under {rule['min_margin']:.2f} (the level that withholds it on at most a tenth of validation tiles), "
+            f"subtypes is under {rule['min_margin']:.2f} (the largest at which, resampling validation families, "
+            f"the share withheld stays within {UNCERTAIN_BUDGET:.0%} with {BUDGET_CONFIDENCE:.0%} confidence), "
             f"or, on tissue unlike LC25000's, under {rule['shifted_min_margin']:.2f} (the level at which 99% of the subtype "
             "calls on validation tiles moved by the robustness shifts are right): " + "; ".join(parts) + ".")
 

@@ -73,3 +73,18 @@ def test_the_detail_view_says_whether_a_model_meets_its_accuracy_target():
     assert "98.0%" in accuracy_target_sentence(metrics_of(**{**model, "arch": "ensemble", "kind": "ensemble", "accuracy": 0.976}))
     assert accuracy_target_sentence(metrics_of(**{**model, "arch": "baseline_colour", "kind": "baseline"})) == ""
     assert accuracy_target_sentence(metrics_of(**{**model, "protocol": "random"})) == ""
+
+
+def test_the_model_card_gives_the_subtype_rule_with_its_bound_on_unseen_families():
+    from lungfake.model_card import subtype_sentence
+
+    figures = {"subtype_uncertain_share": 0.074, "called_accuracy": 0.975, "called": 2497}
+    rule = {"min_margin": 0.74, "shifted_min_margin": 0.96, "val_uncertain_bound": 0.0997}
+    ensemble = metrics_of(kind="ensemble", arch="ensemble", subtype={"rule": rule, "val": figures, "test": figures})
+    sentence = subtype_sentence({("ensemble", "grouped"): ensemble})
+    assert "under 0.74 (the largest at which, resampling validation families, the share withheld stays within 10% with 90%" in sentence
+    assert "withheld on 7.4% (on unseen families, at most 10.0% with 90% confidence)" in sentence
+    # a rule recorded before the bound existed says nothing of it
+    earlier = metrics_of(kind="ensemble", arch="ensemble", subtype={"rule": {**rule, "val_uncertain_bound": None}, "val": figures,
+                                                                    "test": figures})
+    assert "unseen families, at most" not in subtype_sentence({("ensemble", "grouped"): earlier})
