@@ -2,7 +2,7 @@
 (``domain_shift``): on grouped test tiles (targets: ood under 2%), on the same tiles after everyday changes
 (re-compression, blur, rescaling, a closer crop), on the external development tiles from another hospital
 (target: ood on none), and on non-histology images built offline (target: ood over 95%). None of these was
-used to fit the screen.
+used to fit the screen. Each image is screened as the scorer screens it: its view under the scale setting.
 
 Usage: python benchmarks/ood_rates.py [--data-dir ../shared/data/lc25000_lung] [--external-dir DIR] [--save-misses DIR]
 """
@@ -21,7 +21,8 @@ from PIL import Image, ImageFilter
 from lungfake.data import resolve_data_root
 from lungfake.images import decode_image, read_image_file
 from lungfake.inference import LoadedModel, OodScreen
-from lungfake.registry import load_ood_entry, load_registry
+from lungfake.registry import load_ood_entry, load_registry, load_scale_normalisation
+from lungfake.scale import as_scored
 from lungfake.splits import load_split, rows_on
 from lungfake.store import WeightsStore
 
@@ -29,9 +30,10 @@ BATCH = 64
 
 
 def verdicts(screen: OodScreen, images: list) -> list:
-    out = []
+    """The screen's verdicts on what the scorer shows it: each image's view under the registry's scale setting."""
+    scale, out = load_scale_normalisation(), []
     for start in range(0, len(images), BATCH):
-        out += screen.assess(images[start : start + BATCH], {})
+        out += screen.assess(list(as_scored(images[start : start + BATCH], scale)), {})
     return out
 
 
