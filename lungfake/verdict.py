@@ -159,7 +159,8 @@ def choose_subtype_margin_for_budget(ensemble: np.ndarray, members: list[np.ndar
 
 def _margin_withholding(sorted_margins: np.ndarray, count: int) -> float:
     """A margin under which exactly the count smallest of sorted_margins fall (fewer where they tie): half-way to the
-    next, so rounding the margin in the registry cannot move a tile across it."""
+    next, so the registry's rounding to six places moves no tile across it (unless two margins lie within a
+    millionth)."""
     if count <= 0:
         return 0.0
     if count >= len(sorted_margins):
