@@ -1,7 +1,7 @@
 """Scale test-time augmentation: does averaging each model over the tile seen at several magnifications help under the
 robustness benchmark's magnification shifts? Measured on validation tiles only (this is how the choice is made).
 
-For every 3rd grouped validation tile, unchanged and at 0.6x and 1.6x (lungfake.robustness.magnified), prints each
+For every 3rd grouped validation tile, unchanged and at 0.6x and 1.6x (lungfake.scale.magnified), prints each
 model's and the ensemble's accuracy with the plain tile and with the mean of its calibrated probabilities over the
 views at --scales (default 0.7, 1.0, 1.4).
 

@@ -130,7 +130,8 @@ def predict_probabilities(model, pixels: np.ndarray, batch_size: int = 64) -> np
 
 
 def resized_to(tiles: np.ndarray, size: int) -> np.ndarray:
-    """224 px tiles at a model's input size, as the robustness table resizes them."""
+    """224 px tiles at a model's input size with OpenCV's area resize, as benchmarks/explanations.py and scale_tta.py
+    measured them; evaluate and the scorer resize with images.to_model_input (PIL bilinear) instead."""
     import cv2
 
     return np.stack([cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA) for t in tiles])

@@ -79,7 +79,7 @@ class ScaledView:
         if self.factor == 1.0:  # the view is the whole image
             return heatmap
         view = cv2.resize(heatmap.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
-        if self.factor > 1.0:  # the view is the centre of the image (robustness.magnified's crop), enlarged
+        if self.factor > 1.0:  # the view is the centre of the image (magnified's crop), enlarged
             seen = int(round(side / self.factor))
             start = (side - seen) // 2
             frame = np.full((side, side), np.nan, np.float32)
