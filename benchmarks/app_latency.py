@@ -64,8 +64,8 @@ def cold_start(tile: str, models: str) -> None:
     """What the app's models' process does once: import, verify and load every model, score a tile with Grad-CAM;
     each step timed."""
     started = time.perf_counter()
-    from lungfake.images import decode_image
-    from lungfake.scoring import Scorer
+    from lungfake.scoring.scoring import Scorer
+    from lungfake.serving.images import decode_image
 
     imported = time.perf_counter()
     scorer = Scorer.load(models)
@@ -101,9 +101,9 @@ def main() -> None:
     fresh_cold_starts(args.tile, args.models, args.cold_repeats)
 
     started = time.perf_counter()
-    from lungfake.cam import overlay
-    from lungfake.images import decode_image
-    from lungfake.scoring import Scorer
+    from lungfake.explain.cam import overlay
+    from lungfake.scoring.scoring import Scorer
+    from lungfake.serving.images import decode_image
 
     scorer = Scorer.load(args.models)
     scorer.score([decode_image(data)], explain=True)  # the first call (earlier revisions traced their graphs in it)

@@ -14,13 +14,13 @@ import logging
 import tempfile
 from pathlib import Path
 
-from lungfake.cam import METHOD_LABELS, methods_for
-from lungfake.data import resolve_data_root
+from lungfake.data.tiles import resolve_data_root
 from lungfake.errors import TrainingError
-from lungfake.evaluation import Evaluator, resized_to
-from lungfake.explanation_check import describe, measure, randomised_model, with_method
-from lungfake.inference import LoadedModel, select_entries
-from lungfake.training import verified_trained_model
+from lungfake.evaluation.evaluator import Evaluator, resized_to
+from lungfake.evaluation.explanation_check import describe, measure, randomised_model, with_method
+from lungfake.explain.cam import METHOD_LABELS, methods_for
+from lungfake.serving.inference import LoadedModel, select_entries
+from lungfake.training.trainer import verified_trained_model
 
 
 def main() -> None:

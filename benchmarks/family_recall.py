@@ -24,11 +24,11 @@ import time
 import numpy as np
 
 from lungfake.classes import CLASS_NAMES
-from lungfake.data import read_rgb, resolve_data_root
-from lungfake.families import MATCH_THRESHOLD, N_CANDIDATES, best_matches, keypoints_of_all, match_scores
-from lungfake.splits import load_split
-from lungfake.store import WeightsStore
-from lungfake.synthetic import CopyTransform, effective_magnification, make_copy
+from lungfake.data.families import MATCH_THRESHOLD, N_CANDIDATES, best_matches, keypoints_of_all, match_scores
+from lungfake.data.splits import load_split
+from lungfake.data.synthetic import CopyTransform, effective_magnification, make_copy
+from lungfake.data.tiles import read_rgb, resolve_data_root
+from lungfake.serving.store import WeightsStore
 
 BANDS = ((1.0, 1.5), (1.5, 2.5), (2.5, 4.0))
 # The detection's search (visual words only, its depth) and the audit's (best_matches' defaults).

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from lungfake.app_server import CHROMIUM, CHROMIUM_ARGS, app_server
-from lungfake.registry import load_registry
+from lungfake.serving.registry import load_registry
 
 # Under every overlay (or its caution): what it is worth; "Grad-CAM:" in checkouts from before the measure (--app-dir)
 OVERLAY_CAPTION = re.compile("times as much as blurring a random fifth|Grad-CAM:")

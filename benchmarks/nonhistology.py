@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from lungfake.synthetic import recoloured_as_he
+from lungfake.data.synthetic import recoloured_as_he
 
 CHROMIUM = Path("/usr/bin/chromium")
 FONT_DIRS = (Path("/usr/share/fonts/truetype"),)

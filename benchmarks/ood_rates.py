@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from lungfake.data import resolve_data_root
-from lungfake.images import decode_image, read_image_file
-from lungfake.inference import LoadedModel, OodScreen
-from lungfake.registry import load_ood_entry, load_registry, load_scale_normalisation
-from lungfake.scale import as_scored
-from lungfake.splits import load_split, rows_on
-from lungfake.store import WeightsStore
+from lungfake.data.splits import load_split, rows_on
+from lungfake.data.tiles import resolve_data_root
+from lungfake.serving.images import decode_image, read_image_file
+from lungfake.serving.inference import LoadedModel, OodScreen
+from lungfake.serving.registry import load_ood_entry, load_registry, load_scale_normalisation
+from lungfake.serving.scale import as_scored
+from lungfake.serving.store import WeightsStore
 
 BATCH = 64
 

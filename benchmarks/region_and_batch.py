@@ -51,8 +51,8 @@ def peak_rss_mb() -> float:
 
 def large_region_child(path: str) -> None:
     """Run in a fresh process: load the models, decode and score a 40 MP JPEG at 40x; print JSON."""
-    from lungfake.region import RegionScale, decode_region, explain_tiles, score_region
-    from lungfake.scoring import Scorer
+    from lungfake.reports.region import RegionScale, decode_region, explain_tiles, score_region
+    from lungfake.scoring.scoring import Scorer
 
     data = Path(path).read_bytes()
     scorer = Scorer.load()
@@ -74,9 +74,9 @@ def main() -> None:
     if args.child:
         return large_region_child(args.child)
 
-    from lungfake.batch import score_batch
-    from lungfake.region import RegionScale, decode_region, explain_tiles, score_region
-    from lungfake.scoring import Scorer
+    from lungfake.reports.batch import score_batch
+    from lungfake.reports.region import RegionScale, decode_region, explain_tiles, score_region
+    from lungfake.scoring.scoring import Scorer
 
     scorer = Scorer.load()
     print(f"models: {', '.join(s.name for s in scorer.served)}")

@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lungfake.data import resolve_data_root
-from lungfake.evaluation import Evaluator
-from lungfake.scoring import Scorer
+from lungfake.data.tiles import resolve_data_root
+from lungfake.evaluation.evaluator import Evaluator
+from lungfake.scoring.scoring import Scorer
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def shift_table(evaluator: Evaluator) -> dict[str, dict[str, float]]:
-    from lungfake.inference import LoadedModel
-    from lungfake.registry import load_registry
+    from lungfake.serving.inference import LoadedModel
+    from lungfake.serving.registry import load_registry
 
     tables, parts = {}, []
     for entry in load_registry(evaluator.store.root).values():

@@ -3,7 +3,7 @@ the robustness benchmark's magnification shifts? Measured on validation tiles on
 
 Each tile's nuclear size is estimated as the median side (square root of the area) of its haematoxylin blobs (colour
 deconvolution, Otsu threshold, connected components); the reference is the median over every 20th grouped training
-tile. A tile is then magnified by (reference / size) ** power (lungfake.scale, to 1%, clipped to 0.6x-1.6x), as the
+tile. A tile is then magnified by (reference / size) ** power (lungfake.serving.scale, to 1%, clipped to 0.6x-1.6x), as the
 scorer does with the registry's power (chosen here):
 power 0 is the plain tile, 1 brings every tile to the reference size, 0.5 half-way (in log scale). Prints, for every
 3rd grouped validation tile unchanged and at 0.6x and 1.6x, each model's and the ensemble's accuracy per power, and
@@ -20,10 +20,10 @@ import numpy as np
 from scale_tta import SHIFTS, accuracy_line, calibrated, validation_set  # the sibling benchmark: same tiles and shifts
 
 from lungfake.classes import CLASS_NAMES
-from lungfake.colour import ColourTarget
-from lungfake.inference import LoadedModel
-from lungfake.robustness import another_lab, magnified
-from lungfake.scale import ScaleNormalisation, fit_reference, nuclear_size
+from lungfake.evaluation.colour import ColourTarget
+from lungfake.evaluation.robustness import another_lab, magnified
+from lungfake.serving.inference import LoadedModel
+from lungfake.serving.scale import ScaleNormalisation, fit_reference, nuclear_size
 
 BENIGN = CLASS_NAMES.index("lung_n")
 

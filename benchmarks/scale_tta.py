@@ -13,12 +13,12 @@ import argparse
 
 import numpy as np
 
-from lungfake.calibration import apply_temperature, ensemble_probabilities
-from lungfake.data import resolve_data_root
-from lungfake.evaluation import Evaluator, predict_probabilities, resized_to
-from lungfake.inference import LoadedModel
-from lungfake.registry import load_ensemble_calibration, load_registry
-from lungfake.robustness import magnified
+from lungfake.data.tiles import resolve_data_root
+from lungfake.evaluation.evaluator import Evaluator, predict_probabilities, resized_to
+from lungfake.evaluation.robustness import magnified
+from lungfake.serving.calibration import apply_temperature, ensemble_probabilities
+from lungfake.serving.inference import LoadedModel
+from lungfake.serving.registry import load_ensemble_calibration, load_registry
 
 SHIFTS = {"clean": 1.0, "magnification 0.6x": 0.6, "magnification 1.6x": 1.6}
 

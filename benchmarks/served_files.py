@@ -13,17 +13,17 @@ import time
 
 import numpy as np
 
-from lungfake.calibration import apply_temperature
-from lungfake.data import resolve_data_root
-from lungfake.evaluation import Evaluator, predict_probabilities
-from lungfake.inference import LoadedModel, select_entries
-from lungfake.training import verified_trained_model
+from lungfake.data.tiles import resolve_data_root
+from lungfake.evaluation.evaluator import Evaluator, predict_probabilities
+from lungfake.serving.calibration import apply_temperature
+from lungfake.serving.inference import LoadedModel, select_entries
+from lungfake.training.trainer import verified_trained_model
 
 
 def keras_probabilities(path, pixels: np.ndarray) -> np.ndarray:
     import keras
 
-    from lungfake.models import register_custom_layers
+    from lungfake.training.architectures import register_custom_layers
 
     register_custom_layers()
     model = keras.models.load_model(path, compile=False, safe_mode=True)
@@ -56,7 +56,7 @@ def main() -> None:
 
 
 def served_size(entry) -> float:
-    from lungfake.store import WeightsStore
+    from lungfake.serving.store import WeightsStore
 
     return WeightsStore.resolve().file(entry.file).stat().st_size / 1e6
 

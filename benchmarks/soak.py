@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from lungfake.data import list_tiles, resolve_data_root
+from lungfake.data.tiles import list_tiles, resolve_data_root
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def resident_mb(pid: int | str = "self") -> float:
 
 
 def children() -> list[int]:
-    """This process's children: the app's models' process (lungfake.scoring_process)."""
+    """This process's children: the app's models' process (lungfake.scoring.process)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

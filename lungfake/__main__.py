@@ -5,6 +5,6 @@ import sys
 # oneDNN line at import prints regardless (absl logs before TensorFlow reads this; tensorflow/tensorflow#100442).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from .cli import main
+from lungfake.cli import main
 
 sys.exit(main())

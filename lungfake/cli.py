@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import LungfakeError
+from lungfake.errors import LungfakeError
 
 
 def _store(args: argparse.Namespace):
     """The weights store every command reads and writes: --weights-dir, else $LUNGFAKE_WEIGHTS_DIR, else weights/."""
-    from .store import WeightsStore
+    from lungfake.serving.store import WeightsStore
 
     return WeightsStore.resolve(getattr(args, "weights_dir", None))
 
@@ -23,11 +23,11 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from .classes import CLASS_NAMES
-    from .data import load_readable_tiles, resolve_data_root
-    from .families import WORK_SIZE, dataset_families, keypoints_of_all
-    from .leakage import audit, audit_report, fold_leaks_into_train
-    from .splits import PROTOCOLS, make_split, save_split
+    from lungfake.classes import CLASS_NAMES
+    from lungfake.data.families import WORK_SIZE, dataset_families, keypoints_of_all
+    from lungfake.data.leakage import audit, audit_report, fold_leaks_into_train
+    from lungfake.data.splits import PROTOCOLS, make_split, save_split
+    from lungfake.data.tiles import load_readable_tiles, resolve_data_root
 
     store = _store(args)
     root = resolve_data_root(args.data_dir)
@@ -73,9 +73,9 @@ def _write_audit(store, protocol: str, report: dict) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .data import resolve_data_root
-    from .leakage import audit, audit_report, keypoints_by_path, leaks_from_report, montage, rows_to_describe
-    from .splits import load_split
+    from lungfake.data.leakage import audit, audit_report, keypoints_by_path, leaks_from_report, montage, rows_to_describe
+    from lungfake.data.splits import load_split
+    from lungfake.data.tiles import resolve_data_root
 
     split_csv = Path(args.split)
     root = resolve_data_root(args.data_dir)
@@ -113,9 +113,9 @@ def _fold_and_save(args, rows, keys, leaks, split_csv: Path, options: dict) -> d
     it stay usable: see splits.only_folds) and write the folded one in its place. Returns the new audit report."""
     import shutil
 
-    from .errors import SplitError
-    from .leakage import audit_report, fold_leaks_into_train
-    from .splits import save_split, split_sha256
+    from lungfake.data.leakage import audit_report, fold_leaks_into_train
+    from lungfake.data.splits import save_split, split_sha256
+    from lungfake.errors import SplitError
 
     folded_rows, folded, clean = fold_leaks_into_train(rows, keys, first_leaks=leaks, **options)
     if not clean:
@@ -134,7 +134,7 @@ def _fold_and_save(args, rows, keys, leaks, split_csv: Path, options: dict) -> d
 
 def train_recipe(args: argparse.Namespace):
     """The architecture's default recipe with the command line's epochs, input size, init and --single-cycle."""
-    from .training import DEFAULT_RECIPES, Recipe
+    from lungfake.training.trainer import DEFAULT_RECIPES, Recipe
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("train_size", args.input_size), ("init", args.init)) if v is not None}
     recipe = Recipe(**{**DEFAULT_RECIPES[args.arch].__dict__, **overrides})
@@ -142,16 +142,16 @@ def train_recipe(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import resolve_data_root
-    from .splits import load_split, split_sha256
-    from .training import export_trained, run_dir_for, served_starting_point
+    from lungfake.data.splits import load_split, split_sha256
+    from lungfake.data.tiles import resolve_data_root
+    from lungfake.training.trainer import export_trained, run_dir_for, served_starting_point
 
     recipe = train_recipe(args)
     split_csv = Path(args.split_csv or _store(args).split_csv(args.split))
     root = resolve_data_root(args.data_dir)
     split_sha = split_sha256(split_csv)
     start = served_starting_point(args.arch, args.split, recipe, split_csv, _store(args).root) if args.from_served else None
-    from .training import train
+    from lungfake.training.trainer import train
 
     if args.threads:
         import tensorflow as tf
@@ -171,17 +171,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import resolve_data_root
-    from .evaluation import evaluate_all
+    from lungfake.data.tiles import resolve_data_root
+    from lungfake.evaluation.evaluator import evaluate_all
 
     evaluate_all(resolve_data_root(args.data_dir), args.arch, args.protocol, _store(args), args.external_dir)
     return 0
 
 
 def cmd_explanations(args: argparse.Namespace) -> int:
-    from .data import resolve_data_root
-    from .explanation_check import check_models, describe
-    from .faithfulness import Faithfulness
+    from lungfake.data.tiles import resolve_data_root
+    from lungfake.evaluation.explanation_check import check_models, describe
+    from lungfake.explain.faithfulness import Faithfulness
 
     every = (args.val_every, args.test_every)
     for arch, result in check_models(resolve_data_root(args.data_dir), args.arch, _store(args).root, every=every).items():
@@ -192,7 +192,7 @@ def cmd_explanations(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_size(args: argparse.Namespace) -> int:
-    from .training import serve_at_input_size
+    from lungfake.training.trainer import serve_at_input_size
 
     print(serve_at_input_size(args.arch, args.input_size, _store(args).root))
     print("now run: python -m lungfake evaluate (refits its temperature and warning threshold at this size)")
@@ -200,7 +200,7 @@ def cmd_serve_size(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .training import export_served
+    from lungfake.training.trainer import export_served
 
     print(export_served(args.arch, Path(args.keras), _store(args).root))
     print("now run: python -m lungfake evaluate (the metrics files record the served file's predictions)")
@@ -208,16 +208,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sprite(args: argparse.Namespace) -> int:
-    from .data import resolve_data_root
-    from .evaluation import write_error_sprite
+    from lungfake.data.tiles import resolve_data_root
+    from lungfake.evaluation.evaluator import write_error_sprite
 
     print(write_error_sprite(resolve_data_root(args.data_dir), _store(args)))
     return 0
 
 
 def cmd_ood_fit(args: argparse.Namespace) -> int:
-    from .data import resolve_data_root
-    from .ood_fitting import fit_and_register
+    from lungfake.data.tiles import resolve_data_root
+    from lungfake.evaluation.ood_fitting import fit_and_register
 
     reference = fit_and_register(resolve_data_root(args.data_dir), args.feature_model, args.train_sample, args.quantile,
                                  folder=_store(args).root)
@@ -227,8 +227,8 @@ def cmd_ood_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_scale_fit(args: argparse.Namespace) -> int:
-    from .data import resolve_data_root
-    from .scale import fit_and_register
+    from lungfake.data.tiles import resolve_data_root
+    from lungfake.serving.scale import fit_and_register
 
     scale = fit_and_register(resolve_data_root(args.data_dir), _store(args).root, args.every, args.power,
                              (args.min_factor, args.max_factor))
@@ -237,8 +237,8 @@ def cmd_scale_fit(args: argparse.Namespace) -> int:
 
 
 def _print_result(file: str, outcome, as_json: bool) -> None:
-    from .classes import display_name
-    from .region import region_hint
+    from lungfake.classes import display_name
+    from lungfake.reports.region import region_hint
 
     if isinstance(outcome, Exception):
         payload = {"file": file, "error": str(outcome)}
@@ -266,9 +266,9 @@ def _print_result(file: str, outcome, as_json: bool) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .errors import ImageDecodeError
-    from .images import expand_folders, read_image_file
-    from .scoring import Scorer
+    from lungfake.errors import ImageDecodeError
+    from lungfake.scoring.scoring import Scorer
+    from lungfake.serving.images import expand_folders, read_image_file
 
     files = expand_folders(args.files)
     scorer = Scorer.load(args.model, _store(args).root)
@@ -292,8 +292,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_region(args: argparse.Namespace) -> int:
-    from .region import RegionScale, decode_region, explain_tiles, png_bytes, region_report, score_region, thumbnail
-    from .scoring import ENSEMBLE, Scorer
+    from lungfake.reports.region import RegionScale, decode_region, explain_tiles, png_bytes, region_report, score_region, thumbnail
+    from lungfake.scoring.scoring import ENSEMBLE, Scorer
 
     scale = RegionScale(args.microns_per_pixel) if args.microns_per_pixel else RegionScale.from_magnification(args.magnification)
     scorer = Scorer.load("all", _store(args).root)
@@ -317,7 +317,7 @@ def cmd_region(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .scale import DEFAULT_FACTOR_RANGE, DEFAULT_POWER
+    from lungfake.serving.scale import DEFAULT_FACTOR_RANGE, DEFAULT_POWER
 
     parser = argparse.ArgumentParser(prog="python -m lungfake", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -338,10 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--leaks-from", help="a saved full audit of this split (--save) to fold from instead of auditing again")
     audit.set_defaults(run=cmd_audit)
 
-    from .explanation_check import TEST_EVERY, VAL_EVERY
-    from .external import DEFAULT_EXTERNAL_DIR
-    from .models import ARCHITECTURES
-    from .splits import PROTOCOLS
+    from lungfake.data.splits import PROTOCOLS
+    from lungfake.evaluation.explanation_check import TEST_EVERY, VAL_EVERY
+    from lungfake.evaluation.external import DEFAULT_EXTERNAL_DIR
+    from lungfake.training.architectures import ARCHITECTURES
 
     train = commands.add_parser("train", help="train one architecture from scratch on a split (resumes if interrupted)")
     _add_data_dir(train)

@@ -1,9 +1,9 @@
 import streamlit as st
 
-from lungfake.charts import PROTOCOL_LABELS
 from lungfake.classes import CLASSES
 from lungfake.errors import LungfakeError
-from lungfake.model_card import model_card_facts, model_recipe_sentence, overlay_sentence
+from lungfake.reports.charts import PROTOCOL_LABELS
+from lungfake.reports.model_card import model_card_facts, model_recipe_sentence, overlay_sentence
 from pages.common import DISCLAIMER, enter_page
 
 enter_page()

@@ -2,8 +2,8 @@ import hashlib
 
 import streamlit as st
 
-from lungfake.batch import MAX_TILES, batch_report, downloads, expand_uploads, score_batch, summary, table_rows
-from lungfake.report import image_uri
+from lungfake.reports.batch import MAX_TILES, batch_report, downloads, expand_uploads, score_batch, summary, table_rows
+from lungfake.reports.case_report import image_uri
 from pages.common import DISCLAIMER, computed_once, enter_page, progress_bar, scorer
 
 FILTERS = {

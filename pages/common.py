@@ -10,13 +10,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from lungfake import report
-from lungfake.cam import overlay
-from lungfake.comparison import domain_shift_caution
 from lungfake.errors import LungfakeError
-from lungfake.evaluation import load_all_metrics
-from lungfake.scoring_process import ScoringProcess
-from lungfake.store import WeightsStore
+from lungfake.evaluation.comparison import domain_shift_caution
+from lungfake.evaluation.evaluator import load_all_metrics
+from lungfake.explain.cam import overlay
+from lungfake.reports import case_report as report
+from lungfake.scoring.process import ScoringProcess
+from lungfake.serving.store import WeightsStore
 
 DISCLAIMER = report.DISCLAIMER.replace("Research use only.", "**Research use only.**", 1)
 ROUTED = "entered_through_streamlit_app"  # set by the entry point before every page run it routes

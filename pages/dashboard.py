@@ -1,20 +1,7 @@
 import streamlit as st
 
-from lungfake.calibration import ece_interval_text
-from lungfake.charts import (
-    PROTOCOL_LABELS,
-    ROBUSTNESS_TARGET_POINTS,
-    classification_report_table,
-    confusion_heatmap,
-    deletion_curves_chart,
-    external_chart,
-    reliability_chart,
-    robustness_chart,
-    roc_chart,
-    training_curves,
-    what_was_learned_chart,
-)
-from lungfake.comparison import (
+from lungfake.errors import LungfakeError
+from lungfake.evaluation.comparison import (
     accuracy_target_sentence,
     agreement_sentence,
     colour_verdicts,
@@ -29,8 +16,21 @@ from lungfake.comparison import (
     robustness_by_model,
     training_sentence,
 )
-from lungfake.errors import LungfakeError
-from lungfake.evaluation import load_all_metrics, split_warning
+from lungfake.evaluation.evaluator import load_all_metrics, split_warning
+from lungfake.reports.charts import (
+    PROTOCOL_LABELS,
+    ROBUSTNESS_TARGET_POINTS,
+    classification_report_table,
+    confusion_heatmap,
+    deletion_curves_chart,
+    external_chart,
+    reliability_chart,
+    robustness_chart,
+    roc_chart,
+    training_curves,
+    what_was_learned_chart,
+)
+from lungfake.serving.calibration import ece_interval_text
 from pages.common import enter_page
 
 enter_page()

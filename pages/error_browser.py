@@ -1,12 +1,12 @@
 import streamlit as st
 
 from lungfake.classes import display_name
-from lungfake.data import optional_data_root
+from lungfake.data.tiles import optional_data_root
 from lungfake.errors import LungfakeError, MetricsError
-from lungfake.evaluation import served_grouped_metrics
-from lungfake.metrics import EvaluationMetrics
-from lungfake.misclassified import TileSource, by_family, cell_rows, held_out_rows
-from lungfake.store import WeightsStore
+from lungfake.evaluation.evaluator import served_grouped_metrics
+from lungfake.evaluation.metrics import EvaluationMetrics
+from lungfake.evaluation.misclassified import TileSource, by_family, cell_rows, held_out_rows
+from lungfake.serving.store import WeightsStore
 from pages.common import enter_page, scorer, show_overlay
 
 SHOWN = 48

@@ -3,7 +3,7 @@ import hashlib
 import streamlit as st
 
 from lungfake.classes import colour_of, display_name
-from lungfake.region import (
+from lungfake.reports.region import (
     LC25000_TILE_MICRONS,
     RegionScale,
     decode_region,
@@ -13,7 +13,7 @@ from lungfake.region import (
     score_region,
     thumbnail,
 )
-from lungfake.scoring import ENSEMBLE
+from lungfake.scoring.scoring import ENSEMBLE
 from pages.common import (
     DISCLAIMER,
     computed_once,

@@ -2,12 +2,12 @@ import hashlib
 
 import streamlit as st
 
-from lungfake.charts import probability_chart
 from lungfake.classes import display_name
-from lungfake.images import decode_image
-from lungfake.region import region_hint
-from lungfake.report import CaseReport
-from lungfake.scoring import csv_text, ensemble_note, json_text
+from lungfake.reports.case_report import CaseReport
+from lungfake.reports.charts import probability_chart
+from lungfake.reports.region import region_hint
+from lungfake.scoring.scoring import csv_text, ensemble_note, json_text
+from lungfake.serving.images import decode_image
 from pages.common import (
     DISCLAIMER,
     computed_once,

@@ -10,7 +10,7 @@ import random
 import numpy as np
 from skimage import color, filters, io, measure
 
-from lungfake.data import resolve_data_root
+from lungfake.data.tiles import resolve_data_root
 
 NUCLEUS_MICRONS = 7.0
 

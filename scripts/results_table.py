@@ -5,7 +5,7 @@ Usage: python scripts/results_table.py [--check]   (--check: exit 1 if a committ
 import sys
 from pathlib import Path
 
-from lungfake.results_table import documents, with_table
+from lungfake.reports.results_table import documents, with_table
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow  # noqa: F401
 from PIL import Image
 
-from lungfake.synthetic import CopyTransform, make_copy
+from lungfake.data.synthetic import CopyTransform, make_copy
 from tests.helpers import cells, register_tiny_model
 
 COPY_TRANSFORMS = (CopyTransform(0, False, 1.0, False, 95), CopyTransform(12, True, 1.0, False, 90),

@@ -55,11 +55,11 @@ def he_like(seed: int, size: int = 96) -> np.ndarray:
 def register_tiny_model(folder: Path) -> Path:
     """A weights store holding an (untrained) tiny model and an out-of-distribution reference fitted on
     H&E-like images, registered with their sha256s."""
-    from lungfake.inference import LoadedModel
-    from lungfake.models import build_model
-    from lungfake.ood import fit_reference
-    from lungfake.registry import OodEntry, load_registry, register_ood, sha256_of
-    from lungfake.training import Recipe, export_trained
+    from lungfake.serving.inference import LoadedModel
+    from lungfake.serving.ood import fit_reference
+    from lungfake.serving.registry import OodEntry, load_registry, register_ood, sha256_of
+    from lungfake.training.architectures import build_model
+    from lungfake.training.trainer import Recipe, export_trained
 
     export_trained(build_model("tiny", 32), Recipe("tiny", train_size=32, epochs=1), "grouped", {"loss": [1.0]}, 1.0, folder=folder)
     model = LoadedModel.load(load_registry(folder)["tiny"], folder)
@@ -75,8 +75,8 @@ def store_with_ood_limits(source: Path, folder: Path, tissue: float, stain: floa
     sha256): a negative limit fails every image on that check, infinity passes every one."""
     import shutil
 
-    from lungfake.ood import GaussianReference, OodReference
-    from lungfake.registry import OodEntry, load_ood_entry, register_ood, sha256_of
+    from lungfake.serving.ood import GaussianReference, OodReference
+    from lungfake.serving.registry import OodEntry, load_ood_entry, register_ood, sha256_of
 
     shutil.copytree(source, folder)
     entry = load_ood_entry(folder)
@@ -94,7 +94,7 @@ def store_with_ood_limits(source: Path, folder: Path, tissue: float, stain: floa
 
 def metrics_of(**fields):
     """An EvaluationMetrics of a served model on the grouped split, with empty figures except those given."""
-    from lungfake.metrics import SCHEMA_VERSION, EvaluationMetrics
+    from lungfake.evaluation.metrics import SCHEMA_VERSION, EvaluationMetrics
 
     base = dict(schema_version=SCHEMA_VERSION, kind="model", arch="densenet121", protocol="grouped", display_name="M",
                 class_names=["lung_n", "lung_aca", "lung_scc"], split_sha256=None, n_test=0, n_test_families=0,

@@ -2,9 +2,9 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lungfake.charts import PROTOCOL_LABELS
-from lungfake.evaluation import load_all_metrics
-from lungfake.registry import load_registry
+from lungfake.evaluation.evaluator import load_all_metrics
+from lungfake.reports.charts import PROTOCOL_LABELS
+from lungfake.serving.registry import load_registry
 from tests.helpers import DATA_DIR, REPO, needs_data
 
 APP = str(REPO / "streamlit_app.py")
@@ -108,8 +108,8 @@ def test_a_tile_at_another_magnification_says_how_the_models_saw_it():
 
     from PIL import Image
 
-    from lungfake.data import read_rgb
-    from lungfake.robustness import magnified
+    from lungfake.data.tiles import read_rgb
+    from lungfake.evaluation.robustness import magnified
 
     buffer = io.BytesIO()
     Image.fromarray(magnified(read_rgb(DATA_DIR / "lung_aca" / "lungaca1.jpeg"), 1.6)).save(buffer, "PNG")
@@ -162,7 +162,7 @@ print(sorted(name for name in ("keras", "tensorflow", "tf_keras_vis") if name in
 def test_the_servers_process_never_imports_keras_so_streamlits_clear_session_has_nothing_to_clear(tmp_path):
     """After every run Streamlit calls keras.backend.clear_session() if Keras is imported, which empties
     TensorFlow's kernel cache: every upload re-optimised every model (about 4 s). The models live in their own
-    process (lungfake.scoring_process), so the server's process, here a fresh one, never imports them."""
+    process (lungfake.scoring.process), so the server's process, here a fresh one, never imports them."""
     import subprocess
     import sys
 
@@ -258,7 +258,7 @@ def test_region_page_maps_a_region_built_from_real_tiles():
     import numpy as np
     from PIL import Image
 
-    from lungfake.region import LC25000_TILE_MICRONS
+    from lungfake.reports.region import LC25000_TILE_MICRONS
 
     tiles = [np.asarray(Image.open(DATA_DIR / folder / f"{folder.replace('_', '')}{n}.jpeg").convert("RGB"))
              for folder in ("lung_aca", "lung_n") for n in (1, 2)]
@@ -289,7 +289,7 @@ def test_region_page_maps_a_region_built_from_real_tiles():
 @pytest.mark.parametrize("with_data", [True, False])
 def test_error_browser_shows_a_cells_tiles_and_one_tile_with_every_model(monkeypatch, with_data):
     """With the LC25000 folder, and without it (as on Community Cloud), from the committed sprite."""
-    from lungfake import data
+    from lungfake.data import tiles as data
 
     if with_data and not (DATA_DIR / "lung_n").is_dir():
         pytest.skip(f"LC25000 lung data not found at {DATA_DIR}")

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lungfake.batch import BATCH, BatchRow, _is_image_member, expand_uploads, score_batch, table_rows
-from lungfake.calibration import ece_interval_text
 from lungfake.errors import ImageDecodeError
-from lungfake.images import expand_folders, read_image_file
-from lungfake.ood import OodVerdict
-from lungfake.registry import EnsembleCalibration
-from lungfake.scoring import ImageScore, ModelScore
+from lungfake.reports.batch import BATCH, BatchRow, _is_image_member, expand_uploads, score_batch, table_rows
+from lungfake.scoring.scoring import ImageScore, ModelScore
+from lungfake.serving.calibration import ece_interval_text
+from lungfake.serving.images import expand_folders, read_image_file
+from lungfake.serving.ood import OodVerdict
+from lungfake.serving.registry import EnsembleCalibration
 from tests.helpers import metrics_of
 
 CLASSES = ("lung_n", "lung_aca", "lung_scc")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lungfake.app_server import CHROMIUM, CHROMIUM_ARGS, REPO, running_app
-from lungfake.registry import load_registry
+from lungfake.serving.registry import load_registry
 from tests.helpers import DATA_DIR, needs_data
 
 pytestmark = [

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from lungfake import cli
-from lungfake.cam import OverlayExplainer, overlay
 from lungfake.classes import CLASS_NAMES
-from lungfake.images import to_model_input
-from lungfake.inference import LoadedModel
-from lungfake.model_file import CLASS_MAPS
-from lungfake.registry import ModelEntry, load_registry
+from lungfake.explain.cam import OverlayExplainer, overlay
+from lungfake.serving.images import to_model_input
+from lungfake.serving.inference import LoadedModel
+from lungfake.serving.model_file import CLASS_MAPS
+from lungfake.serving.registry import ModelEntry, load_registry
 from tests.helpers import REPO, store_with_ood_limits, texture
 
 
@@ -119,8 +119,8 @@ def test_gradcam_heatmap_and_overlay(tiny_weights):
 
 def _keras_and_served(tmp_path, float16: bool):
     """A tiny Keras model (random weights) and its served file, read back as the registry would describe it."""
-    from lungfake.model_file import write_served_model
-    from lungfake.models import build_model
+    from lungfake.serving.model_file import write_served_model
+    from lungfake.training.architectures import build_model
 
     model = build_model("tiny", 32)
     path = write_served_model(model, "last_conv", tmp_path / "tiny.tflite", float16=float16)
@@ -135,7 +135,7 @@ def test_served_gradcam_equals_tf_keras_vis_gradcam_on_the_keras_model(tmp_path)
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    from lungfake.images import to_model_input
+    from lungfake.serving.images import to_model_input
 
     model, served = _keras_and_served(tmp_path, float16=False)
     reference_gradcam = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
@@ -159,8 +159,8 @@ def test_float16_storage_of_large_tensors_stays_within_1e_3(tmp_path):
     the tiny model's) stay float32. With every tensor float16, the outputs move, but by less than 1e-3."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from lungfake.images import to_model_input
-    from lungfake.model_file import served_model_bytes, with_float16_weights
+    from lungfake.serving.images import to_model_input
+    from lungfake.serving.model_file import served_model_bytes, with_float16_weights
 
     (tmp_path / "full").mkdir()
     model, full = _keras_and_served(tmp_path / "full", float16=False)
@@ -184,7 +184,7 @@ def test_float16_storage_of_large_tensors_stays_within_1e_3(tmp_path):
 def test_scoring_never_imports_tensorflow(tiny_weights):
     """A fresh server answers fast because the served files need only LiteRT: neither TensorFlow nor Keras is
     imported to load the models, score and explain (benchmarks/app_latency.py times it)."""
-    code = ("import sys; from lungfake.scoring import Scorer; import numpy as np; "
+    code = ("import sys; from lungfake.scoring.scoring import Scorer; import numpy as np; "
             f"s = Scorer.load('all', __import__('pathlib').Path({str(tiny_weights)!r})); "
             "s.score([np.full((40, 40, 3), 128, np.uint8)], explain=True); "
             "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras_vis') if m in sys.modules))")

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from lungfake.calibration import apply_temperature, choose_threshold, ece_interval_text, fit_temperature
 from lungfake.classes import CLASS_NAMES
-from lungfake.colour import ColourTarget, colour_baseline, lab_statistics, match_colour
-from lungfake.evaluation import compute_metrics, expected_calibration_error
+from lungfake.evaluation.colour import ColourTarget, colour_baseline, lab_statistics, match_colour
+from lungfake.evaluation.evaluator import compute_metrics, expected_calibration_error
+from lungfake.serving.calibration import apply_temperature, choose_threshold, ece_interval_text, fit_temperature
 from tests.helpers import cells, he_like, metrics_of
 
 
@@ -93,9 +93,9 @@ def test_threshold_keeps_accurate_predictions_above_it():
 
 
 def test_the_ensemble_warns_at_its_own_val_threshold_not_the_strictest_models(tmp_path):
-    from lungfake.ood import NOT_CHECKED
-    from lungfake.registry import EnsembleCalibration, load_ensemble_calibration, update_ensemble_calibration
-    from lungfake.scoring import ImageScore, ModelScore
+    from lungfake.scoring.scoring import ImageScore, ModelScore
+    from lungfake.serving.ood import NOT_CHECKED
+    from lungfake.serving.registry import EnsembleCalibration, load_ensemble_calibration, update_ensemble_calibration
 
     (tmp_path / "registry.json").write_text('{"models": {}}')
     assert load_ensemble_calibration(tmp_path) == EnsembleCalibration(1.0, None)
@@ -109,10 +109,10 @@ def test_the_ensemble_warns_at_its_own_val_threshold_not_the_strictest_models(tm
 
 
 def test_the_ensemble_applies_its_own_temperature_to_the_mean_of_its_members():
-    from lungfake.calibration import ensemble_probabilities
-    from lungfake.ood import NOT_CHECKED
-    from lungfake.registry import EnsembleCalibration
-    from lungfake.scoring import ImageScore, ModelScore
+    from lungfake.scoring.scoring import ImageScore, ModelScore
+    from lungfake.serving.calibration import ensemble_probabilities
+    from lungfake.serving.ood import NOT_CHECKED
+    from lungfake.serving.registry import EnsembleCalibration
 
     members = {"a": {"lung_n": 0.9, "lung_aca": 0.06, "lung_scc": 0.04}, "b": {"lung_n": 0.5, "lung_aca": 0.4, "lung_scc": 0.1}}
     models = {a: ModelScore(a, a, p, "0" * 64, 0.5) for a, p in members.items()}
@@ -126,7 +126,7 @@ def test_the_ensemble_applies_its_own_temperature_to_the_mean_of_its_members():
 
 
 def test_every_named_shift_changes_a_tile_and_sharpening_is_the_opposite_of_blur():
-    from lungfake.robustness import blurred, named_shifts, sharpened
+    from lungfake.evaluation.robustness import blurred, named_shifts, sharpened
 
     tile = he_like(3, 96)
     for name, shift in named_shifts(None, None).items():

@@ -1,6 +1,12 @@
 """The dashboard's and the model card's figures, sentences and choices, built from small made-up metrics files."""
-from lungfake.charts import ROBUSTNESS_TARGET_POINTS, robustness_chart
-from lungfake.comparison import accuracy_target_sentence, agreement_sentence, detail_choices, robustness_by_model, training_sentence
+from lungfake.evaluation.comparison import (
+    accuracy_target_sentence,
+    agreement_sentence,
+    detail_choices,
+    robustness_by_model,
+    training_sentence,
+)
+from lungfake.reports.charts import ROBUSTNESS_TARGET_POINTS, robustness_chart
 from tests.helpers import metrics_of
 
 
@@ -46,8 +52,8 @@ def test_the_ensembles_caption_says_how_often_its_members_agree_and_are_then_rig
 def test_a_probability_chart_marks_the_prediction_in_its_class_colour_whatever_the_class():
     from types import SimpleNamespace
 
-    from lungfake.charts import probability_chart
     from lungfake.classes import colour_of
+    from lungfake.reports.charts import probability_chart
 
     benign = SimpleNamespace(probabilities={"lung_n": 0.9, "lung_aca": 0.06, "lung_scc": 0.04}, predicted="lung_n")
     colours = list(probability_chart(benign).data[0].marker.color)
@@ -55,7 +61,7 @@ def test_a_probability_chart_marks_the_prediction_in_its_class_colour_whatever_t
 
 
 def test_the_model_card_describes_the_ensemble_from_its_metrics_file():
-    from lungfake.model_card import ensemble_sentence
+    from lungfake.reports.model_card import ensemble_sentence
 
     ensemble = metrics_of(kind="ensemble", arch="ensemble", members=["a", "b", "c"], temperature=0.92, accuracy=0.968,
                           accuracy_ci95=[0.936, 0.992], binary_accuracy=1.0, n_test=1417,
@@ -76,7 +82,7 @@ def test_the_detail_view_says_whether_a_model_meets_its_accuracy_target():
 
 
 def test_the_model_card_gives_the_subtype_rule_with_its_bound_on_unseen_families():
-    from lungfake.model_card import subtype_sentence
+    from lungfake.reports.model_card import subtype_sentence
 
     figures = {"subtype_uncertain_share": 0.074, "called_accuracy": 0.975, "called": 2497}
     rule = {"min_margin": 0.74, "shifted_min_margin": 0.96, "val_uncertain_bound": 0.0997}

@@ -3,7 +3,7 @@ import warnings
 import pytest
 
 from lungfake.classes import CLASS_NAMES, display_name, is_cancer
-from lungfake.data import list_tiles, load_readable_tiles, resolve_data_root
+from lungfake.data.tiles import list_tiles, load_readable_tiles, resolve_data_root
 from lungfake.errors import DatasetError
 
 
@@ -77,8 +77,8 @@ def test_unreadable_and_truncated_files_are_skipped_with_a_warning(tiny_dataset)
 def test_split_rows_read_in_order_or_fail_naming_the_unreadable_tile(tiny_dataset):
     """One unreadable tile in the middle of a split must not shift every row after it (which once
     misaligned the families of the bootstrap): reading the split fails and names the tile."""
-    from lungfake.data import read_split_pixels
-    from lungfake.splits import SplitRow
+    from lungfake.data.splits import SplitRow
+    from lungfake.data.tiles import read_split_pixels
 
     tiles = list_tiles(tiny_dataset)
     rows = [SplitRow(t.path, t.label, f"f{i}", "test") for i, t in enumerate(tiles[:5])]

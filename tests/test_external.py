@@ -4,11 +4,11 @@ import pytest
 from PIL import Image
 
 from lungfake.errors import DatasetError
-from lungfake.external import evaluate_external, external_summary, read_manifest, wilson_interval
-from lungfake.ood import OodVerdict
-from lungfake.registry import EnsembleCalibration
-from lungfake.scoring import ImageScore, ModelScore
-from lungfake.verdict import SubtypeRule
+from lungfake.evaluation.external import evaluate_external, external_summary, read_manifest, wilson_interval
+from lungfake.scoring.scoring import ImageScore, ModelScore
+from lungfake.serving.ood import OodVerdict
+from lungfake.serving.registry import EnsembleCalibration
+from lungfake.serving.verdict import SubtypeRule
 from tests.helpers import he_like
 
 CLASSES = ("lung_n", "lung_aca", "lung_scc")
@@ -62,7 +62,7 @@ def test_the_summary_counts_each_model_the_ensemble_the_screen_and_the_verdicts(
 
 
 def test_an_external_folder_is_scored_through_the_scorer(tiny_weights, tmp_path):
-    from lungfake.scoring import Scorer
+    from lungfake.scoring.scoring import Scorer
 
     for i in range(2):
         Image.fromarray(he_like(i)).save(tmp_path / f"{i}.png")
@@ -74,8 +74,8 @@ def test_an_external_folder_is_scored_through_the_scorer(tiny_weights, tmp_path)
 
 
 def test_the_figures_are_told_with_their_n_and_intervals_and_drawn_with_them():
-    from lungfake.charts import external_chart
-    from lungfake.comparison import external_sentences
+    from lungfake.evaluation.comparison import external_sentences
+    from lungfake.reports.charts import external_chart
     from tests.helpers import metrics_of
 
     scores = [_score((0.05, 0.9, 0.05), (0.05, 0.85, 0.1)), _score((0.9, 0.05, 0.05), (0.2, 0.1, 0.7))]

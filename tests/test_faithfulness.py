@@ -4,8 +4,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-from lungfake import faithfulness as F
-from lungfake.cam import (
+from lungfake.explain import faithfulness as F
+from lungfake.explain.cam import (
     GRADCAM,
     SCORECAM,
     SCORECAM_CHANNELS,
@@ -16,7 +16,7 @@ from lungfake.cam import (
     scorecam_views,
     stitch_offsets,
 )
-from lungfake.model_file import ACTIVATIONS, CLASS_MAPS, POOLED, PROBABILITIES
+from lungfake.serving.model_file import ACTIVATIONS, CLASS_MAPS, POOLED, PROBABILITIES
 from tests.helpers import texture
 
 SIZE = 64
@@ -252,7 +252,7 @@ def test_the_registry_refuses_an_explanation_method_this_lungfake_does_not_know(
     import shutil
 
     from lungfake.errors import RegistryError
-    from lungfake.registry import load_registry, update_explanation
+    from lungfake.serving.registry import load_registry, update_explanation
 
     store = tmp_path / "w"
     shutil.copytree(tiny_weights, store)
@@ -268,7 +268,7 @@ def test_the_registry_refuses_an_explanation_method_this_lungfake_does_not_know(
 def test_a_served_model_explains_a_chunked_batch_as_it_explains_each_tile_alone():
     """The committed ResNet50 (shift-and-stitch): 9 tiles go through in chunks of EXPLAIN_BATCH, each with its shifted
     views in the same call; every map equals the map of that tile scored alone, and sits on the tile's own content."""
-    from lungfake.scoring import EXPLAIN_BATCH, Scorer
+    from lungfake.scoring.scoring import EXPLAIN_BATCH, Scorer
     from tests.helpers import he_like
 
     scorer = Scorer.load("resnet50")
@@ -289,8 +289,8 @@ def test_a_served_file_and_its_registry_entry_agree_on_the_score_cam_activations
     import shutil
 
     from lungfake.errors import ModelIntegrityError, RegistryError
-    from lungfake.inference import LoadedModel
-    from lungfake.registry import load_registry
+    from lungfake.serving.inference import LoadedModel
+    from lungfake.serving.registry import load_registry
 
     entry = load_registry(tiny_weights)["tiny"]
     loaded = LoadedModel.load(entry, tiny_weights)
@@ -316,7 +316,7 @@ def test_a_served_file_and_its_registry_entry_agree_on_the_score_cam_activations
 
 
 def test_the_method_chosen_is_the_most_faithful_that_passes_within_the_pass_budget(monkeypatch):
-    from lungfake import explanation_check as check
+    from lungfake.evaluation import explanation_check as check
 
     base = F.summarise("toy", curves_of(looks_at_top_left, quadrant_map(HALF[0], HALF[0])), [(0.2, False)] * 6,
                        np.arange(6), 8, 1.0)
@@ -333,7 +333,7 @@ def test_the_method_chosen_is_the_most_faithful_that_passes_within_the_pass_budg
 def test_a_coarse_or_border_bound_map_is_chosen_only_when_no_passing_map_meets_those_targets():
     """ResNet50's plain Grad-CAM (4x4 cells) once beat its shift-and-stitch (8x8) by 0.004 of margin: resolution and
     border decide among maps that pass, the margin only among those that meet them."""
-    from lungfake import explanation_check as check
+    from lungfake.evaluation import explanation_check as check
 
     base = F.summarise("toy", curves_of(looks_at_top_left, quadrant_map(HALF[0], HALF[0])), [(0.2, False)] * 6,
                        np.arange(6), 8, 1.0)

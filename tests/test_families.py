@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from lungfake.families import MATCH_THRESHOLD, best_matches, detect_families, keypoints_of, keypoints_of_all, match_pair
-from lungfake.synthetic import CopyTransform, effective_magnification, make_copy
+from lungfake.data.families import MATCH_THRESHOLD, best_matches, detect_families, keypoints_of, keypoints_of_all, match_pair
+from lungfake.data.synthetic import CopyTransform, effective_magnification, make_copy
 from tests.helpers import cells
 
 COPIES = {
@@ -64,7 +64,7 @@ def test_best_matches_finds_the_copy_among_references():
 
 
 def test_descriptor_votes_rank_a_strongly_magnified_copy_first():
-    from lungfake.families import DescriptorVotes
+    from lungfake.data.families import DescriptorVotes
 
     rng = np.random.default_rng(9)
     references = keypoints_of_all([cells(seed) for seed in range(40, 52)], workers=1)

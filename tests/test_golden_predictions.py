@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from lungfake.classes import CLASS_NAMES, display_name
-from lungfake.registry import load_registry
-from lungfake.splits import load_split, rows_on
-from lungfake.store import WeightsStore
+from lungfake.data.splits import load_split, rows_on
+from lungfake.serving.registry import load_registry
+from lungfake.serving.store import WeightsStore
 from tests.helpers import DATA_DIR, needs_data
 
 PER_CLASS = 30
@@ -49,8 +49,8 @@ def test_the_metrics_were_computed_with_the_served_weights():
 
 @pytest.fixture(scope="module")
 def golden_scores():
-    from lungfake.images import read_image_file
-    from lungfake.scoring import Scorer
+    from lungfake.scoring.scoring import Scorer
+    from lungfake.serving.images import read_image_file
 
     sample = golden_sample()
     scorer = Scorer.load("all")

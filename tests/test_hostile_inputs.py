@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lungfake.errors import ImageDecodeError
-from lungfake.images import decode_image
+from lungfake.serving.images import decode_image
 
 FORMATS = {"PNG": ["1", "L", "P", "RGB", "RGBA", "LA", "I;16"], "JPEG": ["L", "RGB", "CMYK"],
            "TIFF": ["1", "L", "P", "RGB", "RGBA", "CMYK", "I", "F", "I;16"], "GIF": ["L", "P"], "BMP": ["1", "L", "P", "RGB"]}
@@ -125,7 +125,7 @@ def test_declared_huge_dimensions_are_refused_or_decoded_fast(width, height):
 DECODE_ONE = r"""
 import sys, time
 from lungfake.errors import ImageDecodeError
-from lungfake.images import decode_image
+from lungfake.serving.images import decode_image
 
 def peak_mb():
     status = open("/proc/self/status").read().split("VmHWM:")[1]
@@ -145,7 +145,7 @@ print(outcome, time.perf_counter() - started, peak_mb() - before)
 
 def _worst_cases(folder):
     """The largest images the decoder accepts, in several formats, and files it must refuse."""
-    from lungfake.images import MAX_PIXELS
+    from lungfake.serving.images import MAX_PIXELS
 
     side = int(MAX_PIXELS ** 0.5) - 1
     ramp = np.linspace(0, 255, side, dtype=np.float32)

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from lungfake.errors import ImageDecodeError
-from lungfake.images import decode_image, to_model_input
+from lungfake.serving.images import decode_image, to_model_input
 from tests.helpers import texture
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from lungfake.errors import ImageDecodeError
-from lungfake.images import (
+from lungfake.serving.images import (
     MIN_SIDE,
     REGION,
     TILE,

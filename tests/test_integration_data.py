@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from lungfake.data import list_tiles, read_rgb
-from lungfake.families import MATCH_THRESHOLD, keypoints_of, match_pair
-from lungfake.splits import load_split
-from lungfake.store import WeightsStore
+from lungfake.data.families import MATCH_THRESHOLD, keypoints_of, match_pair
+from lungfake.data.splits import load_split
+from lungfake.data.tiles import list_tiles, read_rgb
+from lungfake.serving.store import WeightsStore
 from tests.helpers import DATA_DIR, needs_data
 
 STORE = WeightsStore.resolve()
@@ -70,7 +70,7 @@ def test_the_region_tissue_mask_keeps_real_benign_tiles_despite_their_air_spaces
     and bias a region's map towards cancer."""
     import random
 
-    from lungfake.region import MIN_TISSUE_FRACTION, TileGrid, tissue_mask
+    from lungfake.reports.region import MIN_TISSUE_FRACTION, TileGrid, tissue_mask
 
     kept = {}
     for label in ("lung_n", "lung_aca", "lung_scc"):
@@ -89,8 +89,8 @@ def test_the_audit_search_finds_copies_among_other_train_tiles():
 
     import numpy as np
 
-    from lungfake.families import best_matches, keypoints_of_all
-    from lungfake.synthetic import CopyTransform, make_copy
+    from lungfake.data.families import best_matches, keypoints_of_all
+    from lungfake.data.synthetic import CopyTransform, make_copy
 
     query, photographed_again = KNOWN_COPIES[1]
     rows = load_split(STORE.split_csv("grouped"))

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from lungfake import cli
-from lungfake.evaluation import load_all_metrics, split_warning
-from lungfake.registry import load_registry, sha256_of
-from lungfake.splits import load_split, rows_on
-from lungfake.store import WeightsStore
+from lungfake.data.splits import load_split, rows_on
+from lungfake.evaluation.evaluator import load_all_metrics, split_warning
+from lungfake.serving.registry import load_registry, sha256_of
+from lungfake.serving.store import WeightsStore
 from tests.helpers import DATA_DIR, needs_data
 
 STORE = WeightsStore.resolve()
@@ -24,7 +24,7 @@ REQUIRED_METRICS = {
 def test_registry_describes_every_served_model():
     from ai_edge_litert.interpreter import Interpreter
 
-    from lungfake.inference import LoadedModel
+    from lungfake.serving.inference import LoadedModel
 
     registry = load_registry()
     assert len(registry) >= 2

@@ -3,10 +3,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lungfake.data.splits import SplitRow, split_sha256
 from lungfake.errors import SplitError
-from lungfake.misclassified import SPRITE_TILE, TileSource, by_family, cell_rows, held_out_rows, misclassified_paths, write_sprite
-from lungfake.splits import SplitRow, split_sha256
-from lungfake.store import WeightsStore
+from lungfake.evaluation.misclassified import (
+    SPRITE_TILE,
+    TileSource,
+    by_family,
+    cell_rows,
+    held_out_rows,
+    misclassified_paths,
+    write_sprite,
+)
+from lungfake.serving.store import WeightsStore
 from tests.helpers import cells, metrics_of
 
 CLASSES = ["lung_n", "lung_aca", "lung_scc"]

@@ -7,9 +7,9 @@ from PIL import Image
 
 from lungfake import cli
 from lungfake.errors import ModelIntegrityError
-from lungfake.inference import LoadedModel, OodScreen
-from lungfake.ood import STAIN_STATISTICS, GaussianReference, OodReference, fit_reference, stain_statistics
-from lungfake.registry import load_ood_entry, load_registry, verified_file
+from lungfake.serving.inference import LoadedModel, OodScreen
+from lungfake.serving.ood import STAIN_STATISTICS, GaussianReference, OodReference, fit_reference, stain_statistics
+from lungfake.serving.registry import load_ood_entry, load_registry, verified_file
 from tests.helpers import DATA_DIR, he_like, needs_data, texture
 
 
@@ -125,7 +125,7 @@ def _committed_reference() -> OodReference:
 def _recoloured_photographs() -> list[np.ndarray]:
     from sklearn.datasets import load_sample_image
 
-    from lungfake.synthetic import recoloured_as_he
+    from lungfake.data.synthetic import recoloured_as_he
 
     return [recoloured_as_he(load_sample_image(name)) for name in ("china.jpg", "flower.jpg")]
 
@@ -143,7 +143,7 @@ def test_the_committed_reference_refuses_photographs_recoloured_as_h_and_e(image
 
 @needs_data
 def test_the_committed_reference_passes_real_tiles():
-    from lungfake.images import read_image_file
+    from lungfake.serving.images import read_image_file
 
     reference = _committed_reference()
     tiles = [read_image_file(DATA_DIR / folder / f"{prefix}{i}.jpeg") for folder, prefix in
@@ -154,8 +154,8 @@ def test_the_committed_reference_passes_real_tiles():
 
 @needs_data
 def test_the_committed_tissue_check_takes_real_tiles_sharpened_as_another_scanner_might():
-    from lungfake.images import read_image_file
-    from lungfake.robustness import sharpened
+    from lungfake.evaluation.robustness import sharpened
+    from lungfake.serving.images import read_image_file
 
     reference = _committed_reference()
     tiles = [read_image_file(DATA_DIR / folder / f"{prefix}{i}.jpeg") for folder, prefix in
@@ -168,8 +168,8 @@ def test_tissue_from_another_lab_is_a_domain_shift_and_a_photograph_is_refused(t
     """The tissue check learns H&E as other labs show it; the stain check still knows LC25000's own look."""
     from sklearn.datasets import load_sample_image
 
-    from lungfake.colour import ColourTarget
-    from lungfake.robustness import another_lab
+    from lungfake.evaluation.colour import ColourTarget
+    from lungfake.evaluation.robustness import another_lab
 
     rng = np.random.default_rng(0)
     train, val = [he_like(s, 128) for s in range(200)], [he_like(s, 128) for s in range(300, 380)]
@@ -183,7 +183,7 @@ def test_tissue_from_another_lab_is_a_domain_shift_and_a_photograph_is_refused(t
 
     plain = reference.assess(he_like(999, 128), features([he_like(999, 128)])[0])
     assert plain.ood is False and plain.domain_shift is False
-    from lungfake.colour import match_colour
+    from lungfake.evaluation.colour import match_colour
 
     mean, std = np.asarray(own.mean), np.asarray(own.std)
     restained = match_colour(he_like(998, 128), ColourTarget(tuple(mean + (10.0, -8.0, 8.0)), tuple(std * 1.2)))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lungfake.errors import ModelIntegrityError
-from lungfake.ood import (
+from lungfake.serving.ood import (
     NOT_CHECKED,
     STAIN_STATISTICS,
     STATS_BLUR_SIGMA,

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from lungfake.errors import MetricsError
-from lungfake.metrics import SCHEMA_VERSION, EvaluationMetrics
-from lungfake.results_table import BEGIN, END, documents, with_table
+from lungfake.evaluation.metrics import SCHEMA_VERSION, EvaluationMetrics
+from lungfake.reports.results_table import BEGIN, END, documents, with_table
 from tests.helpers import REPO, metrics_of
 
 

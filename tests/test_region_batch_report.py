@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lungfake import region
-from lungfake.batch import MAX_TILES, downloads, expand_uploads, score_batch, summary, table_rows
 from lungfake.errors import ImageDecodeError, UploadLimitError
-from lungfake.region import RegionResult, RegionScale, TileGrid, score_region, tissue_mask
-from lungfake.report import CaseReport
-from lungfake.scoring import Scorer
+from lungfake.reports import region
+from lungfake.reports.batch import MAX_TILES, downloads, expand_uploads, score_batch, summary, table_rows
+from lungfake.reports.case_report import CaseReport
+from lungfake.reports.region import RegionResult, RegionScale, TileGrid, score_region, tissue_mask
+from lungfake.scoring.scoring import Scorer
 from tests.helpers import he_like, store_with_ood_limits
 
 WHITE = 245
@@ -147,9 +147,9 @@ def test_an_unreadable_file_keeps_its_row_and_the_rest_are_scored(tiny_weights):
 
 
 def test_the_batch_summary_counts_a_refused_image_apart_from_every_class():
-    from lungfake.batch import NO_CLASS, BatchRow
-    from lungfake.ood import OodVerdict
-    from lungfake.scoring import ImageScore, ModelScore
+    from lungfake.reports.batch import NO_CLASS, BatchRow
+    from lungfake.scoring.scoring import ImageScore, ModelScore
+    from lungfake.serving.ood import OodVerdict
 
     def scored(name: str, probabilities: list[float], ood: bool) -> BatchRow:
         model = ModelScore("m", "M", dict(zip(("lung_n", "lung_aca", "lung_scc"), probabilities)), "0" * 64, 0.5)
@@ -185,7 +185,7 @@ def test_case_report_is_self_contained_and_names_the_weights(tiny_weights, tmp_p
 def test_a_region_is_decoded_at_no_more_resolution_than_the_models_use():
     """At 40x a tile is 736 file pixels; the region is decoded about 3.3x smaller (a JPEG at 1/2 scale by
     its decoder, then resized), and tile positions are reported back in file pixels."""
-    from lungfake.region import decode_region
+    from lungfake.reports.region import decode_region
 
     canvas = np.concatenate([np.concatenate([he_like(r * 4 + c, 512) for c in range(4)], axis=1) for r in range(3)], axis=0)
     buffer = io.BytesIO()
@@ -226,7 +226,7 @@ def test_tiles_reach_the_right_and_bottom_edges_with_glass_beyond_them():
 
 
 def test_the_tile_page_points_a_large_image_or_a_strip_to_the_region_page():
-    from lungfake.region import region_hint
+    from lungfake.reports.region import region_hint
 
     assert region_hint((224, 224, 3)) is None and region_hint((768, 768, 3)) is None  # a tile, an LC25000 photograph
     assert region_hint((500, 700, 3)) is None  # 1.4:1 costs under a point or two: scored as it is

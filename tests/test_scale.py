@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from lungfake.cam import overlay
 from lungfake.errors import DatasetError, RegistryError
-from lungfake.images import to_model_input
-from lungfake.registry import load_scale_normalisation, update_scale_normalisation
-from lungfake.robustness import magnified
-from lungfake.scale import REFERENCE_SIDE, ScaledView, ScaleNormalisation, fit_reference, nuclear_size
-from lungfake.scoring import Scorer
+from lungfake.evaluation.robustness import magnified
+from lungfake.explain.cam import overlay
+from lungfake.scoring.scoring import Scorer
+from lungfake.serving.images import to_model_input
+from lungfake.serving.registry import load_scale_normalisation, update_scale_normalisation
+from lungfake.serving.scale import REFERENCE_SIDE, ScaledView, ScaleNormalisation, fit_reference, nuclear_size
 from tests.helpers import cells
 
 PINK, PURPLE = (232, 190, 215), (70, 40, 140)
@@ -155,7 +155,7 @@ def test_without_a_scale_setting_the_image_is_scored_as_it_is(tiny_weights):
 
 
 def test_the_screen_is_fitted_on_what_the_models_see():
-    from lungfake.scale import as_scored
+    from lungfake.serving.scale import as_scored
 
     tiles = [nuclei(4), nuclei(6, 1)]
     scale = ScaleNormalisation(nuclear_size(nuclei(6)), power=1.0, max_factor=1.6)

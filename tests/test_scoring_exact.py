@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from lungfake.calibration import apply_temperature, fit_temperature
-from lungfake.images import to_model_input
-from lungfake.ood import OodVerdict
-from lungfake.registry import EnsembleCalibration, update_calibration
-from lungfake.scoring import BATCH, ImageScore, ModelScore, Progress, Scorer, csv_text, json_text
+from lungfake.scoring.scoring import BATCH, ImageScore, ModelScore, Progress, Scorer, csv_text, json_text
+from lungfake.serving.calibration import apply_temperature, fit_temperature
+from lungfake.serving.images import to_model_input
+from lungfake.serving.ood import OodVerdict
+from lungfake.serving.registry import EnsembleCalibration, update_calibration
 from tests.helpers import he_like
 
 CLASSES = ("lung_n", "lung_aca", "lung_scc")
@@ -133,7 +133,7 @@ def test_grad_cam_is_computed_for_the_predicted_class_only_when_asked(hot_weight
     scorer = Scorer.load("all", hot_weights)
     tiles = [he_like(31, 64), he_like(32, 64)]
     explained = scorer.score(tiles, explain=True)
-    from lungfake.cam import OverlayExplainer
+    from lungfake.explain.cam import OverlayExplainer
 
     explainer = OverlayExplainer(scorer.served[0].loaded)
     for tile, score in zip(tiles, explained):
@@ -176,8 +176,8 @@ def test_json_text_is_indented_by_two_and_probabilities_kept_to_six_decimals():
 def test_two_served_models_are_combined_at_the_ensembles_own_temperature(hot_weights):
     from dataclasses import replace
 
-    from lungfake.inference import LoadedModel
-    from lungfake.scoring import ServedModel
+    from lungfake.scoring.scoring import ServedModel
+    from lungfake.serving.inference import LoadedModel
 
     first = Scorer.load("all", hot_weights)
     twin = ServedModel(LoadedModel.load(replace(first.served[0].entry, arch="twin"), hot_weights))
@@ -189,8 +189,8 @@ def test_two_served_models_are_combined_at_the_ensembles_own_temperature(hot_wei
 
 
 def test_grad_cam_is_made_for_the_class_each_image_is_predicted(hot_weights, monkeypatch):
-    from lungfake.cam import gradcam
-    from lungfake.model_file import CLASS_MAPS, PROBABILITIES
+    from lungfake.explain.cam import gradcam
+    from lungfake.serving.model_file import CLASS_MAPS, PROBABILITIES
 
     scorer = Scorer.load("all", hot_weights)
     served = scorer.served[0]

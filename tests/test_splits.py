@@ -3,9 +3,9 @@ import collections
 import numpy as np
 import pytest
 
-from lungfake.data import Tile
+from lungfake.data.splits import load_split, make_split, save_split
+from lungfake.data.tiles import Tile
 from lungfake.errors import DatasetError
-from lungfake.splits import load_split, make_split, save_split
 
 
 def _tiles(families_per_class=30, copies=10):
@@ -62,7 +62,7 @@ def test_unknown_protocol_and_missing_file():
 def test_a_fold_only_moves_held_out_tiles_into_train():
     from dataclasses import replace
 
-    from lungfake.splits import only_folds
+    from lungfake.data.splits import only_folds
 
     rows = make_split(*_tiles(), "grouped", seed=0)
     test_family = next(r.family for r in rows if r.side == "test")
@@ -75,10 +75,10 @@ def test_a_fold_only_moves_held_out_tiles_into_train():
 
 
 def test_folding_a_saved_audit_leaves_a_clean_split_and_refuses_another_split(shared_tiny_dataset):
-    from lungfake.data import list_tiles
+    from lungfake.data.leakage import audit, audit_report, fold_leaks_into_train, keypoints_by_path, leaks_from_report, rows_to_describe
+    from lungfake.data.splits import only_folds
+    from lungfake.data.tiles import list_tiles
     from lungfake.errors import SplitError
-    from lungfake.leakage import audit, audit_report, fold_leaks_into_train, keypoints_by_path, leaks_from_report, rows_to_describe
-    from lungfake.splits import only_folds
 
     tiles = list_tiles(shared_tiny_dataset)
     rows = make_split(tiles, [t.path for t in tiles], "grouped", seed=0)  # every tile its own family: copies straddle sides

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 from lungfake.classes import CLASS_NAMES
-from lungfake.data import list_tiles
+from lungfake.data.splits import make_split, save_split, split_sha256
+from lungfake.data.tiles import list_tiles
 from lungfake.errors import ModelIntegrityError, RegistryError
-from lungfake.evaluation import Evaluator
-from lungfake.images import read_image_file, to_model_input
-from lungfake.inference import LoadedModel, select_entries
-from lungfake.metrics import SCHEMA_VERSION, EvaluationMetrics
-from lungfake.registry import load_registry, sha256_of
-from lungfake.scoring import Scorer
-from lungfake.splits import make_split, save_split, split_sha256
-from lungfake.training import Recipe, export_trained, family_sample, train
+from lungfake.evaluation.evaluator import Evaluator
+from lungfake.evaluation.metrics import SCHEMA_VERSION, EvaluationMetrics
+from lungfake.scoring.scoring import Scorer
+from lungfake.serving.images import read_image_file, to_model_input
+from lungfake.serving.inference import LoadedModel, select_entries
+from lungfake.serving.registry import load_registry, sha256_of
+from lungfake.training.trainer import Recipe, export_trained, family_sample, train
 from tests.helpers import texture
 
 
@@ -88,7 +88,7 @@ def test_a_finished_run_is_extended_only_with_the_same_settings(trained, tmp_pat
 
 
 def test_cpu_minutes_are_reported_only_where_every_epoch_recorded_them():
-    from lungfake.training import train_cpu_minutes
+    from lungfake.training.trainer import train_cpu_minutes
 
     assert train_cpu_minutes({"epoch_seconds": [60, 60], "cpu_seconds": [120, 60]}) == 3.0
     # A model continued from epochs trained before CPU time was recorded: its CPU total is unknown, not a part.
@@ -97,7 +97,7 @@ def test_cpu_minutes_are_reported_only_where_every_epoch_recorded_them():
 
 
 def test_the_time_left_counts_validation_and_checkpoints_once_an_epoch_is_done():
-    from lungfake.training import seconds_left
+    from lungfake.training.trainer import seconds_left
 
     # 60 steps of 1 s an epoch; before a whole epoch is done only the steps' pace is known.
     assert seconds_left(10, 2, 60, 1.0, []) == 10 + 2 * 60
@@ -107,7 +107,7 @@ def test_the_time_left_counts_validation_and_checkpoints_once_an_epoch_is_done()
 
 
 def test_each_epoch_samples_a_few_tiles_of_every_family():
-    from lungfake.splits import SplitRow
+    from lungfake.data.splits import SplitRow
 
     rows = [SplitRow(f"t{f}_{c}.png", "lung_n", f"fam{f}", "train") for f in range(10) for c in range(f + 1)]
     picked = family_sample(rows, 3, seed=1)
@@ -123,8 +123,8 @@ def test_export_registers_a_verified_served_file_and_keeps_the_trained_keras_mod
 
     import h5py
 
-    from lungfake.inference import LoadedModel
-    from lungfake.training import trained_model_path
+    from lungfake.serving.inference import LoadedModel
+    from lungfake.training.trainer import trained_model_path
 
     weights = trained["base"] / "weights"
     path = export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights)
@@ -142,7 +142,7 @@ def test_export_registers_a_verified_served_file_and_keeps_the_trained_keras_mod
 
 
 def test_tampered_or_missing_weights_are_refused(trained, tmp_path):
-    from lungfake.inference import LoadedModel
+    from lungfake.serving.inference import LoadedModel
 
     weights = trained["base"] / "weights"
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights)
@@ -190,7 +190,7 @@ def test_evaluate_and_predict_with_the_exported_model(trained):
 
 
 def test_the_ensemble_is_calibrated_on_val_and_recorded_in_the_registry(trained):
-    from lungfake.registry import load_ensemble_calibration
+    from lungfake.serving.registry import load_ensemble_calibration
 
     weights = trained["base"] / "weights"
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
@@ -217,7 +217,7 @@ def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes(shared_tiny_datase
 
 
 def test_a_restart_begins_a_fresh_learning_rate_cycle():
-    from lungfake.training import learning_rate_schedule
+    from lungfake.training.trainer import learning_rate_schedule
 
     recipe = Recipe("tiny", train_size=32, epochs=10, learning_rate=2e-3, warmup_epochs=1, restart_epochs=(4,),
                     restart_learning_rate=1e-3, restart_warmup_epochs=1)
@@ -232,7 +232,7 @@ def test_a_restart_begins_a_fresh_learning_rate_cycle():
 
 def test_a_served_model_continues_at_a_restart(trained, tmp_path):
     from lungfake.errors import TrainingError
-    from lungfake.training import served_starting_point
+    from lungfake.training.trainer import served_starting_point
 
     weights = tmp_path / "weights"
     split_csv = trained["split_csv"]
@@ -255,8 +255,8 @@ def test_a_served_model_continues_at_a_restart(trained, tmp_path):
 
 
 def test_a_model_continues_on_a_split_that_only_folds_its_own(trained, tmp_path):
-    from lungfake.store import WeightsStore
-    from lungfake.training import served_starting_point
+    from lungfake.serving.store import WeightsStore
+    from lungfake.training.trainer import served_starting_point
 
     weights = tmp_path / "weights"
     sha = split_sha256(trained["split_csv"])
@@ -292,9 +292,9 @@ def test_a_cycle_may_train_at_a_larger_input_size():
 
 def test_a_late_cycle_may_climb_to_a_lower_peak_learning_rate():
     from lungfake.errors import TrainingError
-    from lungfake.model_card import model_recipe_sentence
-    from lungfake.registry import ModelEntry
-    from lungfake.training import learning_rate_schedule
+    from lungfake.reports.model_card import model_recipe_sentence
+    from lungfake.serving.registry import ModelEntry
+    from lungfake.training.trainer import learning_rate_schedule
 
     recipe = Recipe("tiny", train_size=32, epochs=10, restart_epochs=(4, 8), restart_learning_rate=1e-3,
                     restart_learning_rates=(1e-3, 2e-4), restart_warmup_epochs=1)
@@ -318,7 +318,7 @@ def test_a_late_cycle_may_climb_to_a_lower_peak_learning_rate():
 
 
 def test_a_served_model_continues_at_a_larger_input_size(trained, tmp_path):
-    from lungfake.training import served_starting_point
+    from lungfake.training.trainer import served_starting_point
 
     weights = tmp_path / "weights"
     sha = split_sha256(trained["split_csv"])
@@ -333,15 +333,15 @@ def test_a_served_model_continues_at_a_larger_input_size(trained, tmp_path):
     entry = load_registry(weights)["tiny"]
     assert entry.input_size == 48
     LoadedModel.load(entry, weights)  # checks the new sha256 and the 48 px input against the registry
-    from lungfake.model_card import model_recipe_sentence
+    from lungfake.reports.model_card import model_recipe_sentence
 
     assert "at 32x32 px, its last 1 epochs at 48x48 px" in model_recipe_sentence(entry)
 
 
 def test_a_served_model_can_be_served_at_another_size(trained, tmp_path):
-    from lungfake.model_card import model_recipe_sentence
-    from lungfake.registry import update_calibration
-    from lungfake.training import at_input_size, serve_at_input_size
+    from lungfake.reports.model_card import model_recipe_sentence
+    from lungfake.serving.registry import update_calibration
+    from lungfake.training.trainer import at_input_size, serve_at_input_size
 
     weights = tmp_path / "weights"
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
@@ -359,7 +359,7 @@ def test_a_served_model_can_be_served_at_another_size(trained, tmp_path):
 
 def test_a_single_cycle_drops_the_recipes_restarts():
     from lungfake.cli import build_parser, train_recipe
-    from lungfake.training import DEFAULT_RECIPES
+    from lungfake.training.trainer import DEFAULT_RECIPES
 
     args = build_parser().parse_args(["train", "--arch", "mobilenetv2", "--epochs", "40", "--single-cycle"])
     recipe = train_recipe(args)
@@ -372,7 +372,7 @@ def test_a_single_cycle_drops_the_recipes_restarts():
 
 def test_a_restart_or_resize_needs_the_trained_keras_model_the_served_file_came_from(trained, tmp_path):
     from lungfake.errors import TrainingError
-    from lungfake.training import serve_at_input_size, served_starting_point, trained_model_path
+    from lungfake.training.trainer import serve_at_input_size, served_starting_point, trained_model_path
 
     weights = tmp_path / "weights"
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
@@ -389,8 +389,8 @@ def test_a_restart_or_resize_needs_the_trained_keras_model_the_served_file_came_
 
 def test_export_writes_the_served_file_of_a_keras_model_and_keeps_the_calibration(trained, tmp_path):
     from lungfake import cli
-    from lungfake.registry import update_calibration
-    from lungfake.training import trained_model_path
+    from lungfake.serving.registry import update_calibration
+    from lungfake.training.trainer import trained_model_path
 
     weights = tmp_path / "weights"
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,
@@ -411,7 +411,7 @@ def test_export_writes_the_served_file_of_a_keras_model_and_keeps_the_calibratio
 
 def test_explanations_measures_records_and_captions_the_overlay(trained, capsys):
     from lungfake import cli
-    from lungfake.models import build_model, randomise_top
+    from lungfake.training.architectures import build_model, randomise_top
 
     weights = trained["base"] / "weights"
     export_trained(trained["model"], trained["recipe"], "grouped", trained["history"], 1.0, folder=weights,

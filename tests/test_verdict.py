@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lungfake.verdict import (
+from lungfake.serving.verdict import (
     DISAGREE,
     SHIFTED,
     SMALL_MARGIN,

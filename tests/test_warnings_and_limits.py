@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lungfake.batch import MAX_TILES, MAX_UNPACKED_BYTES, BatchRow, expand_uploads, score_batch, summary
-from lungfake.calibration import apply_temperature, choose_threshold, ensemble_probabilities
 from lungfake.errors import ImageDecodeError, ModelIntegrityError, UploadLimitError
-from lungfake.images import MAX_FILE_BYTES, MAX_PIXELS, REGION, decode_image
-from lungfake.inference import LoadedModel
-from lungfake.ood import LIKE_LC25000, GaussianReference, OodReference, stain_statistics
-from lungfake.registry import EnsembleCalibration, load_registry, sha256_of, update_calibration
-from lungfake.scoring import DEFAULT_WARNING_CONFIDENCE, ImageScore, ModelScore, Scorer, dihedral_views
+from lungfake.reports.batch import MAX_TILES, MAX_UNPACKED_BYTES, BatchRow, expand_uploads, score_batch, summary
+from lungfake.scoring.scoring import DEFAULT_WARNING_CONFIDENCE, ImageScore, ModelScore, Scorer, dihedral_views
+from lungfake.serving.calibration import apply_temperature, choose_threshold, ensemble_probabilities
+from lungfake.serving.images import MAX_FILE_BYTES, MAX_PIXELS, REGION, decode_image
+from lungfake.serving.inference import LoadedModel
+from lungfake.serving.ood import LIKE_LC25000, GaussianReference, OodReference, stain_statistics
+from lungfake.serving.registry import EnsembleCalibration, load_registry, sha256_of, update_calibration
 from tests.helpers import he_like, store_with_ood_limits
 
 INF = float("inf")
@@ -97,7 +97,7 @@ def test_a_recorded_threshold_replaces_the_fallback(tiny_weights, tmp_path):
 
 
 def _image_score(models: list[ModelScore], calibration=EnsembleCalibration(), verdict=None) -> ImageScore:
-    from lungfake.ood import OodVerdict
+    from lungfake.serving.ood import OodVerdict
 
     verdict = verdict or OodVerdict(False, "lung H&E tissue", False, LIKE_LC25000)
     return ImageScore("x.png", np.zeros((4, 4, 3), np.uint8), {m.arch: m for m in models}, verdict, calibration)
@@ -113,7 +113,7 @@ def test_the_ensemble_warns_below_its_own_threshold_or_else_the_strictest_member
 
 
 def test_the_batch_counts_uncertain_subtypes_by_the_verdict():
-    from lungfake.verdict import SubtypeRule
+    from lungfake.serving.verdict import SubtypeRule
 
     rule = EnsembleCalibration(subtype_rule=SubtypeRule(0.5))
     aca, torn, scc = (_model_score([0.05, 0.9, 0.05], 0.6, "a"), _model_score([0.1, 0.5, 0.4], 0.6, "b"),
@@ -201,7 +201,7 @@ def test_a_refused_image_counts_as_not_h_and_e_only(refusing_weights):
 
 
 def test_the_region_and_its_report_warn_of_a_domain_shift(shifted_weights):
-    from lungfake.region import RegionScale, region_report, score_region, thumbnail
+    from lungfake.reports.region import RegionScale, region_report, score_region, thumbnail
     from tests.test_region_batch_report import _region
 
     scorer = Scorer.load("all", shifted_weights)
@@ -214,7 +214,7 @@ def test_the_region_and_its_report_warn_of_a_domain_shift(shifted_weights):
 
 
 def test_the_region_and_its_report_warn_of_refused_tiles(refusing_weights):
-    from lungfake.region import RegionScale, region_report, score_region, thumbnail
+    from lungfake.reports.region import RegionScale, region_report, score_region, thumbnail
     from tests.test_region_batch_report import _region
 
     scorer = Scorer.load("all", refusing_weights)
@@ -226,7 +226,7 @@ def test_the_region_and_its_report_warn_of_refused_tiles(refusing_weights):
 
 
 def test_a_tile_reports_warnings_name_the_shift_and_the_refusal(shifted_weights, refusing_weights):
-    from lungfake.report import CaseReport
+    from lungfake.reports.case_report import CaseReport
 
     for folder, expected, absent in ((shifted_weights, "unlike LC25000", "Not a lung H&amp;E tile"),
                                      (refusing_weights, "Not a lung H&amp;E tile", "H&amp;E tissue, but unlike LC25000")):
@@ -284,7 +284,7 @@ def test_a_zip_that_unpacks_past_the_limit_is_refused_before_unpacking():
 
 
 def test_a_zip_that_unpacks_to_exactly_the_limit_is_taken(monkeypatch):
-    from lungfake import batch
+    from lungfake.reports import batch
 
     monkeypatch.setattr(batch, "MAX_UNPACKED_BYTES", 1000)  # the sizes are the members' declared ones, summed
     assert len(expand_uploads([("ok.zip", _zip({"a.png": bytes(600), "b.png": bytes(400), "c.txt": bytes(99)}))])) == 2
@@ -316,8 +316,8 @@ def test_an_encrypted_zip_is_refused_with_what_to_do():
 
 
 def test_a_region_of_more_than_twenty_thousand_tiles_is_refused():
-    from lungfake.region import MAX_TILES as REGION_TILES
-    from lungfake.region import TileGrid
+    from lungfake.reports.region import MAX_TILES as REGION_TILES
+    from lungfake.reports.region import TileGrid
 
     tile = 32  # stride 16: 141 x 141 positions on 2272 pixels = 19,881; 142 x 142 on 2288 = 20,164
     with pytest.raises(ImageDecodeError, match="20,164 tiles \\(at most 20,000\\)"):
@@ -327,7 +327,7 @@ def test_a_region_of_more_than_twenty_thousand_tiles_is_refused():
 
 
 def test_a_region_without_tissue_is_refused_with_a_message(tiny_weights):
-    from lungfake.region import RegionScale, score_region
+    from lungfake.reports.region import RegionScale, score_region
 
     glass = np.full((800, 800, 3), 245, np.uint8)
     with pytest.raises(ImageDecodeError, match="no tissue was found"):
@@ -340,7 +340,7 @@ HOSTILE = '<img src=x onerror="alert(1)">'
 
 
 def test_every_part_of_a_report_escapes_what_users_typed(tiny_weights):
-    from lungfake.report import CaseReport
+    from lungfake.reports.case_report import CaseReport
 
     scorer = Scorer.load("all", tiny_weights)
     report = CaseReport(HOSTILE, HOSTILE, [s.entry for s in scorer.served])
@@ -356,7 +356,7 @@ def test_every_part_of_a_report_escapes_what_users_typed(tiny_weights):
 
 
 def test_the_batch_report_escapes_file_names_and_error_messages(tiny_weights):
-    from lungfake.batch import batch_report
+    from lungfake.reports.batch import batch_report
 
     scorer = Scorer.load("all", tiny_weights)
     rows = score_batch(scorer, [(f"{HOSTILE}.png", _png(he_like(1))), (f"{HOSTILE}.jpg", b"\xff\xd8 broken")])
@@ -394,8 +394,8 @@ def test_a_file_with_the_registered_sha256_that_is_not_a_served_model_is_refused
 
 
 def test_a_model_not_ending_in_the_registered_gradcam_layer_is_not_exported(tmp_path):
-    from lungfake.model_file import write_served_model
-    from lungfake.models import build_model
+    from lungfake.serving.model_file import write_served_model
+    from lungfake.training.architectures import build_model
 
     with pytest.raises(ModelIntegrityError, match="does not end preprocess_lab_standardised -> pool -> probabilities"):
         write_served_model(build_model("tiny", 32), "preprocess_lab_standardised", tmp_path / "tiny.tflite")
@@ -415,7 +415,7 @@ def test_dihedral_views_are_the_eight_rotations_and_mirror_images():
 def test_tta_probabilities_are_the_calibrated_mean_of_the_eight_views(tiny_weights, tmp_path):
     import shutil
 
-    from lungfake.images import to_model_input
+    from lungfake.serving.images import to_model_input
 
     folder = tmp_path / "w"
     shutil.copytree(tiny_weights, folder)

@@ -1,0 +1,238 @@
+"""weights/registry.json: what each served model is, checked whenever a model loads."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lungfake.classes import CLASS_NAMES
+from lungfake.errors import ModelIntegrityError, RegistryError
+from lungfake.serving.store import WeightsStore
+from lungfake.serving.verdict import SubtypeRule
+
+REGISTRY_NAME = "registry.json"  # named in messages only; WeightsStore owns the path
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    arch: str
+    file: str  # relative to the weights folder
+    sha256: str
+    input_size: int
+    class_names: tuple[str, ...]
+    gradcam_layer: str
+    preprocessing: str
+    split: str
+    display_name: str = ""
+    recipe: dict = field(default_factory=dict)
+    temperature: float = 1.0  # fitted on val by `evaluate`; probabilities everywhere are divided by it in log space
+    low_confidence: dict = field(default_factory=dict)  # threshold chosen on val, with its val coverage and accuracy
+    explanation_method: str = "gradcam"  # cam.py's method for this model's overlay, chosen on val by `explanations`
+    overlay_trust: dict = field(default_factory=dict)  # that method's faithfulness on val (faithfulness.OverlayTrust)
+    scorecam_layer: str = ""  # the stride-16 layer whose activations the file also gives (model_file.ACTIVATIONS), if any
+
+    @property
+    def explanation_layer(self) -> str:
+        """The layer the overlay's method reads."""
+        from lungfake.explain.cam import SCORECAM
+
+        return self.scorecam_layer if self.explanation_method == SCORECAM else self.gradcam_layer
+
+    @property
+    def trust(self):
+        """How far this model's overlay can be trusted (faithfulness.OverlayTrust), or None before it was measured."""
+        from lungfake.explain.faithfulness import OverlayTrust
+
+        return OverlayTrust(**self.overlay_trust) if self.overlay_trust else None
+
+    def to_json(self) -> dict:
+        payload = asdict(self)
+        payload.pop("arch")
+        payload["class_names"] = list(self.class_names)
+        return payload
+
+
+def weights_dir(override: str | os.PathLike | None = None) -> Path:
+    """The weights store's folder (see store.WeightsStore, which owns every path under it)."""
+    return WeightsStore.resolve(override).root
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
+    path = WeightsStore.resolve(folder).registry
+    try:
+        raw = json.loads(path.read_text())["models"]
+        entries = {arch: ModelEntry(arch=arch, **{**spec, "class_names": tuple(spec["class_names"])}) for arch, spec in raw.items()}
+    except FileNotFoundError:
+        raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is missing; "
+                            "restore it from the repository or train a model (python -m lungfake train).") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is malformed ({exc}); "
+                            "restore it from the repository.") from None
+    from lungfake.explain.cam import METHOD_LABELS, SCORECAM
+
+    for entry in entries.values():
+        if entry.explanation_method not in METHOD_LABELS:
+            raise RegistryError(f"Registry entry {entry.arch} names explanation method {entry.explanation_method!r}; "
+                                f"this lungfake knows {', '.join(METHOD_LABELS)}.")
+        if entry.explanation_method == SCORECAM and not entry.scorecam_layer:
+            raise RegistryError(f"Registry entry {entry.arch} names Score-CAM but no scorecam_layer; export the model "
+                                "again (python -m lungfake export) and run python -m lungfake explanations.")
+        if sorted(entry.class_names) != sorted(CLASS_NAMES):
+            raise RegistryError(f"Registry entry {entry.arch} lists classes {entry.class_names}, expected {CLASS_NAMES}.")
+    return entries
+
+
+@dataclass(frozen=True)
+class OodEntry:
+    """The out-of-distribution reference: fitted statistics and the model whose features they describe."""
+
+    file: str
+    sha256: str
+    feature_model: str
+    quantile: float
+
+
+def _read_registry_file(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"models": {}}
+
+
+def _write_registry_file(path: Path, payload: dict) -> None:
+    payload["models"] = dict(sorted(payload.get("models", {}).items()))
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def register(entry: ModelEntry, folder: Path | None = None) -> None:
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    payload.setdefault("models", {})[entry.arch] = entry.to_json()
+    _write_registry_file(path, payload)
+
+
+def update_calibration(arch: str, temperature: float, low_confidence: dict, folder: Path | None = None) -> None:
+    """Record a model's fitted temperature and warning threshold (the model file is unchanged)."""
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    if arch not in payload.get("models", {}):
+        raise RegistryError(f"No model {arch!r} in the registry to calibrate.")
+    payload["models"][arch].update(temperature=round(float(temperature), 6), low_confidence=low_confidence)
+    _write_registry_file(path, payload)
+
+
+def update_explanation(arch: str, method: str, overlay_trust: dict, folder: Path | None = None) -> None:
+    """Record a model's overlay method and its faithfulness on validation tiles (the model file is unchanged)."""
+    from lungfake.explain.cam import METHOD_LABELS
+
+    if method not in METHOD_LABELS:
+        raise RegistryError(f"Unknown explanation method {method!r}; choose one of {', '.join(METHOD_LABELS)}.")
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    if arch not in payload.get("models", {}):
+        raise RegistryError(f"No model {arch!r} in the registry to record an explanation for.")
+    payload["models"][arch].update(explanation_method=method, overlay_trust=overlay_trust)
+    _write_registry_file(path, payload)
+
+
+@dataclass(frozen=True)
+class EnsembleCalibration:
+    """How the ensemble combines its members and when it calls a subtype uncertain, all chosen on val by `evaluate`."""
+    temperature: float = 1.0
+    warn_below: float | None = None  # None: not chosen yet (the strictest member's threshold applies)
+    member_weights: dict[str, float] | None = None  # by architecture; None: equal weights
+    subtype_rule: SubtypeRule = SubtypeRule()
+
+    def weights_for(self, archs) -> list[float] | None:
+        """The weights of these members in this order (None: equal), renormalised over the members present."""
+        if not self.member_weights or any(arch not in self.member_weights for arch in archs):
+            return None
+        return [self.member_weights[arch] for arch in archs]
+
+
+def update_ensemble_calibration(temperature: float, low_confidence: dict, folder: Path | None = None,
+                                member_weights: dict[str, float] | None = None, subtype_rule: SubtypeRule | None = None) -> None:
+    """Record the ensemble's temperature, warning threshold, member weights and subtype rule, all fitted on val."""
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    payload["ensemble"] = {"temperature": round(float(temperature), 6), "low_confidence": low_confidence}
+    if member_weights:
+        payload["ensemble"]["member_weights"] = {arch: round(float(w), 6) for arch, w in member_weights.items()}
+    if subtype_rule is not None:
+        payload["ensemble"]["subtype_rule"] = subtype_rule.to_json()
+    _write_registry_file(path, payload)
+
+
+def load_ensemble_calibration(folder: Path | None = None) -> EnsembleCalibration:
+    """The ensemble's calibration as evaluate recorded it (temperature 1, equal weights, no thresholds before that)."""
+    recorded = _read_registry_file(WeightsStore.resolve(folder).registry).get("ensemble", {})
+    threshold = recorded.get("low_confidence", {}).get("threshold")
+    return EnsembleCalibration(float(recorded.get("temperature", 1.0)), float(threshold) if threshold is not None else None,
+                               recorded.get("member_weights"), SubtypeRule.from_json(recorded.get("subtype_rule")))
+
+
+def update_scale_normalisation(scale, folder: Path | None = None) -> None:
+    """Record the scale setting (scale.ScaleNormalisation) that every scoring applies before the models."""
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    payload["scale"] = scale.to_json()
+    _write_registry_file(path, payload)
+
+
+def load_scale_normalisation(folder: Path | None = None):
+    """The registry's scale.ScaleNormalisation, or None where none was fitted (tiles are then scored as they come)."""
+    from lungfake.serving.scale import ScaleNormalisation
+
+    recorded = _read_registry_file(WeightsStore.resolve(folder).registry).get("scale")
+    try:
+        return ScaleNormalisation.from_json(recorded)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise RegistryError(f"The registry's scale setting {recorded} is not readable ({exc}); "
+                            "fit it again with python -m lungfake scale-fit.") from None
+
+
+def register_ood(entry: OodEntry, folder: Path | None = None) -> None:
+    path = WeightsStore.resolve(folder).registry
+    payload = _read_registry_file(path)
+    payload["ood"] = asdict(entry)
+    _write_registry_file(path, payload)
+
+
+def load_ood_entry(folder: Path | None = None) -> OodEntry | None:
+    load_registry(folder)  # the same errors for a missing or malformed registry
+    raw = json.loads((WeightsStore.resolve(folder).registry).read_text()).get("ood")
+    try:
+        return OodEntry(**raw) if raw is not None else None
+    except TypeError as exc:
+        raise RegistryError(f"The ood entry of the model registry is malformed ({exc}); "
+                            "refit it with python -m lungfake ood-fit.") from None
+
+
+def verified_file(file: str, sha256: str, what: str, folder: Path | None = None) -> Path:
+    """A weights-folder file, after checking it exists and matches the registry's sha256."""
+    path = WeightsStore.resolve(folder).file(file)
+    if not path.is_file():
+        raise ModelIntegrityError(
+            f"File {file} ({what}) is missing from the weights folder; "
+            "restore it from the repository (git lfs is not used) or retrain it."
+        )
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise ModelIntegrityError(
+            f"File {file} ({what}) does not match the registry "
+            f"(sha256 {actual[:12]}... instead of {sha256[:12]}...); refusing to load it. "
+            "Restore the file from the repository or retrain and re-register it."
+        )
+    return path
+
+
+def verified_path(entry: ModelEntry, folder: Path | None = None) -> Path:
+    """The model file, after checking it exists and matches the registry's sha256."""
+    return verified_file(entry.file, entry.sha256, f"the {entry.arch} model", folder)
