@@ -22,7 +22,7 @@ from lungfake.data.splits import load_split, rows_on
 from lungfake.data.tiles import resolve_data_root
 from lungfake.serving.images import decode_image, read_image_file
 from lungfake.serving.inference import LoadedModel, OodScreen
-from lungfake.serving.registry import load_ood_entry, load_registry, load_scale_normalisation
+from lungfake.serving.registry import Registry, load_ood_entry, load_registry, load_scale_normalisation
 from lungfake.serving.scale import as_scored
 from lungfake.serving.store import WeightsStore
 
@@ -97,6 +97,7 @@ def external_rates(screen: OodScreen, external_dir: Path) -> None:
 
 
 def nonhistology_rate(screen: OodScreen, save_misses: Path | None) -> None:
+    sys.path.insert(0, str(Path(__file__).parent / "sets"))  # the set's builder, not a benchmark of its own
     import nonhistology
 
     started = time.perf_counter()
@@ -136,7 +137,7 @@ def main() -> int:
         print("no out-of-distribution reference registered; run python -m lungfake ood-fit")
         return 1
     model = LoadedModel.load(load_registry()[entry.feature_model])
-    screen = OodScreen.load([model])
+    screen = OodScreen.load([model], Registry.load())
     tissue = screen.reference.tissue
     print(f"checks: tissue limit {tissue.limit if tissue else float('nan'):.2f}, stain limit {screen.reference.stain.limit:.2f}, "
           f"feature limit {screen.reference.features.limit:.2f} ({entry.feature_model} features, quantile {entry.quantile} of val tiles)")

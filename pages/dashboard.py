@@ -1,6 +1,7 @@
 import streamlit as st
 
 from lungfake.errors import LungfakeError
+from lungfake.evaluation.calibration_fitting import ece_interval_text
 from lungfake.evaluation.comparison import (
     accuracy_target_sentence,
     agreement_sentence,
@@ -30,7 +31,6 @@ from lungfake.reports.charts import (
     training_curves,
     what_was_learned_chart,
 )
-from lungfake.serving.calibration import ece_interval_text
 from pages.common import enter_page
 
 enter_page()

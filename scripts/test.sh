@@ -15,6 +15,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --no-deps -e .
 
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache  # the import contracts in .importlinter
 
 export LC25000_DIR="${LC25000_DIR:-$(cd .. && pwd)/shared/data/lc25000_lung}"
 export TF_CPP_MIN_LOG_LEVEL=2

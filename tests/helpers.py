@@ -55,8 +55,8 @@ def he_like(seed: int, size: int = 96) -> np.ndarray:
 def register_tiny_model(folder: Path) -> Path:
     """A weights store holding an (untrained) tiny model and an out-of-distribution reference fitted on
     H&E-like images, registered with their sha256s."""
+    from lungfake.evaluation.ood_fitting import fit_reference
     from lungfake.serving.inference import LoadedModel
-    from lungfake.serving.ood import fit_reference
     from lungfake.serving.registry import OodEntry, load_registry, register_ood, sha256_of
     from lungfake.training.architectures import build_model
     from lungfake.training.trainer import Recipe, export_trained

@@ -136,8 +136,7 @@ def test_the_region_page_warns_when_its_tiles_are_unlike_lc25000s(shifted_weight
 @pytest.mark.parametrize("passes", [True, False])
 def test_each_overlay_says_what_it_is_worth_and_one_that_failed_is_not_shown_as_evidence(passes, tiny_weights, tmp_path,
                                                                                          monkeypatch):
-    from lungfake.explain.faithfulness import OverlayTrust
-    from lungfake.serving.registry import update_explanation
+    from lungfake.serving.registry import OverlayTrust, update_explanation
 
     store = store_with_ood_limits(tiny_weights, tmp_path / "w", INF, INF, INF)
     ratio = 3.2 if passes else 0.8

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from lungfake.errors import ImageDecodeError
+from lungfake.evaluation.calibration_fitting import ece_interval_text
 from lungfake.reports.batch import BATCH, BatchRow, _is_image_member, expand_uploads, score_batch, table_rows
 from lungfake.scoring.scoring import ImageScore, ModelScore
-from lungfake.serving.calibration import ece_interval_text
 from lungfake.serving.images import expand_folders, read_image_file
 from lungfake.serving.ood import OodVerdict
 from lungfake.serving.registry import EnsembleCalibration

@@ -119,8 +119,8 @@ def test_gradcam_heatmap_and_overlay(tiny_weights):
 
 def _keras_and_served(tmp_path, float16: bool):
     """A tiny Keras model (random weights) and its served file, read back as the registry would describe it."""
-    from lungfake.serving.model_file import write_served_model
     from lungfake.training.architectures import build_model
+    from lungfake.training.export import write_served_model
 
     model = build_model("tiny", 32)
     path = write_served_model(model, "last_conv", tmp_path / "tiny.tflite", float16=float16)
@@ -160,7 +160,7 @@ def test_float16_storage_of_large_tensors_stays_within_1e_3(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from lungfake.serving.images import to_model_input
-    from lungfake.serving.model_file import served_model_bytes, with_float16_weights
+    from lungfake.training.export import served_model_bytes, with_float16_weights
 
     (tmp_path / "full").mkdir()
     model, full = _keras_and_served(tmp_path / "full", float16=False)

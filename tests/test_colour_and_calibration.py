@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from lungfake.classes import CLASS_NAMES
+from lungfake.evaluation.calibration_fitting import choose_threshold, ece_interval_text, fit_temperature
 from lungfake.evaluation.colour import ColourTarget, colour_baseline, lab_statistics, match_colour
 from lungfake.evaluation.evaluator import compute_metrics, expected_calibration_error
-from lungfake.serving.calibration import apply_temperature, choose_threshold, ece_interval_text, fit_temperature
+from lungfake.serving.calibration import apply_temperature
 from tests.helpers import cells, he_like, metrics_of
 
 

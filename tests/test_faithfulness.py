@@ -17,6 +17,7 @@ from lungfake.explain.cam import (
     stitch_offsets,
 )
 from lungfake.serving.model_file import ACTIVATIONS, CLASS_MAPS, POOLED, PROBABILITIES
+from lungfake.serving.registry import OverlayTrust
 from tests.helpers import texture
 
 SIZE = 64
@@ -240,7 +241,7 @@ def test_a_score_cam_map_costs_one_more_call_of_the_file_with_its_masked_views()
 def test_the_caption_says_what_the_map_is_worth_and_withholds_a_failing_one():
     figures = F.summarise("gradcam-stitched", curves_of(looks_at_top_left, quadrant_map(HALF[0], HALF[0])),
                           [(0.2, False)] * 6, np.arange(6), 8, 90.0)
-    trust = F.OverlayTrust.of(figures)
+    trust = OverlayTrust.of(figures)
     assert trust.passes and "8x8 cells" in trust.caption() and "shift-and-stitch" in trust.caption()
     assert f"{figures.top_fifth_ratio:.1f} times as much as blurring a random fifth" in trust.caption()
     failing = replace(trust, top_fifth_ratio=0.7, passes=False)

@@ -7,9 +7,10 @@ from PIL import Image
 
 from lungfake import cli
 from lungfake.errors import ModelIntegrityError
+from lungfake.evaluation.ood_fitting import fit_reference
 from lungfake.serving.inference import LoadedModel, OodScreen
-from lungfake.serving.ood import STAIN_STATISTICS, GaussianReference, OodReference, fit_reference, stain_statistics
-from lungfake.serving.registry import load_ood_entry, load_registry, verified_file
+from lungfake.serving.ood import STAIN_STATISTICS, GaussianReference, OodReference, stain_statistics
+from lungfake.serving.registry import Registry, load_ood_entry, load_registry, verified_file
 from tests.helpers import DATA_DIR, he_like, needs_data, texture
 
 
@@ -63,7 +64,7 @@ def test_gaussian_reference_limit_is_the_held_out_quantile():
 
 def test_reference_round_trips_and_flags_what_is_not_tissue(tiny_weights):
     model = LoadedModel.load(load_registry(tiny_weights)["tiny"], tiny_weights)
-    screen = OodScreen.load([model], tiny_weights)
+    screen = OodScreen.load([model], Registry.load(tiny_weights))
     assert screen.feature_model is model and load_ood_entry(tiny_weights).feature_model == "tiny"
     images = [he_like(s) for s in range(1000, 1040)]
     assert sum(v.ood for v in screen.assess(images, {})) <= 4  # two checks, each limited at the 99th percentile of 100 val images
@@ -85,7 +86,7 @@ def test_a_damaged_or_tampered_reference_is_refused(tiny_weights, tmp_path):
     (copy / "ood.npz").write_bytes((tiny_weights / "ood.npz").read_bytes() + b"x")
     model = LoadedModel.load(load_registry(copy)["tiny"], copy)
     with pytest.raises(ModelIntegrityError, match="out-of-distribution reference.*does not match"):
-        OodScreen.load([model], copy)
+        OodScreen.load([model], Registry.load(copy))
 
 
 def test_predict_json_reports_ood_per_file(tiny_weights, tmp_path, monkeypatch, capsys):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lungfake.errors import ModelIntegrityError
+from lungfake.evaluation.ood_fitting import fit_reference
 from lungfake.serving.ood import (
     NOT_CHECKED,
     STAIN_STATISTICS,
@@ -19,7 +20,6 @@ from lungfake.serving.ood import (
     GaussianReference,
     OodReference,
     OodVerdict,
-    fit_reference,
     stain_statistics,
 )
 from tests.helpers import REPO, he_like

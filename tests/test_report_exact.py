@@ -7,12 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from lungfake.explain.faithfulness import OverlayTrust
 from lungfake.reports import case_report as report
 from lungfake.reports.case_report import CaseReport, image_uri
 from lungfake.scoring.scoring import ImageScore, ModelScore
 from lungfake.serving.ood import OodVerdict
-from lungfake.serving.registry import EnsembleCalibration, ModelEntry
+from lungfake.serving.registry import EnsembleCalibration, ModelEntry, OverlayTrust
 from tests.helpers import REPO
 
 GOLDEN = REPO / "tests" / "data" / "report_golden.html"
@@ -102,14 +101,14 @@ def test_the_app_version_is_the_checkouts_commit_or_the_packages_version(monkeyp
 
 @pytest.mark.parametrize("value, expected", [(0.123456, 0.1235), (0.99995, 1.0)])
 def test_a_threshold_is_recorded_to_four_decimals(value, expected):
-    from lungfake.serving.calibration import ConfidenceThreshold
+    from lungfake.evaluation.calibration_fitting import ConfidenceThreshold
 
     recorded = ConfidenceThreshold(value, value, value).to_json()
     assert recorded == {"threshold": expected, "val_coverage": expected, "val_accuracy": expected, "target_accuracy": 0.99}
 
 
 def test_a_temperature_is_fitted_within_its_bounds():
-    from lungfake.serving.calibration import fit_temperature
+    from lungfake.evaluation.calibration_fitting import fit_temperature
 
     certain_and_wrong = np.tile([0.999999, 0.000001], (20, 1))
     assert fit_temperature(certain_and_wrong, np.ones(20, int)) == pytest.approx(20.0, rel=1e-3)

@@ -9,11 +9,12 @@ import pytest
 
 from lungfake.errors import DatasetError, RegistryError
 from lungfake.evaluation.robustness import magnified
+from lungfake.evaluation.scale_fitting import fit_reference
 from lungfake.explain.cam import overlay
 from lungfake.scoring.scoring import Scorer
 from lungfake.serving.images import to_model_input
 from lungfake.serving.registry import load_scale_normalisation, update_scale_normalisation
-from lungfake.serving.scale import REFERENCE_SIDE, ScaledView, ScaleNormalisation, fit_reference, nuclear_size
+from lungfake.serving.scale import REFERENCE_SIDE, ScaledView, ScaleNormalisation, nuclear_size
 from tests.helpers import cells
 
 PINK, PURPLE = (232, 190, 215), (70, 40, 140)
@@ -108,7 +109,8 @@ def test_the_overlay_leaves_the_unseen_rim_as_the_tile_is():
 
 
 def test_the_registry_keeps_the_scale_setting_and_refuses_a_broken_one(tmp_path):
-    assert load_scale_normalisation(tmp_path) is None
+    (tmp_path / "registry.json").write_text(json.dumps({"models": {}}))
+    assert load_scale_normalisation(tmp_path) is None  # no setting fitted: tiles are scored as they come
     scale = ScaleNormalisation(9.95, 0.5, 0.6, 1.6)
     update_scale_normalisation(scale, tmp_path)
     assert load_scale_normalisation(tmp_path) == scale

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from lungfake.evaluation.calibration_fitting import fit_temperature
 from lungfake.scoring.scoring import BATCH, ImageScore, ModelScore, Progress, Scorer, csv_text, json_text
-from lungfake.serving.calibration import apply_temperature, fit_temperature
+from lungfake.serving.calibration import apply_temperature
 from lungfake.serving.images import to_model_input
 from lungfake.serving.ood import OodVerdict
 from lungfake.serving.registry import EnsembleCalibration, update_calibration

@@ -2,18 +2,8 @@
 import numpy as np
 import pytest
 
-from lungfake.serving.verdict import (
-    DISAGREE,
-    SHIFTED,
-    SMALL_MARGIN,
-    FamilyResamples,
-    SubtypeRule,
-    choose_subtype_margin_for_budget,
-    choose_subtype_rule,
-    subtype_margin,
-    verdict_of,
-    verdicts_of,
-)
+from lungfake.evaluation.subtype_rule import FamilyResamples, choose_subtype_margin_for_budget, choose_subtype_rule
+from lungfake.serving.verdict import DISAGREE, SHIFTED, SMALL_MARGIN, SubtypeRule, subtype_margin, verdict_of, verdicts_of
 
 
 def probabilities(n, aca, scc):

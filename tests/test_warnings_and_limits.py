@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from lungfake.errors import ImageDecodeError, ModelIntegrityError, UploadLimitError
+from lungfake.evaluation.calibration_fitting import choose_threshold
 from lungfake.reports.batch import MAX_TILES, MAX_UNPACKED_BYTES, BatchRow, expand_uploads, score_batch, summary
 from lungfake.scoring.scoring import DEFAULT_WARNING_CONFIDENCE, ImageScore, ModelScore, Scorer, dihedral_views
-from lungfake.serving.calibration import apply_temperature, choose_threshold, ensemble_probabilities
+from lungfake.serving.calibration import apply_temperature, ensemble_probabilities
 from lungfake.serving.images import MAX_FILE_BYTES, MAX_PIXELS, REGION, decode_image
 from lungfake.serving.inference import LoadedModel
 from lungfake.serving.ood import LIKE_LC25000, GaussianReference, OodReference, stain_statistics
@@ -394,8 +395,8 @@ def test_a_file_with_the_registered_sha256_that_is_not_a_served_model_is_refused
 
 
 def test_a_model_not_ending_in_the_registered_gradcam_layer_is_not_exported(tmp_path):
-    from lungfake.serving.model_file import write_served_model
     from lungfake.training.architectures import build_model
+    from lungfake.training.export import write_served_model
 
     with pytest.raises(ModelIntegrityError, match="does not end preprocess_lab_standardised -> pool -> probabilities"):
         write_served_model(build_model("tiny", 32), "preprocess_lab_standardised", tmp_path / "tiny.tflite")

@@ -197,8 +197,8 @@ def overlay_figures(metrics: dict[tuple[str, str], EvaluationMetrics]) -> dict[s
 
 def overlay_table(figures: dict[str, object]) -> pd.DataFrame:
     """One row per model: its overlay method and every faithfulness figure on grouped test tiles."""
-    from lungfake.explain.cam import METHOD_LABELS
     from lungfake.explain.faithfulness import RANDOMISATION_LIMIT
+    from lungfake.serving.registry import METHOD_LABELS
 
     rows = []
     for name, f in figures.items():

@@ -344,7 +344,8 @@ class Evaluator:
         return LoadedModel.from_file(unregistered, path), path.name, unregistered.sha256, unregistered
 
     def evaluate_model(self, arch: str, protocol: str):
-        from lungfake.serving.calibration import apply_temperature, choose_threshold, fit_temperature
+        from lungfake.evaluation.calibration_fitting import choose_threshold, fit_temperature
+        from lungfake.serving.calibration import apply_temperature
         from lungfake.serving.registry import update_calibration
 
         found = self._model_for(arch, protocol)
@@ -410,9 +411,11 @@ class Evaluator:
         """The ensemble's calibration (member weights, temperature, subtype rule) and warning threshold, fitted on val
         and recorded in the registry, with its figures on val; equal weights and no threshold where some member was not
         calibrated on val in this run."""
-        from lungfake.serving.calibration import choose_threshold, ensemble_probabilities, fit_member_weights, fit_temperature
+        from lungfake.evaluation.calibration_fitting import choose_threshold, fit_member_weights, fit_temperature
+        from lungfake.evaluation.subtype_rule import choose_subtype_margin_for_budget, choose_subtype_rule, subtype_figures
+        from lungfake.serving.calibration import ensemble_probabilities
         from lungfake.serving.registry import EnsembleCalibration, update_ensemble_calibration
-        from lungfake.serving.verdict import choose_subtype_margin_for_budget, choose_subtype_rule, subtype_figures, verdicts_of
+        from lungfake.serving.verdict import verdicts_of
 
         if not all("_val" in p[2] for p in parts):
             return EnsembleCalibration(), None, {}
@@ -442,9 +445,10 @@ class Evaluator:
     def domain_shift(self, side: str) -> np.ndarray | None:
         """Whether the screen calls each grouped tile of this side's tissue unlike LC25000's (None without a reference)."""
         from lungfake.serving.inference import OodScreen
+        from lungfake.serving.registry import Registry
 
         def make():
-            screen = OodScreen.load([], self.store.root)
+            screen = OodScreen.load([], Registry.load(self.store.root))
             if screen.reference is None:
                 return None
             tiles = self.seen(("grouped", side), self.pixels("grouped", side, 224))
@@ -465,8 +469,9 @@ class Evaluator:
         return {"folder": folder.name, **evaluate_external(folder, Scorer.load("all", self.store.root))}
 
     def evaluate_ensemble(self, parts) -> Path:
+        from lungfake.evaluation.subtype_rule import subtype_figures
         from lungfake.serving.calibration import ensemble_probabilities
-        from lungfake.serving.verdict import subtype_figures, verdicts_of
+        from lungfake.serving.verdict import verdicts_of
 
         names = parts[0][0]
         y_true, families = self.labels("grouped", "test", names), self.families("grouped")

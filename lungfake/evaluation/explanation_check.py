@@ -105,8 +105,8 @@ def randomised_model(entry: ModelEntry, keras_path: Path, folder: Path) -> Loade
     """The served view of the trained Keras model with its top block and head re-initialised (models.randomise_top)."""
     import keras
 
-    from lungfake.serving.model_file import served_model_bytes
     from lungfake.training.architectures import ARCHITECTURE_SPECS, TEST_MODEL, randomise_top, register_custom_layers
+    from lungfake.training.export import served_model_bytes
 
     register_custom_layers()
     model = keras.models.load_model(keras_path, compile=False, safe_mode=True)
@@ -166,9 +166,8 @@ def check_models(root: Path, which: str = "all", folder: Path | None = None, met
     """Measure, choose and record the overlay method of the chosen served models (module docstring)."""
     from lungfake.evaluation.evaluator import Evaluator
     from lungfake.evaluation.metrics import EvaluationMetrics
-    from lungfake.explain.faithfulness import OverlayTrust
     from lungfake.serving.inference import select_entries
-    from lungfake.serving.registry import update_explanation
+    from lungfake.serving.registry import OverlayTrust, update_explanation
     from lungfake.serving.store import WeightsStore
 
     store, evaluator, results = WeightsStore.resolve(folder), Evaluator(root, folder), {}

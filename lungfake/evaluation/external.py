@@ -16,7 +16,7 @@ import numpy as np
 
 from lungfake.classes import CLASS_NAMES, is_cancer
 from lungfake.errors import DatasetError, ImageDecodeError, UploadLimitError
-from lungfake.serving.verdict import subtype_figures
+from lungfake.evaluation.subtype_rule import subtype_figures
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.csv"

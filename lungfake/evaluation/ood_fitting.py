@@ -10,7 +10,7 @@ from lungfake.data.splits import SplitRow, load_split, rows_on
 from lungfake.data.tiles import read_split_pixels
 from lungfake.errors import RegistryError
 from lungfake.serving.inference import LoadedModel
-from lungfake.serving.ood import DEFAULT_QUANTILE, OodReference, fit_reference
+from lungfake.serving.ood import DEFAULT_QUANTILE, FEATURE_COMPONENTS, TISSUE_QUANTILE, GaussianReference, OodReference, stain_statistics
 from lungfake.serving.registry import OodEntry, load_registry, load_scale_normalisation, register_ood, sha256_of
 from lungfake.serving.scale import as_scored  # the screen is fitted on what it will judge
 from lungfake.serving.store import WeightsStore
@@ -75,3 +75,23 @@ def fit_and_register(root: Path, feature_model: str = "mobilenetv2", train_sampl
     target.write_bytes(reference.to_bytes())
     register_ood(OodEntry(REFERENCE_FILE, sha256_of(target), feature_model, quantile), folder)
     return reference
+
+
+def fit_reference(train_rgb: list[np.ndarray], train_features: np.ndarray, val_rgb: list[np.ndarray], val_features: np.ndarray,
+                  feature_model: str, quantile: float = DEFAULT_QUANTILE, varied_train_rgb: list[np.ndarray] | None = None,
+                  varied_val_rgb: list[np.ndarray] | None = None, tissue_quantile: float = TISSUE_QUANTILE) -> OodReference:
+    """Fit the checks on training tiles; their limits are quantiles of validation-tile distances. The tissue
+    check is fitted on training tiles as other labs might show them (and its limit on such val tiles);
+    without those, stain differences count as out of distribution, as before domain shift was told apart."""
+    train_stats = np.stack([stain_statistics(x) for x in train_rgb])
+    val_stats = np.stack([stain_statistics(x) for x in val_rgb])
+    tissue = None
+    if varied_train_rgb is not None and varied_val_rgb is not None:
+        varied_train = np.concatenate([train_stats, np.stack([stain_statistics(x) for x in varied_train_rgb])])
+        varied_val = np.concatenate([val_stats, np.stack([stain_statistics(x) for x in varied_val_rgb])])
+        tissue = GaussianReference.fit(varied_train, varied_val, tissue_quantile)
+    return OodReference(
+        GaussianReference.fit(train_stats, val_stats, quantile),
+        GaussianReference.fit(train_features, val_features, quantile, FEATURE_COMPONENTS),
+        feature_model, quantile, tissue,
+    )

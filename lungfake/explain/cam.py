@@ -27,8 +27,6 @@ heatmap is then brought to the input size and scaled to a peak of 1 exactly as t
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
 from scipy.ndimage import zoom
@@ -36,14 +34,10 @@ from scipy.ndimage import zoom
 from lungfake.explain.faithfulness import blurred
 from lungfake.serving.calibration import apply_temperature
 from lungfake.serving.images import to_model_input
+from lungfake.serving.inference import LoadedModel
 from lungfake.serving.model_file import ACTIVATIONS, CLASS_MAPS, PROBABILITIES
+from lungfake.serving.registry import GRADCAM, METHOD_LABELS, SCORECAM, STITCHED  # noqa: F401 (METHOD_LABELS: cam.METHOD_LABELS)
 
-if TYPE_CHECKING:  # inference imports the registry, which reads this module's method names
-    from lungfake.serving.inference import LoadedModel
-
-GRADCAM, STITCHED, SCORECAM = "gradcam", "gradcam-stitched", "scorecam"
-METHOD_LABELS = {GRADCAM: "Grad-CAM (last layer)", STITCHED: "Grad-CAM (last layer, shift-and-stitch, 2x finer)",
-                 SCORECAM: "Score-CAM (stride-16 layer)"}
 STITCH_PHASES = 2  # shifted views per side: 4 extra passes of the network for a map with twice the cells per side
 # masks per tile, chosen on validation tiles with the latency budget (docs/decisions.md, "Overlay methods"): 8 channels
 # ranked without the rim beat 16 ranked with it, and 9 passes of MobileNetV2 keep a warm upload under 0.5 s

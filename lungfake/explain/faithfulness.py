@@ -236,36 +236,3 @@ def summarise(method: str, curves: list[TileCurves], borders: list[tuple[float, 
         insertion_curve=mean_curve("insertion"), random_insertion_curve=mean_curve("random_insertion"),
         randomisation_spearman=None if randomisation is None else round(float(np.mean(randomisation)), 4),
     )
-
-
-@dataclass(frozen=True)
-class OverlayTrust:
-    """What the registry keeps of a model's overlay measured on validation tiles, and what every caption says."""
-    method: str
-    tiles: int
-    cells: int
-    top_fifth_ratio: float
-    deletion_margin: float
-    deletion_margin_ci95: list[float]
-    border_peak_share: float
-    passes: bool
-
-    @classmethod
-    def of(cls, figures: Faithfulness) -> OverlayTrust:
-        return cls(figures.method, figures.tiles, figures.cells, figures.top_fifth_ratio, figures.deletion_margin,
-                   list(figures.deletion_margin_ci95), figures.border_peak_share, figures.passes)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    def caption(self) -> str:
-        """Under the overlay, in plain words: the method and what it was measured to be worth."""
-        from lungfake.explain.cam import METHOD_LABELS
-
-        method = f"{METHOD_LABELS.get(self.method, self.method)}, {self.cells}x{self.cells} cells"
-        if self.passes:
-            return (f"{method}. On {self.tiles} validation tiles, blurring the highlighted fifth lowered this model's "
-                    f"confidence {self.top_fifth_ratio:.1f} times as much as blurring a random fifth.")
-        return (f"{method}. Not evidence: on {self.tiles} validation tiles, blurring the highlighted fifth lowered this "
-                f"model's confidence only {self.top_fifth_ratio:.1f} times as much as blurring a random fifth, so the "
-                "map does not show what the model used.")

@@ -9,9 +9,9 @@ from lungfake.data.splits import load_split
 from lungfake.evaluation.comparison import external_sentences
 from lungfake.evaluation.evaluator import load_all_metrics, split_warning
 from lungfake.evaluation.metrics import EvaluationMetrics
+from lungfake.evaluation.subtype_rule import BUDGET_CONFIDENCE, UNCERTAIN_BUDGET
 from lungfake.serving.registry import load_registry
 from lungfake.serving.store import WeightsStore
-from lungfake.serving.verdict import BUDGET_CONFIDENCE, UNCERTAIN_BUDGET
 
 
 def model_card_facts(folder: Path | None = None) -> dict:
@@ -138,7 +138,7 @@ def model_recipe_sentence(entry) -> str:
 
 def overlay_sentence(entry, metrics: EvaluationMetrics | None) -> str:
     """A served model's overlay: its method and layer, and what it was measured to be worth on grouped test tiles."""
-    from lungfake.explain.cam import METHOD_LABELS
+    from lungfake.serving.registry import METHOD_LABELS
 
     method = f"Overlay: {METHOD_LABELS.get(entry.explanation_method, entry.explanation_method)} on layer `{entry.explanation_layer}`"
     figures = metrics.explanation_figures("test") if metrics is not None else None

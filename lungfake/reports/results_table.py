@@ -102,7 +102,7 @@ def _overlay_table(metrics: dict, detailed: bool = False) -> str:
     """Each served model's overlay on grouped test tiles (`python -m lungfake explanations`): method, resolution, how much
     more blurring its highlighted fifth costs than a random fifth, the border and randomisation figures."""
     from lungfake.evaluation.comparison import overlay_figures
-    from lungfake.explain.cam import METHOD_LABELS
+    from lungfake.serving.registry import METHOD_LABELS
 
     figures = overlay_figures(metrics)
     if not figures:

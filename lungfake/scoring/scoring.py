@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from lungfake.classes import display_name, is_cancer
-from lungfake.explain.faithfulness import OverlayTrust
 from lungfake.serving.calibration import apply_temperature, ensemble_probabilities
 from lungfake.serving.images import to_model_input
-from lungfake.serving.inference import LoadedModel, OodScreen, select_entries
+from lungfake.serving.inference import LoadedModel, OodScreen
 from lungfake.serving.model_file import POOLED, PROBABILITIES
 from lungfake.serving.ood import OodVerdict
-from lungfake.serving.registry import EnsembleCalibration
+from lungfake.serving.registry import EnsembleCalibration, OverlayTrust, Registry
 from lungfake.serving.scale import ScaledView, ScaleNormalisation, unscaled_view
 from lungfake.serving.verdict import Verdict, verdict_of
 
@@ -247,15 +246,13 @@ class Scorer:
              on_model: Callable[[int, int, str], None] | None = None) -> Scorer:
         """The registry's models (verified), their calibration and the OOD screen; on_model(i, n, name) is
         called before the i-th of n models loads (the app shows it)."""
-        from lungfake.serving.registry import load_ensemble_calibration, load_scale_normalisation
-
-        entries, served = select_entries(which, folder), []
+        registry = Registry.load(folder)
+        entries, served = registry.select(which), []
         for i, entry in enumerate(entries):
             if on_model:
                 on_model(i, len(entries), entry.display_name or entry.arch)
-            served.append(ServedModel(LoadedModel.load(entry, folder)))
-        return cls(served, OodScreen.load([s.loaded for s in served], folder), load_ensemble_calibration(folder),
-                   load_scale_normalisation(folder))
+            served.append(ServedModel(LoadedModel.load(entry, registry.folder)))
+        return cls(served, OodScreen.load([s.loaded for s in served], registry), registry.ensemble, registry.scale)
 
     def views(self, images: list[np.ndarray]) -> list[ScaledView]:
         """What the models and the screen see of each image (scale.py)."""

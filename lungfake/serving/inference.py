@@ -11,7 +11,7 @@ from lungfake.errors import ModelIntegrityError, RegistryError
 from lungfake.serving.images import to_model_input
 from lungfake.serving.model_file import ACTIVATIONS, CLASS_MAPS, OUTPUTS, POOLED, PROBABILITIES
 from lungfake.serving.ood import NOT_CHECKED, OodReference, OodVerdict
-from lungfake.serving.registry import ModelEntry, load_ood_entry, load_registry, verified_file, verified_path
+from lungfake.serving.registry import ModelEntry, Registry, verified_file, verified_path
 
 
 class LoadedModel:
@@ -93,19 +93,20 @@ class OodScreen:
         self.reference, self.feature_model = reference, feature_model
 
     @classmethod
-    def load(cls, scoring: list[LoadedModel], folder: Path | None = None) -> OodScreen:
+    def load(cls, scoring: list[LoadedModel], registry: Registry) -> OodScreen:
         """Reuses the feature model when it is among the scoring models, else loads it."""
-        entry = load_ood_entry(folder)
+        entry = registry.ood
         if entry is None:
             return cls(None, None)
-        reference = OodReference.from_file(verified_file(entry.file, entry.sha256, "the out-of-distribution reference", folder))
+        reference = OodReference.from_file(verified_file(entry.file, entry.sha256, "the out-of-distribution reference",
+                                                         registry.folder))
         by_arch = {m.entry.arch: m for m in scoring}
         if entry.feature_model in by_arch:
             return cls(reference, by_arch[entry.feature_model])
-        feature_entry = load_registry(folder).get(entry.feature_model)
+        feature_entry = registry.models.get(entry.feature_model)
         if feature_entry is None:
             raise RegistryError(f"The out-of-distribution check reads {entry.feature_model}, which is not in the registry.")
-        return cls(reference, LoadedModel.load(feature_entry, folder))
+        return cls(reference, LoadedModel.load(feature_entry, registry.folder))
 
     def assess(self, images: list[np.ndarray], features: dict[str, np.ndarray],
                inputs: dict[int, np.ndarray] | None = None) -> list[OodVerdict]:
@@ -125,12 +126,4 @@ class OodScreen:
 
 def select_entries(which: str = "all", folder: Path | None = None) -> list[ModelEntry]:
     """The registry entries named by which: all, one architecture, or several separated by commas."""
-    entries = load_registry(folder)
-    if which == "all":
-        return list(entries.values())
-    names = [name.strip() for name in which.split(",") if name.strip()]
-    unknown = [name for name in names if name not in entries]
-    if unknown or not names:
-        raise RegistryError(f"No model {', '.join(map(repr, unknown)) or repr(which)} in the registry; choose from "
-                            f"{', '.join(entries)}, several separated by commas, or all.")
-    return [entries[name] for name in dict.fromkeys(names)]
+    return Registry.load(folder).select(which)

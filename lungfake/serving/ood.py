@@ -242,21 +242,3 @@ class OodReference:
                                       "with python -m lungfake ood-fit.") from None
 
 
-def fit_reference(train_rgb: list[np.ndarray], train_features: np.ndarray, val_rgb: list[np.ndarray], val_features: np.ndarray,
-                  feature_model: str, quantile: float = DEFAULT_QUANTILE, varied_train_rgb: list[np.ndarray] | None = None,
-                  varied_val_rgb: list[np.ndarray] | None = None, tissue_quantile: float = TISSUE_QUANTILE) -> OodReference:
-    """Fit the checks on training tiles; their limits are quantiles of validation-tile distances. The tissue
-    check is fitted on training tiles as other labs might show them (and its limit on such val tiles);
-    without those, stain differences count as out of distribution, as before domain shift was told apart."""
-    train_stats = np.stack([stain_statistics(x) for x in train_rgb])
-    val_stats = np.stack([stain_statistics(x) for x in val_rgb])
-    tissue = None
-    if varied_train_rgb is not None and varied_val_rgb is not None:
-        varied_train = np.concatenate([train_stats, np.stack([stain_statistics(x) for x in varied_train_rgb])])
-        varied_val = np.concatenate([val_stats, np.stack([stain_statistics(x) for x in varied_val_rgb])])
-        tissue = GaussianReference.fit(varied_train, varied_val, tissue_quantile)
-    return OodReference(
-        GaussianReference.fit(train_stats, val_stats, quantile),
-        GaussianReference.fit(train_features, val_features, quantile, FEATURE_COMPONENTS),
-        feature_model, quantile, tissue,
-    )

@@ -9,10 +9,48 @@ from pathlib import Path
 
 from lungfake.classes import CLASS_NAMES
 from lungfake.errors import ModelIntegrityError, RegistryError
+from lungfake.serving.scale import ScaleNormalisation
 from lungfake.serving.store import WeightsStore
 from lungfake.serving.verdict import SubtypeRule
 
 REGISTRY_NAME = "registry.json"  # named in messages only; WeightsStore owns the path
+
+# The overlay methods a registry entry may name (explain.cam makes them; evaluation.explanation_check chooses one)
+GRADCAM, STITCHED, SCORECAM = "gradcam", "gradcam-stitched", "scorecam"
+METHOD_LABELS = {GRADCAM: "Grad-CAM (last layer)", STITCHED: "Grad-CAM (last layer, shift-and-stitch, 2x finer)",
+                 SCORECAM: "Score-CAM (stride-16 layer)"}
+
+
+@dataclass(frozen=True)
+class OverlayTrust:
+    """What the registry keeps of a model's overlay measured on validation tiles, and what every caption says."""
+    method: str
+    tiles: int
+    cells: int
+    top_fifth_ratio: float
+    deletion_margin: float
+    deletion_margin_ci95: list[float]
+    border_peak_share: float
+    passes: bool
+
+    @classmethod
+    def of(cls, figures) -> OverlayTrust:
+        """From a method's measured figures (explain.faithfulness.Faithfulness)."""
+        return cls(figures.method, figures.tiles, figures.cells, figures.top_fifth_ratio, figures.deletion_margin,
+                   list(figures.deletion_margin_ci95), figures.border_peak_share, figures.passes)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def caption(self) -> str:
+        """Under the overlay, in plain words: the method and what it was measured to be worth."""
+        method = f"{METHOD_LABELS.get(self.method, self.method)}, {self.cells}x{self.cells} cells"
+        if self.passes:
+            return (f"{method}. On {self.tiles} validation tiles, blurring the highlighted fifth lowered this model's "
+                    f"confidence {self.top_fifth_ratio:.1f} times as much as blurring a random fifth.")
+        return (f"{method}. Not evidence: on {self.tiles} validation tiles, blurring the highlighted fifth lowered this "
+                f"model's confidence only {self.top_fifth_ratio:.1f} times as much as blurring a random fifth, so the "
+                "map does not show what the model used.")
 
 
 @dataclass(frozen=True)
@@ -36,15 +74,11 @@ class ModelEntry:
     @property
     def explanation_layer(self) -> str:
         """The layer the overlay's method reads."""
-        from lungfake.explain.cam import SCORECAM
-
         return self.scorecam_layer if self.explanation_method == SCORECAM else self.gradcam_layer
 
     @property
     def trust(self):
-        """How far this model's overlay can be trusted (faithfulness.OverlayTrust), or None before it was measured."""
-        from lungfake.explain.faithfulness import OverlayTrust
-
+        """How far this model's overlay can be trusted (OverlayTrust), or None before it was measured."""
         return OverlayTrust(**self.overlay_trust) if self.overlay_trust else None
 
     def to_json(self) -> dict:
@@ -65,31 +99,6 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
-    path = WeightsStore.resolve(folder).registry
-    try:
-        raw = json.loads(path.read_text())["models"]
-        entries = {arch: ModelEntry(arch=arch, **{**spec, "class_names": tuple(spec["class_names"])}) for arch, spec in raw.items()}
-    except FileNotFoundError:
-        raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is missing; "
-                            "restore it from the repository or train a model (python -m lungfake train).") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is malformed ({exc}); "
-                            "restore it from the repository.") from None
-    from lungfake.explain.cam import METHOD_LABELS, SCORECAM
-
-    for entry in entries.values():
-        if entry.explanation_method not in METHOD_LABELS:
-            raise RegistryError(f"Registry entry {entry.arch} names explanation method {entry.explanation_method!r}; "
-                                f"this lungfake knows {', '.join(METHOD_LABELS)}.")
-        if entry.explanation_method == SCORECAM and not entry.scorecam_layer:
-            raise RegistryError(f"Registry entry {entry.arch} names Score-CAM but no scorecam_layer; export the model "
-                                "again (python -m lungfake export) and run python -m lungfake explanations.")
-        if sorted(entry.class_names) != sorted(CLASS_NAMES):
-            raise RegistryError(f"Registry entry {entry.arch} lists classes {entry.class_names}, expected {CLASS_NAMES}.")
-    return entries
 
 
 @dataclass(frozen=True)
@@ -130,8 +139,6 @@ def update_calibration(arch: str, temperature: float, low_confidence: dict, fold
 
 def update_explanation(arch: str, method: str, overlay_trust: dict, folder: Path | None = None) -> None:
     """Record a model's overlay method and its faithfulness on validation tiles (the model file is unchanged)."""
-    from lungfake.explain.cam import METHOD_LABELS
-
     if method not in METHOD_LABELS:
         raise RegistryError(f"Unknown explanation method {method!r}; choose one of {', '.join(METHOD_LABELS)}.")
     path = WeightsStore.resolve(folder).registry
@@ -170,14 +177,6 @@ def update_ensemble_calibration(temperature: float, low_confidence: dict, folder
     _write_registry_file(path, payload)
 
 
-def load_ensemble_calibration(folder: Path | None = None) -> EnsembleCalibration:
-    """The ensemble's calibration as evaluate recorded it (temperature 1, equal weights, no thresholds before that)."""
-    recorded = _read_registry_file(WeightsStore.resolve(folder).registry).get("ensemble", {})
-    threshold = recorded.get("low_confidence", {}).get("threshold")
-    return EnsembleCalibration(float(recorded.get("temperature", 1.0)), float(threshold) if threshold is not None else None,
-                               recorded.get("member_weights"), SubtypeRule.from_json(recorded.get("subtype_rule")))
-
-
 def update_scale_normalisation(scale, folder: Path | None = None) -> None:
     """Record the scale setting (scale.ScaleNormalisation) that every scoring applies before the models."""
     path = WeightsStore.resolve(folder).registry
@@ -186,33 +185,11 @@ def update_scale_normalisation(scale, folder: Path | None = None) -> None:
     _write_registry_file(path, payload)
 
 
-def load_scale_normalisation(folder: Path | None = None):
-    """The registry's scale.ScaleNormalisation, or None where none was fitted (tiles are then scored as they come)."""
-    from lungfake.serving.scale import ScaleNormalisation
-
-    recorded = _read_registry_file(WeightsStore.resolve(folder).registry).get("scale")
-    try:
-        return ScaleNormalisation.from_json(recorded)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise RegistryError(f"The registry's scale setting {recorded} is not readable ({exc}); "
-                            "fit it again with python -m lungfake scale-fit.") from None
-
-
 def register_ood(entry: OodEntry, folder: Path | None = None) -> None:
     path = WeightsStore.resolve(folder).registry
     payload = _read_registry_file(path)
     payload["ood"] = asdict(entry)
     _write_registry_file(path, payload)
-
-
-def load_ood_entry(folder: Path | None = None) -> OodEntry | None:
-    load_registry(folder)  # the same errors for a missing or malformed registry
-    raw = json.loads((WeightsStore.resolve(folder).registry).read_text()).get("ood")
-    try:
-        return OodEntry(**raw) if raw is not None else None
-    except TypeError as exc:
-        raise RegistryError(f"The ood entry of the model registry is malformed ({exc}); "
-                            "refit it with python -m lungfake ood-fit.") from None
 
 
 def verified_file(file: str, sha256: str, what: str, folder: Path | None = None) -> Path:
@@ -236,3 +213,97 @@ def verified_file(file: str, sha256: str, what: str, folder: Path | None = None)
 def verified_path(entry: ModelEntry, folder: Path | None = None) -> Path:
     """The model file, after checking it exists and matches the registry's sha256."""
     return verified_file(entry.file, entry.sha256, f"the {entry.arch} model", folder)
+
+
+def _checked_models(raw: dict) -> dict[str, ModelEntry]:
+    """The registry's model entries, each checked against what this lungfake knows."""
+    entries = {arch: ModelEntry(arch=arch, **{**spec, "class_names": tuple(spec["class_names"])}) for arch, spec in raw.items()}
+    for entry in entries.values():
+        if entry.explanation_method not in METHOD_LABELS:
+            raise RegistryError(f"Registry entry {entry.arch} names explanation method {entry.explanation_method!r}; "
+                                f"this lungfake knows {', '.join(METHOD_LABELS)}.")
+        if entry.explanation_method == SCORECAM and not entry.scorecam_layer:
+            raise RegistryError(f"Registry entry {entry.arch} names Score-CAM but no scorecam_layer; export the model "
+                                "again (python -m lungfake export) and run python -m lungfake explanations.")
+        if sorted(entry.class_names) != sorted(CLASS_NAMES):
+            raise RegistryError(f"Registry entry {entry.arch} lists classes {entry.class_names}, expected {CLASS_NAMES}.")
+    return entries
+
+
+def _ensemble_of(recorded: dict) -> EnsembleCalibration:
+    threshold = recorded.get("low_confidence", {}).get("threshold")
+    return EnsembleCalibration(float(recorded.get("temperature", 1.0)), float(threshold) if threshold is not None else None,
+                               recorded.get("member_weights"), SubtypeRule.from_json(recorded.get("subtype_rule")))
+
+
+def _scale_of(recorded: dict | None) -> ScaleNormalisation | None:
+    try:
+        return ScaleNormalisation.from_json(recorded)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise RegistryError(f"The registry's scale setting {recorded} is not readable ({exc}); "
+                            "fit it again with python -m lungfake scale-fit.") from None
+
+
+def _ood_of(raw: dict | None) -> OodEntry | None:
+    try:
+        return OodEntry(**raw) if raw is not None else None
+    except TypeError as exc:
+        raise RegistryError(f"The ood entry of the model registry is malformed ({exc}); "
+                            "refit it with python -m lungfake ood-fit.") from None
+
+
+@dataclass(frozen=True)
+class Registry:
+    """registry.json read and checked once: the served models, the out-of-distribution screen's entry, the ensemble's
+    rule and the scale setting. Whoever needs any of them is handed this object (Scorer.load reads the file once)."""
+
+    models: dict[str, ModelEntry]
+    ood: OodEntry | None
+    ensemble: EnsembleCalibration
+    scale: ScaleNormalisation | None
+    folder: Path  # the weights folder it was read from; its files are resolved against it
+
+    @classmethod
+    def load(cls, folder: Path | None = None) -> Registry:
+        store = WeightsStore.resolve(folder)
+        try:
+            payload = json.loads(store.registry.read_text())
+            models = _checked_models(payload["models"])
+        except FileNotFoundError:
+            raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is missing; "
+                                "restore it from the repository or train a model (python -m lungfake train).") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RegistryError(f"The model registry ({REGISTRY_NAME} in the weights folder) is malformed ({exc}); "
+                                "restore it from the repository.") from None
+        return cls(models, _ood_of(payload.get("ood")), _ensemble_of(payload.get("ensemble", {})),
+                   _scale_of(payload.get("scale")), store.root)
+
+    def select(self, which: str = "all") -> list[ModelEntry]:
+        """The entries named by which: all, one architecture, or several separated by commas."""
+        if which == "all":
+            return list(self.models.values())
+        names = [name.strip() for name in which.split(",") if name.strip()]
+        unknown = [name for name in names if name not in self.models]
+        if unknown or not names:
+            raise RegistryError(f"No model {', '.join(map(repr, unknown)) or repr(which)} in the registry; choose from "
+                                f"{', '.join(self.models)}, several separated by commas, or all.")
+        return [self.models[name] for name in dict.fromkeys(names)]
+
+
+def load_registry(folder: Path | None = None) -> dict[str, ModelEntry]:
+    """The model entries alone (Registry.load for everything the registry holds)."""
+    return Registry.load(folder).models
+
+
+def load_ensemble_calibration(folder: Path | None = None) -> EnsembleCalibration:
+    """The ensemble's calibration as evaluate recorded it (temperature 1, equal weights, no thresholds before that)."""
+    return Registry.load(folder).ensemble
+
+
+def load_scale_normalisation(folder: Path | None = None) -> ScaleNormalisation | None:
+    """The registry's scale setting, or None where none was fitted (tiles are then scored as they come)."""
+    return Registry.load(folder).scale
+
+
+def load_ood_entry(folder: Path | None = None) -> OodEntry | None:
+    return Registry.load(folder).ood

@@ -455,10 +455,10 @@ def export_trained(model, recipe: Recipe, protocol: str, history: dict, seconds:
                    split_sha: str | None = None, start: StartingPoint | None = None) -> Path:
     """Save the trained Keras model (its run folder), its served file (grouped: into weights/ and the registry) and
     the training history (with the split that the epochs before a warm restart were trained on, where that differs)."""
-    from lungfake.serving.model_file import write_served_model
     from lungfake.serving.registry import ModelEntry, register, sha256_of
     from lungfake.serving.store import WeightsStore
     from lungfake.training.architectures import ARCHITECTURE_SPECS, DISPLAY_NAMES, TEST_MODEL
+    from lungfake.training.export import write_served_model
 
     served = protocol == "grouped"
     spec = ARCHITECTURE_SPECS.get(recipe.arch, TEST_MODEL)
@@ -497,10 +497,10 @@ def export_served(arch: str, keras_path: Path, folder: Path | None = None) -> Pa
 
     import keras
 
-    from lungfake.serving.model_file import write_served_model
     from lungfake.serving.registry import load_registry, register, sha256_of
     from lungfake.serving.store import WeightsStore
     from lungfake.training.architectures import ARCHITECTURE_SPECS, TEST_MODEL, register_custom_layers
+    from lungfake.training.export import write_served_model
 
     store = WeightsStore.resolve(folder)
     entry = load_registry(store.root).get(arch)
@@ -533,10 +533,10 @@ def serve_at_input_size(arch: str, size: int, folder: Path | None = None) -> Pat
 
     import keras
 
-    from lungfake.serving.model_file import write_served_model
     from lungfake.serving.registry import load_registry, register, sha256_of
     from lungfake.serving.store import WeightsStore
     from lungfake.training.architectures import register_custom_layers
+    from lungfake.training.export import write_served_model
 
     entry = load_registry(folder).get(arch)
     if entry is None:
