@@ -228,7 +228,7 @@ def cmd_ood_fit(args: argparse.Namespace) -> int:
 
 def cmd_scale_fit(args: argparse.Namespace) -> int:
     from lungfake.data.tiles import resolve_data_root
-    from lungfake.serving.scale import fit_and_register
+    from lungfake.evaluation.scale_fitting import fit_and_register
 
     scale = fit_and_register(resolve_data_root(args.data_dir), _store(args).root, args.every, args.power,
                              (args.min_factor, args.max_factor))
@@ -314,6 +314,54 @@ def cmd_region(args: argparse.Namespace) -> int:
         report = region_report(result, map_rgb, which, suspicious, Path(args.image).name, [s.entry for s in scorer.served])
         Path(args.report).write_text(report.html())
     return 0
+
+
+def cmd_slide(args: argparse.Namespace) -> int:
+    from lungfake.reports.region import png_bytes
+    from lungfake.reports.slide import DEFAULT_MINUTES_LIMIT, map_slide, plan_slide
+    from lungfake.scoring.scoring import Scorer
+    from lungfake.serving.slides import SlideFile
+
+    with SlideFile(args.slide) as slide:
+        plan = plan_slide(slide, args.mpp)
+        print(f"{plan.name}: {len(plan.grid):,} tissue tiles of {plan.tile} px (level {plan.level}), "
+              f"{plan.scale.microns_per_pixel:g} um/px from {plan.scale.source}", file=sys.stderr)
+        warning = plan.too_long_message(args.max_minutes or DEFAULT_MINUTES_LIMIT)
+        if warning:
+            print(f"note: {warning.split(' Map it')[0]} Going on.", file=sys.stderr)
+        scorer = Scorer.load("all", _store(args).root)
+        result = map_slide(scorer, slide, plan, _progress_printer("tiles"))
+    print(result.summary_text())
+    outputs = {args.map: lambda: png_bytes(result.verdict_map_image()), args.csv: lambda: result.csv_text().encode(),
+               args.geojson: lambda: result.geojson_text().encode(),
+               args.report: lambda: result.report([s.entry for s in scorer.served]).html().encode()}
+    _write_all({Path(path): make() for path, make in outputs.items() if path})
+    return 0
+
+
+def _progress_printer(unit: str):
+    """Done, left and the time left on standard error, after each batch."""
+    def show(progress) -> None:
+        left = progress.seconds_left
+        print(f"{progress.done}/{progress.total} {unit}, {progress.total - progress.done} left"
+              + (f", about {left:.0f} s to go" if left is not None else ""), file=sys.stderr, flush=True)
+    return show
+
+
+def _write_all(files: dict[Path, bytes]) -> None:
+    """Every output or none: each is written beside its place and moved there once all are written."""
+    staged = []
+    try:
+        for path, data in files.items():
+            temporary = path.with_name(f".{path.name}.partial")
+            temporary.write_bytes(data)
+            staged.append((temporary, path))
+    except OSError:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        raise
+    for temporary, path in staged:
+        temporary.replace(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -433,6 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
     region.add_argument("--report", help="write a case report here (HTML)")
     region.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
     region.set_defaults(run=cmd_region)
+
+    slide = commands.add_parser("slide", help="map a whole slide (SVS, NDPI, MRXS, SCN, DICOM, tiled TIFF) tile by tile")
+    slide.add_argument("slide")
+    slide.add_argument("--mpp", type=float, help="microns per pixel at level 0, where the file does not record it")
+    slide.add_argument("--map", help="write each tissue tile in its verdict's colour over a thumbnail here (PNG)")
+    slide.add_argument("--csv", help="write one row per tissue tile here (level-0 pixels)")
+    slide.add_argument("--geojson", help="write the tiles for QuPath here (GeoJSON, level-0 pixels)")
+    slide.add_argument("--report", help="write a slide report here (HTML)")
+    slide.add_argument("--max-minutes", type=float, help="the estimate above which a note is printed (the run goes on)")
+    slide.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
+    slide.set_defaults(run=cmd_slide)
     return parser
 
 

@@ -43,3 +43,15 @@ class UploadLimitError(LungfakeError):
 
 class ScoringProcessError(LungfakeError):
     """The process that holds the app's models stopped, or failed on a request."""
+
+
+class SlideReadError(LungfakeError):
+    """A whole-slide file cannot be opened: not a slide, damaged, a format the reader lacks, or no tissue on it."""
+
+
+class SlideScaleError(LungfakeError):
+    """A slide states no microns per pixel, or one no microscope gives: the user must state it (--mpp)."""
+
+
+class SlideTooLongError(LungfakeError):
+    """Mapping a slide would take longer than the stated limit (the estimate is in the message)."""

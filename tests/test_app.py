@@ -24,7 +24,8 @@ def _texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
-PAGES = ["pages/score.py", "pages/batch.py", "pages/region.py", "pages/dashboard.py", "pages/error_browser.py", "pages/about.py"]
+PAGES = ["pages/score.py", "pages/batch.py", "pages/region.py", "pages/slide.py", "pages/dashboard.py", "pages/error_browser.py",
+         "pages/about.py"]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -17,7 +17,7 @@ import io
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -136,7 +136,9 @@ class TileGrid:
     tissue: np.ndarray  # (n,) float: share of the tile that is tissue
 
     @classmethod
-    def over(cls, shape: tuple[int, int], tile: int, mask: np.ndarray, mask_scale: float) -> TileGrid:
+    def over(cls, shape: tuple[int, int], tile: int, mask: np.ndarray, mask_scale: float, stride: int | None = None,
+             max_tiles: int | None = MAX_TILES) -> TileGrid:
+        """Half-tile overlap unless a stride is given (a slide's tiles do not overlap); max_tiles bounds the grid."""
         height, width = shape
         if tile < MIN_TILE_PIXELS:
             raise ImageDecodeError(f"at this scale a tile would be only {tile} pixels; check the microns per pixel "
@@ -144,11 +146,11 @@ class TileGrid:
         if min(height, width) < tile:
             raise ImageDecodeError(f"the image ({width}x{height} pixels) is smaller than one tile at this scale "
                                    f"({tile} pixels); check the scale, or use the single-tile page.")
-        stride = max(1, tile // 2)
+        stride = stride or max(1, tile // 2)
         # Enough rows and columns to reach the right and bottom edges; the last ones hang over the edge and
         # are filled with glass white (cut_tile), so every pixel of tissue is covered.
         rows, cols = -(-(height - tile) // stride) + 1, -(-(width - tile) // stride) + 1
-        if rows * cols > MAX_TILES:
+        if max_tiles is not None and rows * cols > max_tiles:
             raise ImageDecodeError(f"at this scale the image makes {rows * cols:,} tiles (at most {MAX_TILES:,}); "
                                    "check the scale, or export a smaller region.")
         grid_rows, grid_cols = np.mgrid[0:rows, 0:cols]
@@ -159,6 +161,11 @@ class TileGrid:
 
     def __len__(self) -> int:
         return len(self.positions)
+
+    @property
+    def cells_per_tile(self) -> int:
+        """How many grid cells one tile spans per side (2 with half-tile overlap, 1 without)."""
+        return max(1, -(-self.tile // self.stride))
 
 
 def _tissue_share(mask: np.ndarray, scale: float, y: int, x: int, tile: int) -> float:
@@ -193,6 +200,7 @@ class RegionResult:
     seconds: float = 0.0
     pixel_factor: float = 1.0  # pixels of the uploaded file per pixel scored (decode_region)
     subtype_uncertain: np.ndarray | None = None  # (n,) bool: a carcinoma tile whose subtype the verdict withholds
+    verdicts: list[str] | None = None  # (n,) each tile's verdict, as the tile page words it
 
     def in_file_pixels(self, value: float) -> int:
         return int(round(value * self.pixel_factor))
@@ -212,11 +220,12 @@ class RegionResult:
         """(grid rows + 1, grid cols + 1, classes) mean probability over the tiles covering each half-tile
         cell; NaN where no tissue tile covers it."""
         grid, values = self.grid, self.probabilities[self._key(which)]
-        total = np.zeros((grid.rows + 1, grid.cols + 1, len(self.class_names)), np.float64)
+        span = grid.cells_per_tile
+        total = np.zeros((grid.rows + span - 1, grid.cols + span - 1, len(self.class_names)), np.float64)
         count = np.zeros(total.shape[:2], np.float64)
         for (row, col), p in zip(grid.cells, values):
-            total[row : row + 2, col : col + 2] += p
-            count[row : row + 2, col : col + 2] += 1
+            total[row : row + span, col : col + span] += p
+            count[row : row + span, col : col + span] += 1
         with np.errstate(invalid="ignore", divide="ignore"):
             return total / count[..., None]
 
@@ -249,9 +258,9 @@ class RegionResult:
         palette = np.array([_hex_rgb(colour_of(name)) for name in self.class_names], np.float32)
         tint = np.nan_to_num(merged) @ palette  # (rows+1, cols+1, 3)
         covered = (~np.isnan(merged[..., 0])).astype(np.float32)
-        cell = self.grid.stride
+        cell, span = self.grid.stride, self.grid.cells_per_tile
         height, width = self.shape
-        full_h, full_w = (self.grid.rows + 1) * cell, (self.grid.cols + 1) * cell
+        full_h, full_w = (self.grid.rows + span - 1) * cell, (self.grid.cols + span - 1) * cell
         th, tw = rgb_thumbnail.shape[:2]
         sy, sx = th / height, tw / width
         size = (max(1, int(round(full_w * sx))), max(1, int(round(full_h * sy))))
@@ -265,7 +274,7 @@ class RegionResult:
     def csv_text(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["x", "y", "tile_pixels", "tissue_fraction", "ood", "domain_shift",
+        writer.writerow(["x", "y", "tile_pixels", "tissue_fraction", "ood", "domain_shift", "verdict",
                          *[f"{arch}_{column}" for arch in self.probabilities for column in
                            ("predicted", *[f"p_{c}" for c in self.class_names])]])
         for i, (y, x) in enumerate(self.grid.positions):
@@ -274,7 +283,8 @@ class RegionResult:
                 cells += [self.class_names[int(np.argmax(values[i]))], *[f"{p:.6f}" for p in values[i]]]
             shifted = self.domain_shift is not None and bool(self.domain_shift[i])
             writer.writerow([self.in_file_pixels(x), self.in_file_pixels(y), self.in_file_pixels(self.grid.tile),
-                             f"{self.grid.tissue[i]:.3f}", bool(self.ood[i]), shifted, *cells])
+                             f"{self.grid.tissue[i]:.3f}", bool(self.ood[i]), shifted,
+                             self.verdicts[i] if self.verdicts else "", *cells])
         return out.getvalue()
 
     def summary(self) -> str:
@@ -300,11 +310,6 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _batches(rgb: np.ndarray, grid: TileGrid) -> Iterator[tuple[int, list[np.ndarray]]]:
-    for start in range(0, len(grid), BATCH_TILES):
-        yield start, [cut_tile(rgb, y, x, grid.tile) for y, x in grid.positions[start : start + BATCH_TILES]]
-
-
 def score_region(scorer: Scorer, rgb: np.ndarray, scale: RegionScale,
                  on_progress: Callable[[Progress], None] | None = None, pixel_factor: float = 1.0) -> RegionResult:
     """Tile the region's tissue at the scale, score every tile with every served model, batch by batch.
@@ -317,23 +322,35 @@ def score_region(scorer: Scorer, rgb: np.ndarray, scale: RegionScale,
         raise ImageDecodeError("no tissue was found in the image (it looks like background or glass); "
                                "upload an H&E-stained region.")
     log.info("region %dx%d: %d tissue tiles of %d px", rgb.shape[1], rgb.shape[0], len(grid), grid.tile)
+    return score_grid(scorer, grid, lambda y, x: cut_tile(rgb, y, x, grid.tile), rgb.shape[:2], on_progress, started,
+                      pixel_factor)
+
+
+def score_grid(scorer: Scorer, grid: TileGrid, read_tile: Callable[[int, int], np.ndarray], shape: tuple[int, int],
+               on_progress: Callable[[Progress], None] | None = None, started: float | None = None,
+               pixel_factor: float = 1.0) -> RegionResult:
+    """Every tile of the grid, read by read_tile(y, x) at LC25000's tile side, through the one scoring path in
+    batches of BATCH_TILES (only one batch of pixels exists at a time); on_progress after each batch."""
+    started = time.perf_counter() if started is None else started
     collected: dict[str, list[np.ndarray]] = {}
     ood, shifted, reasons = np.zeros(len(grid), bool), np.zeros(len(grid), bool), Counter()
-    uncertain = np.zeros(len(grid), bool)
-    for start, tiles in _batches(rgb, grid):
+    uncertain, verdicts = np.zeros(len(grid), bool), []
+    for start in range(0, len(grid), BATCH_TILES):
+        tiles = [read_tile(int(y), int(x)) for y, x in grid.positions[start : start + BATCH_TILES]]
         for offset, score in enumerate(scorer.score(tiles, [f"tile {start + i}" for i in range(len(tiles))])):
             _collect(score, collected)
             ood[start + offset], shifted[start + offset] = bool(score.ood.ood), bool(score.ood.domain_shift)
             uncertain[start + offset] = score.verdict.subtype_uncertain
+            verdicts.append(score.verdict.headline)
             if score.ood.ood:
                 reasons[score.ood.reason.split(" (")[0]] += 1
         if on_progress:
             on_progress(Progress(min(start + BATCH_TILES, len(grid)), len(grid), time.perf_counter() - started))
     first = scorer.served[0].entry
     names = {s.entry.arch: s.name for s in scorer.served} | ({ENSEMBLE: "Ensemble"} if len(scorer.served) > 1 else {})
-    return RegionResult(rgb.shape[:2], grid, tuple(first.class_names), names,
+    return RegionResult(shape, grid, tuple(first.class_names), names,
                         {arch: np.asarray(rows) for arch, rows in collected.items()}, ood, reasons, shifted,
-                        time.perf_counter() - started, pixel_factor, uncertain)
+                        time.perf_counter() - started, pixel_factor, uncertain, verdicts)
 
 
 def _collect(score: ImageScore, collected: dict[str, list[np.ndarray]]) -> None:
