@@ -199,12 +199,20 @@ def test_tampered_weights_are_refused_with_a_clear_message(tmp_path, monkeypatch
 
 def test_a_missing_registry_is_explained_without_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("LUNGFAKE_WEIGHTS_DIR", str(tmp_path / "nowhere"))
+    slides = REPO.parent / "shared" / "data" / "slides"
+    monkeypatch.setenv("LUNGFAKE_SLIDES_DIR", str(slides))
     for page in PAGES:
+        if page == "pages/slide.py" and not (slides / "cmu_small_region.svs").is_file():
+            continue  # the page needs a slide before it needs the models
         at = AppTest.from_file(APP, default_timeout=MODEL_LOAD_TIMEOUT)
         at.run()
         at.switch_page(page).run()
         if page in ("pages/score.py", "pages/batch.py", "pages/region.py"):
             at.file_uploader[0].upload("tile.png", _a_tile_png(), "image/png").run()
+        if page == "pages/slide.py":
+            at.radio[0].set_value(at.radio[0].options[1]).run()
+            at.selectbox[0].set_value(slides / "cmu_small_region.svs").run()
+            at.button[0].click().run()
         assert not at.exception
         assert at.error, page
         assert all("Traceback" not in e.value and str(tmp_path) not in e.value for e in at.error)

@@ -116,7 +116,8 @@ class SlideFile:
         own = self.stated_microns_per_pixel()
         if own is None:
             raise SlideScaleError(f"{self.path.name} does not record its scale (microns per pixel), and the tiles must "
-                                  "match the models' field of view. State it (--mpp on the command line, 'State the scale myself' on the page), "
+                                  "match the models' field of view. State it (--mpp on the command line, 'State the scale myself' "
+                                  "on the page), "
                                   "for example 0.25 for a 40x scan or 0.5 for 20x.")
         return checked_scale(own, "the file's metadata")
 
