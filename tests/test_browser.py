@@ -42,7 +42,7 @@ def _files_changed_since(started: float) -> list[Path]:
     return changed
 
 
-FIRST_URLS = {"": "Score a lung H&E tile", "batch": "Score a batch of tiles", "region": "Map a whole region",
+FIRST_URLS = {"": "Score a lung H&E tile", "batch": "Score a batch of tiles", "region": "Map a whole region", "slide": "Map a slide",
               "dashboard": "Evaluation dashboard", "error_browser": "Error browser", "about": "About lungfake / model card"}
 
 
@@ -63,6 +63,32 @@ def test_each_page_url_opened_first_on_a_fresh_server_is_routed_by_the_entry_poi
                 expect(navigation.get_by_text(title, exact=True)).to_be_visible(timeout=30_000)
             assert navigation.get_by_text("common", exact=True).count() == 0
             assert navigation.get_by_text("streamlit app", exact=True).count() == 0
+        finally:
+            browser.close()
+
+
+SLIDE = REPO.parent / "shared" / "data" / "slides" / "cmu_small_region.svs"
+
+
+@pytest.mark.skipif(not SLIDE.is_file(), reason=f"no shared slide at {SLIDE}")
+def test_a_slide_uploaded_in_a_real_browser_is_mapped_with_its_summary_and_downloads(served_app):
+    from playwright.sync_api import expect, sync_playwright
+
+    app_url, _ = served_app
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{app_url}/slide")
+            expect(page.get_by_role("heading", name="Map a slide")).to_be_visible(timeout=60_000)
+            page.locator("input[type=file]").set_input_files(str(SLIDE))
+            expect(page.get_by_text("minutes to map")).to_be_visible(timeout=120_000)
+            page.get_by_role("button", name="Map this slide").click()
+            expect(page.get_by_text("0.499 um/px from the file's metadata")).to_be_visible(timeout=300_000)
+            expect(page.locator("[data-testid=stPlotlyChart]")).to_have_count(1, timeout=60_000)
+            for label in ("Map (PNG)", "Tiles (CSV)", "Tiles for QuPath (GeoJSON)", "Slide report (HTML)"):
+                expect(page.get_by_role("button", name=label)).to_be_visible(timeout=60_000)
+            assert page.get_by_text("Traceback").count() == 0
         finally:
             browser.close()
 
