@@ -18,8 +18,9 @@ from lungfake.data.tiles import resolve_data_root
 from lungfake.errors import TrainingError
 from lungfake.evaluation.evaluator import Evaluator, resized_to
 from lungfake.evaluation.explanation_check import describe, measure, randomised_model, with_method
-from lungfake.explain.cam import METHOD_LABELS, methods_for
+from lungfake.explain.cam import methods_for
 from lungfake.serving.inference import LoadedModel, select_entries
+from lungfake.serving.registry import METHOD_LABELS
 from lungfake.training.trainer import verified_trained_model
 
 

@@ -37,9 +37,8 @@ def plan(path: Path, mpp: float | None) -> dict:
     return {"plan": planned}
 
 
-def mapped(path: Path, mpp: float | None) -> dict:
+def mapped(path: Path, planned) -> dict:
     with SlideFile(path) as slide:
-        planned = plan_slide(slide, mpp)
         bar, show = progress_bar("tiles")
         result = map_slide(scorer(), slide, planned, show)
         bar.empty()
@@ -82,7 +81,7 @@ if st.session_state.get("slide_key") != (str(path), mpp):
     if not st.button("Map this slide", type="primary"):
         st.stop()
     st.button("Stop")  # a rerun stops the scoring under way (the progress callback raises)
-result = computed_once("slide", (str(path), mpp), lambda: mapped(path, mpp))["result"]
+result = computed_once("slide", (str(path), mpp), lambda: mapped(path, planned))["result"]
 
 st.success(result.summary_text())
 if result.tiles.domain_shift_share:

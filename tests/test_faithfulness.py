@@ -5,19 +5,9 @@ import numpy as np
 import pytest
 
 from lungfake.explain import faithfulness as F
-from lungfake.explain.cam import (
-    GRADCAM,
-    SCORECAM,
-    SCORECAM_CHANNELS,
-    STITCHED,
-    cells_per_side,
-    heatmaps,
-    run_explained,
-    scorecam_views,
-    stitch_offsets,
-)
+from lungfake.explain.cam import SCORECAM_CHANNELS, cells_per_side, heatmaps, run_explained, scorecam_views, stitch_offsets
 from lungfake.serving.model_file import ACTIVATIONS, CLASS_MAPS, POOLED, PROBABILITIES
-from lungfake.serving.registry import OverlayTrust
+from lungfake.serving.registry import GRADCAM, SCORECAM, STITCHED, OverlayTrust
 from tests.helpers import texture
 
 SIZE = 64

@@ -232,3 +232,15 @@ def test_the_slide_page_maps_a_server_slide_and_offers_every_download(monkeypatc
     assert len(at.get("plotly_chart")) == 1
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Map (PNG)", "Tiles (CSV)", "Tiles for QuPath (GeoJSON)", "Slide report (HTML)"]
+
+
+def test_tissue_shares_count_each_tiles_mask_pixels_and_glass_beyond_the_edge():
+    from lungfake.reports.region import tissue_shares
+
+    mask = np.zeros((10, 10), bool)
+    mask[:5, :5] = True
+    shares = tissue_shares(mask, 0.5, np.array([0, 0, 10, 16]), np.array([0, 10, 0, 16]), 10)
+    # tiles of 10 px are 5 mask pixels a side: all tissue, none, none; the last hangs 2 pixels over the edge
+    assert shares.tolist() == [1.0, 0.0, 0.0, 0.0]
+    mask[8:, 8:] = True
+    assert tissue_shares(mask, 0.5, np.array([16]), np.array([16]), 10)[0] == pytest.approx(4 / 25)

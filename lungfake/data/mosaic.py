@@ -52,3 +52,44 @@ def _write_svs(path: Path, levels: list[np.ndarray], microns_per_pixel: float) -
         for i, level in enumerate(levels):
             tiff.write(level, tile=(TIFF_TILE, TIFF_TILE), photometric="rgb", compression="zlib",
                        description=description if i == 0 else None, subfiletype=0 if i == 0 else 1, metadata=None)
+
+
+def write_sparse_slide(path: str | Path, side: int, patches: list[tuple[int, int, np.ndarray]], microns_per_pixel: float,
+                       downsamples: tuple[int, ...] = (1, 4, 16, 64)) -> Path:
+    """A large square slide, side x side pixels of glass with tissue patches (level-0 x, y, RGB) on it, written tile by
+    tile, level by level, so that no level is ever held in memory whole (100,000 px a side is 30 GB raw)."""
+    levels = [(d, max(1, side // d), [(x // d, y // d, _shrunk(image, d)) for x, y, image in patches]) for d in downsamples]
+    height, width = side, side
+    description = (f"Aperio Image Library lungfake sparse slide\r\n{width}x{height} [0,0 {width}x{height}] "
+                   f"({TIFF_TILE}x{TIFF_TILE}) |AppMag = {10 / microns_per_pixel:.1f}|MPP = {microns_per_pixel:.6f}")
+    with tifffile.TiffWriter(path, bigtiff=True) as tiff:
+        for i, (_, level_side, placed) in enumerate(levels):
+            tiff.write(_tiles(level_side, placed), shape=(level_side, level_side, 3), dtype=np.uint8,
+                       tile=(TIFF_TILE, TIFF_TILE), photometric="rgb", compression="zlib",
+                       description=description if i == 0 else None, subfiletype=0 if i == 0 else 1, metadata=None)
+    return Path(path)
+
+
+def _shrunk(image: np.ndarray, downsample: int) -> np.ndarray:
+    if downsample == 1:
+        return image
+    size = (max(1, image.shape[1] // downsample), max(1, image.shape[0] // downsample))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _tiles(side: int, placed: list[tuple[int, int, np.ndarray]]):
+    """The level's TIFF tiles, row by row: glass, with whatever part of a patch falls in each."""
+    glass = np.full((TIFF_TILE, TIFF_TILE, 3), GLASS, np.uint8)
+    for top in range(0, side, TIFF_TILE):
+        for left in range(0, side, TIFF_TILE):
+            hits = [(x, y, im) for x, y, im in placed if x < left + TIFF_TILE and x + im.shape[1] > left
+                    and y < top + TIFF_TILE and y + im.shape[0] > top]
+            if not hits:
+                yield glass
+                continue
+            tile = glass.copy()
+            for x, y, image in hits:
+                y0, x0 = max(y, top), max(x, left)
+                y1, x1 = min(y + image.shape[0], top + TIFF_TILE), min(x + image.shape[1], left + TIFF_TILE)
+                tile[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0 - y : y1 - y, x0 - x : x1 - x]
+            yield tile

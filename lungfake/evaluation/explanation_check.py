@@ -16,24 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lungfake.explain.cam import (
-    GRADCAM,
-    METHOD_LABELS,
-    SCORECAM,
-    SCORECAM_CHANNELS,
-    STITCH_PHASES,
-    STITCHED,
-    cells_per_side,
-    heatmap,
-    heatmaps,
-    methods_for,
-    run_explained,
-)
+from lungfake.explain.cam import SCORECAM_CHANNELS, STITCH_PHASES, cells_per_side, heatmap, heatmaps, methods_for, run_explained
 from lungfake.explain.faithfulness import Faithfulness, border_figures, rank_correlation, summarise, tile_curves
 from lungfake.serving.calibration import apply_temperature
 from lungfake.serving.inference import LoadedModel
 from lungfake.serving.model_file import PROBABILITIES
-from lungfake.serving.registry import ModelEntry
+from lungfake.serving.registry import GRADCAM, METHOD_LABELS, SCORECAM, STITCHED, ModelEntry
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from lungfake.serving.calibration import apply_temperature
 from lungfake.serving.images import to_model_input
 from lungfake.serving.inference import LoadedModel
 from lungfake.serving.model_file import ACTIVATIONS, CLASS_MAPS, PROBABILITIES
-from lungfake.serving.registry import GRADCAM, METHOD_LABELS, SCORECAM, STITCHED  # noqa: F401 (METHOD_LABELS: cam.METHOD_LABELS)
+from lungfake.serving.registry import GRADCAM, SCORECAM, STITCHED
 
 STITCH_PHASES = 2  # shifted views per side: 4 extra passes of the network for a map with twice the cells per side
 # masks per tile, chosen on validation tiles with the latency budget (docs/decisions.md, "Overlay methods"): 8 channels

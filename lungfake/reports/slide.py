@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -36,7 +38,7 @@ from lungfake.reports.region import (
     score_grid,
 )
 from lungfake.scoring.scoring import ENSEMBLE, ImageScore, Progress, Scorer
-from lungfake.serving.slides import SlideFile, SlideScale
+from lungfake.serving.slides import THUMBNAIL_SIDE, SlideFile, SlideScale
 from lungfake.serving.verdict import BENIGN, CANCER, REFUSED
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ SPECK_SHARE_OF_TILE = 0.25  # a tissue piece smaller than a quarter of a tile is
 TILES_PER_SECOND_ESTIMATE = 18.0
 DEFAULT_MINUTES_LIMIT = 30.0  # the page refuses a slide whose estimate is longer; the command line warns and goes on
 SUSPICIOUS_TILES = 4
+MASK_PIXELS_PER_TILE = 8
+MAX_THUMBNAIL_SIDE = 6144  # 113 MB of RGB at most; a 100,000-px slide at 224 px a tile needs 3,571
 UNCERTAIN_COLOUR, REFUSED_COLOUR = "#b8860b", "#9e9e9e"
 # The slide's subtype is named only when most carcinoma tiles were given one and this share of those agree
 SUBTYPE_AGREEMENT = 2 / 3
@@ -110,11 +114,17 @@ class SlidePlan:
         return out
 
 
+def mask_side(dimensions: tuple[int, int], tile: int) -> int:
+    """The thumbnail's longer side: MASK_PIXELS_PER_TILE a tile, so a tile's tissue share is measured, not guessed from
+    three pixels, within THUMBNAIL_SIDE to MAX_THUMBNAIL_SIDE."""
+    return int(np.clip(max(dimensions) / tile * MASK_PIXELS_PER_TILE, THUMBNAIL_SIDE, MAX_THUMBNAIL_SIDE))
+
+
 def plan_slide(slide: SlideFile, stated_mpp: float | None = None) -> SlidePlan:
     """The slide's scale (its own, or the one stated), its tissue and the tiles that cover it (no overlap)."""
     scale = slide.scale(stated_mpp)
     tile = int(round(LC25000_TILE_MICRONS / scale.microns_per_pixel))
-    thumbnail, thumbnail_scale = slide.thumbnail()
+    thumbnail, thumbnail_scale = slide.thumbnail(mask_side(slide.dimensions, tile))
     mask = tissue_mask(thumbnail, tile * thumbnail_scale)
     width, height = slide.dimensions
     if min(width, height) < tile:
@@ -266,11 +276,8 @@ SLIDES_DIR_SETTING = "LUNGFAKE_SLIDES_DIR"
 SLIDE_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".dcm", ".tif", ".tiff", ".vms", ".vmu", ".bif", ".svslide")
 
 
-def server_slides() -> list:
+def server_slides() -> list[Path]:
     """The slide files in the server's slide folder (the LUNGFAKE_SLIDES_DIR setting), or none where it is unset."""
-    import os
-    from pathlib import Path
-
     folder = os.environ.get(SLIDES_DIR_SETTING)
     if not folder or not Path(folder).is_dir():
         return []
