@@ -1,12 +1,17 @@
-"""Time and memory of the region and batch pages' work, with every served model, on real LC25000 tiles.
+"""Time and memory of the region, batch and slide pages' work, with every served model, on real LC25000 tiles.
 
-Usage: python benchmarks/region_and_batch.py [--skip-large]
+Usage: python benchmarks/region_and_batch.py [--skip-large] [--slides] [--slides-only]
 Prints, in this order (each figure from this process, models loaded once and warmed up first):
   * region 2048x1536 at LC25000's own pixel scale (a tile = 224 px: ~220 tiles) and at 40x (a tile = 736 px):
     tiles, seconds for tiling + scoring + Grad-CAM of the 4 most suspicious tiles;
   * batch of 100 tiles (encoded JPEG bytes in, no Grad-CAM): seconds;
   * a 40-megapixel region (7300x5470 JPEG) decoded and scored at 40x in a fresh process: seconds and the
-    process's peak resident memory (VmHWM), models included: the server-side cost of the largest upload.
+    process's peak resident memory (VmHWM), models included: the server-side cost of the largest upload;
+  * with --slides: synthetic Aperio slides of glass with patches of real tiles (lungfake.data.mosaic), written to a
+    temporary folder: 100,000 px a side with 320 and 1,280 tissue tiles, and 25,000 px a side with 320, each mapped
+    as `lungfake slide` maps it (plan, every tissue tile, overlays of the 4 most suspicious) in a fresh process:
+    tissue tiles, seconds, tiles per second of the whole run, peak resident memory. Time should follow the tissue
+    tiles, not the area; memory should not grow with either.
 """
 import argparse
 import io
@@ -66,13 +71,73 @@ def large_region_child(path: str) -> None:
                       "models_loaded_mb": round(loaded_mb), "peak_mb": round(peak_rss_mb())}))
 
 
+SLIDE_MPP = 184 / 224  # LC25000's own scale: one 224-px tile a model tile
+PATCH_TILES = 4  # a patch is 4 x 4 real tiles
+
+
+def sparse_slide(path: Path, side: int, patches: int, seed: int = 0) -> None:
+    """A slide side x side of glass with patches of real tiles spread evenly over it."""
+    from lungfake.data.mosaic import write_sparse_slide
+
+    placed, grid = [], int(np.ceil(np.sqrt(patches)))
+    spacing = (side - 4000) // grid
+    for k in range(patches):
+        block = mosaic(224 * PATCH_TILES, 224 * PATCH_TILES, seed=seed + k)
+        x, y = 2000 + (k % grid) * spacing, 2000 + (k // grid) * spacing
+        placed.append((x - x % 224, y - y % 224, block))
+    write_sparse_slide(path, side, placed, SLIDE_MPP)
+
+
+def slide_child(path: str) -> None:
+    """Run in a fresh process: load the models, plan and map a slide as `lungfake slide` does; print JSON."""
+    from lungfake.reports.slide import map_slide, plan_slide
+    from lungfake.scoring.scoring import Scorer
+    from lungfake.serving.slides import SlideFile
+
+    scorer = Scorer.load()
+    loaded_mb = peak_rss_mb()
+    started = time.perf_counter()
+    with SlideFile(path) as slide:
+        plan = plan_slide(slide)
+        planned = time.perf_counter() - started
+        result = map_slide(scorer, slide, plan)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"tiles": len(plan.grid), "plan_seconds": round(planned, 1), "seconds": round(seconds, 1),
+                      "tiles_per_second": round(len(plan.grid) / result.tiles.seconds, 1),
+                      "models_loaded_mb": round(loaded_mb), "peak_mb": round(peak_rss_mb())}))
+
+
+def slides() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        for side, patches in ((100_000, 20), (100_000, 80), (25_000, 20)):
+            path = Path(folder) / f"slide_{side}_{patches}.svs"
+            started = time.perf_counter()
+            sparse_slide(path, side, patches)
+            written = time.perf_counter() - started
+            child = subprocess.run([sys.executable, __file__, "--slide-child", str(path)], capture_output=True, text=True,
+                                   check=True)
+            run = json.loads(child.stdout.strip().splitlines()[-1])
+            print(f"slide {side:,} px a side, {patches * PATCH_TILES**2} tiles in patches ({path.stat().st_size // 2**20} MB, "
+                  f"written in {written:.0f} s): {run['tiles']} tissue tiles, planned in {run['plan_seconds']} s, mapped "
+                  f"in {run['seconds']} s in all ({run['tiles_per_second']} tiles/s scoring); peak RSS {run['peak_mb']} MB "
+                  f"(models loaded: {run['models_loaded_mb']} MB)", flush=True)
+            path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--slides", action="store_true", help="also map three large synthetic slides (about 10 minutes)")
+    parser.add_argument("--slides-only", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--slide-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return large_region_child(args.child)
+    if args.slide_child:
+        return slide_child(args.slide_child)
+    if args.slides_only:
+        return slides()
 
     from lungfake.reports.batch import score_batch
     from lungfake.reports.region import RegionScale, decode_region, explain_tiles, score_region
@@ -105,6 +170,8 @@ def main() -> None:
         large = json.loads(child.stdout.strip().splitlines()[-1])
         print(f"region 7300x5470 (40 MP) at 40x in a fresh process: {large['tiles']} tiles, {large['seconds']} s; "
               f"peak RSS {large['peak_mb']} MB (models loaded: {large['models_loaded_mb']} MB)")
+    if args.slides:
+        slides()
 
 
 if __name__ == "__main__":
