@@ -11,7 +11,9 @@ Prints, in this order (each figure from this process, models loaded once and war
     temporary folder: 100,000 px a side with 320 and 1,280 tissue tiles, and 25,000 px a side with 320, each mapped
     as `lungfake slide` maps it (plan, every tissue tile, overlays of the 4 most suspicious) in a fresh process:
     tissue tiles, seconds, tiles per second of the whole run, peak resident memory. Time should follow the tissue
-    tiles, not the area; memory should not grow with either.
+    tiles, not the area; memory should not grow with either;
+  * with --cohort: six slides (glass with 8 patches of 16 real tiles each) mapped by `lungfake slides`' run_cohort on a
+    LocalCluster of 1 and of 2 workers: seconds, tiles per second, each worker's peak resident memory.
 """
 import argparse
 import io
@@ -124,11 +126,41 @@ def slides() -> None:
             path.unlink()
 
 
+def worker_peak_mb() -> float:
+    return peak_rss_mb()
+
+
+def cohort() -> None:
+    from lungfake.cohort.run import run_cohort
+
+    with tempfile.TemporaryDirectory() as folder:
+        slides = []
+        for k in range(6):
+            slides.append(Path(folder) / f"slide_{k}.svs")
+            sparse_slide(slides[-1], 12_000, 8, seed=100 * k)
+        for workers in (1, 2):
+            peaks, clients = {}, []
+
+            def measure(progress, peaks=peaks, clients=clients):
+                if progress.done == progress.total:
+                    peaks.update(clients[0].run(worker_peak_mb))
+
+            started = time.perf_counter()
+            rows = run_cohort(slides, Path(folder) / f"out_{workers}", workers=workers, on_start=clients.append,
+                              on_progress=measure)
+            seconds = time.perf_counter() - started
+            tiles = sum(row["tissue_tiles"] for row in rows)
+            print(f"cohort of {len(rows)} slides, {tiles} tissue tiles, {workers} worker(s): {seconds:.1f} s including the "
+                  f"cluster's start and each worker's model load, {tiles / seconds:.1f} tiles/s; worker peak RSS "
+                  f"{', '.join(f'{mb:.0f}' for mb in peaks.values())} MB", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--slides", action="store_true", help="also map three large synthetic slides (about 10 minutes)")
     parser.add_argument("--slides-only", action="store_true")
+    parser.add_argument("--cohort", action="store_true", help="only the cohort on 1 and 2 workers (about 5 minutes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--slide-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -138,6 +170,8 @@ def main() -> None:
         return slide_child(args.slide_child)
     if args.slides_only:
         return slides()
+    if args.cohort:
+        return cohort()
 
     from lungfake.reports.batch import score_batch
     from lungfake.reports.region import RegionScale, decode_region, explain_tiles, score_region

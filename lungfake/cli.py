@@ -317,8 +317,7 @@ def cmd_region(args: argparse.Namespace) -> int:
 
 
 def cmd_slide(args: argparse.Namespace) -> int:
-    from lungfake.reports.region import png_bytes
-    from lungfake.reports.slide import DEFAULT_MINUTES_LIMIT, map_slide, plan_slide
+    from lungfake.reports.slide import DEFAULT_MINUTES_LIMIT, map_slide, plan_slide, write_all
     from lungfake.scoring.scoring import Scorer
     from lungfake.serving.slides import SlideFile
 
@@ -332,11 +331,31 @@ def cmd_slide(args: argparse.Namespace) -> int:
         scorer = Scorer.load("all", _store(args).root)
         result = map_slide(scorer, slide, plan, _progress_printer("tiles"))
     print(result.summary_text())
-    outputs = {args.map: lambda: png_bytes(result.verdict_map_image()), args.csv: lambda: result.csv_text().encode(),
-               args.geojson: lambda: result.geojson_text().encode(),
-               args.report: lambda: result.report([s.entry for s in scorer.served]).html().encode()}
-    _write_all({Path(path): make() for path, make in outputs.items() if path})
+    wanted = {"map": args.map, "csv": args.csv, "geojson": args.geojson, "report": args.report}
+    outputs = result.outputs([s.entry for s in scorer.served], [kind for kind, path in wanted.items() if path])
+    write_all({Path(wanted[kind]): data for kind, data in outputs.items()})
     return 0
+
+
+def cmd_slides(args: argparse.Namespace) -> int:
+    from lungfake.cohort.run import run_cohort, slides_in
+
+    slides = slides_in(args.source)
+    if not slides:
+        print(f"error: no slide files in {args.source}", file=sys.stderr)
+        return 2
+
+    def show(progress) -> None:
+        left = progress.seconds_left
+        print(f"{progress.done}/{progress.total} slides, {progress.tiles_per_second:.1f} tiles per second"
+              + (f", about {left / 60:.1f} min left" if left is not None else ""), file=sys.stderr, flush=True)
+
+    rows = run_cohort(slides, Path(args.out), _store(args).root, args.scheduler, args.workers, args.mpp, show)
+    failed = [row for row in rows if row["status"] == "failed"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} slides mapped; the cohort table is {Path(args.out) / 'cohort.csv'}")
+    for row in failed:
+        print(f"failed: {row['slide']}: {row['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _progress_printer(unit: str):
@@ -346,22 +365,6 @@ def _progress_printer(unit: str):
         print(f"{progress.done}/{progress.total} {unit}, {progress.total - progress.done} left"
               + (f", about {left:.0f} s to go" if left is not None else ""), file=sys.stderr, flush=True)
     return show
-
-
-def _write_all(files: dict[Path, bytes]) -> None:
-    """Every output or none: each is written beside its place and moved there once all are written."""
-    staged = []
-    try:
-        for path, data in files.items():
-            temporary = path.with_name(f".{path.name}.partial")
-            temporary.write_bytes(data)
-            staged.append((temporary, path))
-    except OSError:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
-        raise
-    for temporary, path in staged:
-        temporary.replace(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -492,6 +495,15 @@ def build_parser() -> argparse.ArgumentParser:
     slide.add_argument("--max-minutes", type=float, help="the estimate above which a note is printed (the run goes on)")
     slide.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
     slide.set_defaults(run=cmd_slide)
+
+    cohort = commands.add_parser("slides", help="map a cohort of slides on Dask distributed (a LocalCluster or --scheduler)")
+    cohort.add_argument("source", help="a folder of slides, or a text file with one slide path a line")
+    cohort.add_argument("--out", required=True, help="the folder for every slide's outputs and the cohort table")
+    cohort.add_argument("--scheduler", help="a Dask scheduler's address (tcp://host:8786); default: a LocalCluster here")
+    cohort.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    cohort.add_argument("--mpp", type=float, help="microns per pixel for every slide, as lungfake slide --mpp")
+    cohort.add_argument("--weights-dir", help="the weights store (default: $LUNGFAKE_WEIGHTS_DIR, else weights/)")
+    cohort.set_defaults(run=cmd_slides)
     return parser
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import html
 import io
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,13 @@ def app_version() -> str:
             return f"lungfake {version('lungfake')}"
         except PackageNotFoundError:
             return "unknown"
+
+
+def generation_time() -> dt.datetime:
+    """Now, or the time SOURCE_DATE_EPOCH states (the reproducible-builds convention), so that the same input can give
+    byte-identical reports (a cohort's slides against each slide mapped alone)."""
+    stated = os.environ.get("SOURCE_DATE_EPOCH")
+    return dt.datetime.fromtimestamp(int(stated), dt.UTC) if stated and stated.isdigit() else dt.datetime.now(dt.UTC)
 
 
 def image_uri(rgb: np.ndarray, max_side: int = 640) -> str:
@@ -130,7 +138,7 @@ class CaseReport:
         self.sections.append('<div class="block">' + "".join(parts) + "</div>")
 
     def html(self, now: dt.datetime | None = None) -> str:
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or generation_time()
         models = _table(["model", "weights file", "sha256", "trained on split", "input px", "temperature"],
                         [[m.display_name or m.arch, m.file, m.sha256, m.split, m.input_size, f"{m.temperature:.3f}"]
                          for m in self.models])

@@ -35,6 +35,7 @@ from lungfake.reports.region import (
     RegionResult,
     TileGrid,
     _hex_rgb,
+    png_bytes,
     score_grid,
 )
 from lungfake.scoring.scoring import ENSEMBLE, ImageScore, Progress, Scorer
@@ -49,6 +50,7 @@ SPECK_SHARE_OF_TILE = 0.25  # a tissue piece smaller than a quarter of a tile is
 TILES_PER_SECOND_ESTIMATE = 18.0
 DEFAULT_MINUTES_LIMIT = 30.0  # the page refuses a slide whose estimate is longer; the command line warns and goes on
 SUSPICIOUS_TILES = 4
+OUTPUT_KINDS = ("map", "csv", "geojson", "report")
 MASK_PIXELS_PER_TILE = 8
 MAX_THUMBNAIL_SIDE = 6144  # 113 MB of RGB at most; a 100,000-px slide at 224 px a tile needs 3,571
 UNCERTAIN_COLOUR, REFUSED_COLOUR = "#b8860b", "#9e9e9e"
@@ -221,6 +223,12 @@ class SlideResult:
     def geojson_text(self) -> str:
         return json.dumps(self.geojson(), separators=(",", ":")) + "\n"
 
+    def outputs(self, models: list, kinds=OUTPUT_KINDS) -> dict[str, bytes]:
+        """The chosen outputs' bytes, by kind (map, csv, geojson, report): the command line and a cohort write these."""
+        makers = {"map": lambda: png_bytes(self.verdict_map_image()), "csv": lambda: self.csv_text().encode(),
+                  "geojson": lambda: self.geojson_text().encode(), "report": lambda: self.report(models).html().encode()}
+        return {kind: makers[kind]() for kind in kinds}
+
     def report(self, models: list) -> CaseReport:
         report = CaseReport("Slide report", self.plan.name, models)
         report.add_images([(self.verdict_map_image(), "Each tissue tile in its verdict's colour"),
@@ -282,3 +290,19 @@ def server_slides() -> list[Path]:
     if not folder or not Path(folder).is_dir():
         return []
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES)
+
+
+def write_all(files: dict[Path, bytes]) -> None:
+    """Every output or none: each is written beside its place and moved there once all are written."""
+    staged = []
+    try:
+        for path, data in files.items():
+            temporary = path.with_name(f".{path.name}.partial")
+            temporary.write_bytes(data)
+            staged.append((temporary, path))
+    except OSError:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        raise
+    for temporary, path in staged:
+        temporary.replace(path)
