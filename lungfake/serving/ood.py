@@ -1,6 +1,6 @@
 """Does an input look like the lung H&E tiles the models were trained on?
 
-Three checks, all fitted on training tiles only and given limits from validation
+Four checks, all fitted on training tiles only and given limits from validation
 tiles, so nothing that is not histology (and no other lab's tile) ever shapes them:
 
 * tissue: colour and texture statistics of the image, softened first so that a sharper scanner than
@@ -10,6 +10,10 @@ tiles, so nothing that is not histology (and no other lab's tile) ever shapes th
   those of training tiles as other labs might show them (``robustness.another_lab``:
   other stain amounts and colours, magnification 0.5-2x, blur, JPEG). Failing it means
   *not lung H&E tissue*: ``ood`` is true and the app refuses the image.
+* two stains: H&E tissue mixes haematoxylin and eosin in every proportion, so its two stains vary apart
+  (two_stain_spread, by colour deconvolution); an image whose colours run along one line (a photograph, drawing or
+  document recoloured in H&E's colours) does not, whatever its texture. Below the limit (a share of the least spread
+  on validation tiles, plain, as other labs show them and stain-normalised) the image is refused too.
 * stain: the same statistics against LC25000's own tiles;
 * features: where the feature-model's pooled features fall relative to the
   training tiles (Mahalanobis distance in a PCA space).
@@ -99,6 +103,43 @@ def stain_statistics(rgb: np.ndarray, blur_sigma: float = STATS_BLUR_SIGMA) -> n
     ], dtype=np.float64)
 
 
+TWO_STAIN_BINS = 16
+TWO_STAIN_MIN_TISSUE = 0.05  # with less stained area the measure says nothing (blank images have their own checks)
+
+
+def two_stain_spread(rgb: np.ndarray) -> float:
+    """How far the image's two stains vary apart: over its stained pixels, the share of one stain's variance that the
+    other does not explain (binned by the other's quantiles; the smaller of the two directions). H&E-stained tissue
+    mixes haematoxylin and eosin in every proportion (nuclei, stroma, cytoplasm), well above 0.1 on every LC25000
+    tile under every stain change measured; an image whose colours run along one line (a photograph, drawing or
+    document recoloured in H&E's pink and purple, a single-stain image) stays near 0. NaN: too little stain to say."""
+    import cv2
+    from skimage.color import rgb2hed
+
+    # averaged down (area) where larger; a smaller image as it is: interpolating up would invent mixed colours
+    pixels = cv2.resize(rgb, (STATS_SIDE, STATS_SIDE), interpolation=cv2.INTER_AREA) if max(rgb.shape[:2]) > STATS_SIDE else rgb
+    stains = rgb2hed(pixels).reshape(-1, 3)  # Ruifrok and Johnston's colour deconvolution
+    density = -np.log((pixels.reshape(-1, 3).astype(np.float64) + 1.0) / 256.0).sum(axis=1)
+    stained = density > 0.3  # not white background
+    if stained.mean() < TWO_STAIN_MIN_TISSUE:
+        return float("nan")
+    haematoxylin, eosin = stains[stained, 0], stains[stained, 1]
+    return min(_unexplained(haematoxylin, eosin), _unexplained(eosin, haematoxylin))
+
+
+def _unexplained(given: np.ndarray, other: np.ndarray) -> float:
+    """The share of other's variance left within bins of given's quantiles (0: other is a function of given)."""
+    total = other.var()
+    if total <= 0:
+        return 0.0
+    edges = np.quantile(given, np.linspace(0, 1, TWO_STAIN_BINS + 1))
+    bins = np.clip(np.searchsorted(edges, given, side="right") - 1, 0, TWO_STAIN_BINS - 1)
+    counts = np.bincount(bins, minlength=TWO_STAIN_BINS)
+    sums, squares = np.bincount(bins, other, TWO_STAIN_BINS), np.bincount(bins, other * other, TWO_STAIN_BINS)
+    within = squares - np.where(counts > 0, sums**2 / np.maximum(counts, 1), 0.0)
+    return float(np.maximum(within, 0).sum() / len(other) / total)
+
+
 def _band_powers(image: np.ndarray) -> list[float]:
     """Log share of the image's (mean-removed) spectral power in each frequency band."""
     power = np.abs(np.fft.fft2(image - image.mean())) ** 2
@@ -178,6 +219,7 @@ class OodReference:
     quantile: float
     tissue: GaussianReference | None = None  # None in references fitted before domain shift was told apart
     blur_sigma: float = STATS_BLUR_SIGMA  # the softening its statistics were fitted with (0 before it existed)
+    two_stain_limit: float | None = None  # below it, an image's colours run along one line (None: not checked)
 
     def assess(self, rgb: np.ndarray, pooled_features: np.ndarray) -> OodVerdict:
         statistics = stain_statistics(rgb, self.blur_sigma)
@@ -188,6 +230,11 @@ class OodReference:
             if tissue > self.tissue.limit:
                 return OodVerdict(True, "its colours and texture are unlike H&E-stained lung tissue, even as other labs "
                                         f"stain and photograph it (tissue distance {tissue:.1f}, limit {self.tissue.limit:.1f})")
+            spread = two_stain_spread(rgb) if self.two_stain_limit is not None else float("nan")
+            if np.isfinite(spread) and spread < self.two_stain_limit:
+                return OodVerdict(True, "its colours run along a single line, as a recoloured photograph, drawing or "
+                                        "document's do: H&E-stained tissue shows two stains varying apart "
+                                        f"(two-stain spread {spread:.2f}, limit {self.two_stain_limit:.2f})")
         elif stain > self.stain.limit:
             return OodVerdict(True, "its colours and texture are unlike an H&E-stained lung tile "
                                     f"(stain distance {stain:.1f}, limit {self.stain.limit:.1f})")
@@ -218,6 +265,7 @@ class OodReference:
             feature_mean=self.features.mean, feature_precision=self.features.precision,
             feature_limit=self.features.limit, feature_projection=self.features.projection,
             feature_model=np.array(self.feature_model), quantile=self.quantile, blur_sigma=self.blur_sigma, **tissue,
+            **({} if self.two_stain_limit is None else {"two_stain_limit": self.two_stain_limit}),
         )
         return buffer.getvalue()
 
@@ -236,6 +284,7 @@ class OodReference:
                                       saved["feature_projection"]),
                     str(saved["feature_model"]), float(saved["quantile"]), tissue,
                     float(saved["blur_sigma"]) if "blur_sigma" in saved.files else 0.0,
+                    float(saved["two_stain_limit"]) if "two_stain_limit" in saved.files else None,
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise ModelIntegrityError(f"The out-of-distribution reference {path.name} is unreadable ({exc}); refit it "
