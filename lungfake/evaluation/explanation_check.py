@@ -17,7 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from lungfake.explain.cam import SCORECAM_CHANNELS, STITCH_PHASES, cells_per_side, heatmap, heatmaps, methods_for, run_explained
-from lungfake.explain.faithfulness import Faithfulness, border_figures, rank_correlation, summarise, tile_curves
+from lungfake.explain.faithfulness import (
+    Faithfulness,
+    TileSpecificity,
+    border_figures,
+    rank_correlation,
+    summarise,
+    tile_curves,
+    tile_specificity,
+)
 from lungfake.serving.calibration import apply_temperature
 from lungfake.serving.inference import LoadedModel
 from lungfake.serving.model_file import PROBABILITIES
@@ -77,6 +85,12 @@ def measure(model: LoadedModel, pixels: np.ndarray, families: np.ndarray,
         correlations = [rank_correlation(a, b) for a, b in zip(maps[:count], random_maps)]
     return summarise(model.entry.explanation_method, curves, [border_figures(m) for m in maps], families, cells,
                      milliseconds, correlations)
+
+
+def measure_specificity(model: LoadedModel, pixels: np.ndarray, families: np.ndarray) -> TileSpecificity:
+    """How tile-specific the model's registered maps are on these model inputs (faithfulness.tile_specificity)."""
+    probabilities, maps, _ = maps_of(model, pixels)
+    return tile_specificity(_predict(model), pixels, maps, probabilities.argmax(axis=1), families)
 
 
 def choose_method(figures: dict[str, Faithfulness]) -> str:
