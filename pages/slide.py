@@ -1,4 +1,5 @@
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,9 +26,12 @@ def uploaded_path(upload) -> Path:
     key = hashlib.sha256(upload.getvalue()).hexdigest()
     saved = st.session_state.get("slide_upload")
     if not saved or saved[0] != key:
+        if saved:  # the slide it replaces is not kept on the server
+            shutil.rmtree(Path(saved[1]).parent, ignore_errors=True)
         folder = Path(tempfile.mkdtemp(prefix="lungfake-slide-"))
-        (folder / upload.name).write_bytes(upload.getvalue())
-        st.session_state["slide_upload"] = (key, str(folder / upload.name))
+        path = folder / (Path(upload.name).name or "slide")  # the browser's name, never a path of its choosing
+        path.write_bytes(upload.getvalue())
+        st.session_state["slide_upload"] = (key, str(path))
     return Path(st.session_state["slide_upload"][1])
 
 
