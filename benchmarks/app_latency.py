@@ -4,8 +4,9 @@ Usage: python benchmarks/app_latency.py [TILE] [--repeats N] [--cold-repeats K] 
 Prints: cold start (import + verify and load every model + first score with Grad-CAM, each step timed) and the
 peak resident memory of that alone (one copy of the models, as the app holds them), both in a fresh process; warm scoring (every
 model's prediction and Grad-CAM heatmap, overlays rendered), the same with test-time augmentation, the same
-upload through Streamlit's AppTest (the app's models in their own process, as in production), and the peak RSS
-of this process (its own scorer; the app's models' process is not counted).
+upload through Streamlit's AppTest (the app's models in their own process, as in production), the precise overlays
+offered on request (directly and through the page's button), and the peak RSS of this process (its own scorer; the
+app's models' process is not counted).
 """
 import argparse
 import gc
@@ -109,17 +110,18 @@ def main() -> None:
     scorer.score([decode_image(data)], explain=True)  # the first call (earlier revisions traced their graphs in it)
     cold = time.perf_counter() - started
 
-    def timed(tta: bool) -> list[float]:
+    def timed(tta: bool, precise: bool = False, repeats: int = args.repeats) -> list[float]:
         seconds = []
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             t0 = time.perf_counter()
-            report = scorer.score([decode_image(data, "tile.jpeg")], ["tile.jpeg"], explain=True, tta=tta)[0]
+            report = scorer.score([decode_image(data, "tile.jpeg")], ["tile.jpeg"], explain=True, tta=tta, precise=precise)[0]
             for result in report.models.values():
                 overlay(report.rgb, result.heatmap, 0.45)
             seconds.append(time.perf_counter() - t0)
         return seconds
 
     warm, warm_tta = timed(False), timed(True)
+    precise = timed(False, precise=True, repeats=min(args.repeats, 5))
 
     from streamlit.testing.v1 import AppTest
 
@@ -135,12 +137,21 @@ def main() -> None:
         at.file_uploader[0].upload(f"tile{i}.jpeg", data + bytes([i]), "image/jpeg").run()
         app_warm.append(time.perf_counter() - t0)
         assert not at.exception and len([m for m in at.metric if m.label == "Prediction"]) >= len(scorer.served)
+    app_precise = []
+    for i in range(min(args.repeats, 3)):
+        at.file_uploader[0].upload(f"precise{i}.jpeg", data + bytes([100 + i]), "image/jpeg").run()
+        t0 = time.perf_counter()
+        at.button(key="precise_overlays").click().run()
+        app_precise.append(time.perf_counter() - t0)
+        assert not at.exception
 
     print(f"models: {', '.join(m.name for m in scorer.served)}")
     print(f"cold start in this process (after the fresh one above, so with warm file caches): {cold:.2f} s")
     print(f"warm scoring + Grad-CAM + overlays: median {statistics.median(warm):.3f} s, max {max(warm):.3f} s over {len(warm)}")
     print(f"the same with test-time augmentation (8 views): median {statistics.median(warm_tta):.3f} s")
     print(f"warm upload through AppTest (full page rerun): median {statistics.median(app_warm):.3f} s, max {max(app_warm):.3f} s")
+    print(f"precise overlays of every model on request: median {statistics.median(precise):.2f} s over {len(precise)}; "
+          f"through the page's button (AppTest): median {statistics.median(app_precise):.2f} s, max {max(app_precise):.2f} s")
     print(f"peak RSS of this process (its own scorer; the app's models are in their own process): {peak_rss_mb():.0f} MB")
 
 

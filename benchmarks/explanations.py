@@ -9,7 +9,8 @@ and records it. Use --side val to see what the choice rests on, --side test for 
 
 With --specificity (and, for issue 53's tiles, --every 24 --start 8) it prints instead how tile-specific each model's
 registered map is: its highlighted fifth against another tile's map and against smooth random maps, its likeness to
-the model's mean map and its border peaks (faithfulness.tile_specificity).
+the model's mean map and its border peaks (faithfulness.tile_specificity); with --precise as well, the same for the
+precise overlay offered on request.
 """
 from __future__ import annotations
 
@@ -28,9 +29,15 @@ from lungfake.serving.registry import METHOD_LABELS
 from lungfake.training.trainer import verified_trained_model
 
 
-def specificity(tiles, families, which: str) -> None:
+def specificity(tiles, families, which: str, precise: bool) -> None:
     for entry in select_entries(which):
-        figures = measure_specificity(LoadedModel.load(entry), resized_to(tiles, entry.input_size).astype("float32"), families)
+        if precise and not entry.precise_method:
+            print(f"{entry.display_name or entry.arch}: no precise overlay registered")
+            continue
+        model = LoadedModel.load(entry)
+        model = model.with_entry(entry.as_precise()) if precise else model
+        entry = model.entry
+        figures = measure_specificity(model, resized_to(tiles, entry.input_size).astype("float32"), families)
         low, high = figures.own_vs_other_ratio_ci95
         s_low, s_high = figures.own_vs_smooth_ratio_ci95
         print(f"{entry.display_name or entry.arch} ({METHOD_LABELS[entry.explanation_method]}): own map vs another tile's "
@@ -46,6 +53,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=12, help="every n-th tile of that side of the grouped split")
     parser.add_argument("--start", type=int, default=0, help="the first tile taken")
     parser.add_argument("--specificity", action="store_true", help="the tile-specific measures of the registered maps")
+    parser.add_argument("--precise", action="store_true", help="with --specificity: of the precise overlays instead")
     parser.add_argument("--arch", default="all")
     parser.add_argument("--methods", default=",".join(METHOD_LABELS))
     parser.add_argument("--randomisation", action="store_true", help="also re-initialise the top block (needs TensorFlow "
@@ -57,7 +65,7 @@ def main() -> None:
     families = evaluator.families("grouped", args.side)[args.start :: args.every]
     print(f"{len(tiles)} grouped {args.side} tiles from {len(set(families))} families")
     if args.specificity:
-        return specificity(tiles, families, args.arch)
+        return specificity(tiles, families, args.arch, args.precise)
     for entry in select_entries(args.arch):
         pixels = resized_to(tiles, entry.input_size).astype("float32")
         loaded = LoadedModel.load(entry)

@@ -185,9 +185,11 @@ def cmd_explanations(args: argparse.Namespace) -> int:
 
     every = (args.val_every, args.test_every)
     for arch, result in check_models(resolve_data_root(args.data_dir), args.arch, _store(args).root, every=every).items():
-        print(f"{arch}: chose {result['method']} on validation tiles")
-        print(f"  validation: {describe(Faithfulness.from_json(result['validation']))}")
-        print(f"  test:       {describe(Faithfulness.from_json(result['test']))}")
+        for label, chosen in (("overlay", result), ("precise overlay", result.get("precise"))):
+            if chosen:
+                print(f"{arch}: chose {chosen['method']} for its {label} on validation tiles")
+                print(f"  validation: {describe(Faithfulness.from_json(chosen['validation']))}")
+                print(f"  test:       {describe(Faithfulness.from_json(chosen['test']))}")
     return 0
 
 

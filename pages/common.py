@@ -101,14 +101,15 @@ def wrap_metric_values() -> None:
     st.html(f"<style>{value}, {value} p {{white-space: normal; overflow: visible; text-overflow: clip}}</style>")
 
 
-def show_overlay(model, rgb, opacity: float = 0.45, title: str = "") -> None:
+def show_overlay(model, rgb, opacity: float = 0.45, title: str = "", instead: str = "") -> None:
     """A model's overlay with what it is worth (its method and measured faithfulness); an overlay that failed the
-    faithfulness test is not shown as evidence: a caution, and the map only on request."""
+    faithfulness or tile-specific test is not shown as evidence: a caution (with what to use instead, if anything), and
+    the map only on request."""
     caption = f"{title}{model.overlay_caption}"
     if model.overlay_is_evidence:
         st.image(overlay(rgb, model.heatmap, opacity), caption=caption, width="stretch")
         return
-    st.warning(caption)
+    st.warning(f"{caption} {instead}".strip())
     with st.expander("Show the overlay anyway"):
         st.image(overlay(rgb, model.heatmap, opacity), caption="Not evidence of what the model used", width="stretch")
 

@@ -6,7 +6,7 @@ from lungfake.classes import display_name
 from lungfake.reports.case_report import CaseReport
 from lungfake.reports.charts import probability_chart
 from lungfake.reports.region import region_hint
-from lungfake.scoring.scoring import csv_text, ensemble_note, json_text
+from lungfake.scoring.scoring import csv_text, ensemble_note, json_text, precise_overlay_note
 from lungfake.serving.images import decode_image
 from pages.common import (
     DISCLAIMER,
@@ -20,6 +20,8 @@ from pages.common import (
     wrap_metric_values,
 )
 
+PRECISE_HINT = "The precise overlays below can be asked for instead."
+
 
 def show_model(score, rgb, opacity: float, key: str) -> None:
     st.subheader(score.name)
@@ -28,7 +30,8 @@ def show_model(score, rgb, opacity: float, key: str) -> None:
              f"(cancer probability {score.cancer_probability:.1%})")
     st.plotly_chart(probability_chart(score), key=f"probabilities_{key}")
     if score.heatmap is not None:
-        show_overlay(score, rgb, opacity)
+        offered = {served.entry.arch for served in scorer().served if served.entry.precise_method}
+        show_overlay(score, rgb, opacity, instead=PRECISE_HINT if score.arch in offered else "")
 
 
 def show_verdict(tile_score) -> None:
@@ -43,6 +46,26 @@ def show_verdict(tile_score) -> None:
     if not tile_score.models_agree:
         st.info("The models' own calls differ: " + "; ".join(
             f"{m.name} says {display_name(m.predicted)}" for m in tile_score.models.values()) + ".")
+
+
+def show_precise_overlays(tile_score, key, tta: bool, opacity: float) -> None:
+    """The slower overlays measured from the models' own answers (the registry's precise method), on request; once
+    asked for, they stay for this tile and setting."""
+    note = precise_overlay_note([served.entry for served in scorer().served])
+    if tile_score.refused or note is None:
+        return
+    st.subheader("More precise overlays")
+    st.caption(note)
+    if st.session_state.get("precise_key") != key and not st.button("Compute the precise overlays", key="precise_overlays",
+                                                                   icon=":material/center_focus_strong:"):
+        return
+    st.session_state["precise_key"] = key
+    with st.spinner("Blurring each part of the tile in turn..."):
+        explained = computed_once("precise_score", key, lambda: scorer().score(
+            [tile_score.rgb], [tile_score.name], explain=True, tta=tta, precise=True)[0])
+    for column, score in zip(st.columns(len(explained.models)), explained.models.values()):
+        with column:
+            show_overlay(score, explained.rgb, opacity, title=f"{score.name}: ")
 
 
 def show_results(tile_score, opacity: float) -> None:
@@ -95,6 +118,7 @@ if not tile_score.refused:
     show_verdict(tile_score)
 with st.expander("Show the models' output anyway", expanded=False) if tile_score.refused else st.container():
     show_results(tile_score, opacity)
+show_precise_overlays(tile_score, key, tta, opacity)
 
 stem = upload.name.rsplit(".", 1)[0]
 models = [served.entry for served in scorer().served]

@@ -46,14 +46,19 @@ def test_dashboard_and_model_card_say_whether_each_overlay_can_be_trusted():
     at = _app()
     at.switch_page("pages/dashboard.py").run()
     assert "Can the overlays be trusted?" in [h.value for h in at.header]
-    evaluated = {m.display_name: m.explanation_figures("test") for (a, p), m in load_all_metrics().items()
-                 if p == "grouped" and m.explanation_figures("test") is not None}
+    grouped = [m for (a, p), m in load_all_metrics().items() if p == "grouped" and m.explanation_figures("test") is not None]
+    evaluated = {m.display_name: m.explanation_figures("test") for m in grouped}
+    evaluated.update({f"{m.display_name}, on request": m.precise_explanation_figures("test") for m in grouped
+                      if m.precise_explanation_figures("test") is not None})
     table = next(d.value for d in at.dataframe if "Shown as evidence" in d.value.columns)
     assert sorted(table["Model"]) == sorted(evaluated)
     for _, row in table.iterrows():
-        assert row["Shown as evidence"].startswith("yes" if evaluated[row["Model"]].passes else "no")
-        assert row["Cells"] == f"{evaluated[row['Model']].cells}x{evaluated[row['Model']].cells}"
-    failing = [name for name, f in evaluated.items() if not f.passes]
+        figures = evaluated[row["Model"]]
+        # evidence: faithful and specific to the tile
+        assert row["Shown as evidence"].startswith("yes" if figures.passes and figures.tile_specific else "no")
+        assert row["Cells"] == f"{figures.cells}x{figures.cells}"
+        assert row["Top fifth vs another tile's"].startswith(f"x{figures.specificity.own_vs_other_ratio:.1f}")
+    failing = [name for name, f in evaluated.items() if not f.is_evidence]
     assert any(f"Not evidence on these tiles: {', '.join(failing)}." in m.value for m in at.markdown) == bool(failing)
     at.switch_page("pages/about.py").run()
     overlays = [m.value for m in at.markdown if m.value.startswith("Overlay: ")]
@@ -91,15 +96,37 @@ def test_upload_real_tile_shows_every_model_the_ensemble_and_overlays():
     assert all(p.value in {"Benign lung tissue", "Lung adenocarcinoma", "Lung squamous cell carcinoma"} for p in predictions)
     captions = [caption for image in at.image for caption in image.captions]
     # each model's overlay says what it is worth: as evidence under the map, or as a caution with the map on request
-    trusted = sum(bool(e.trust and e.trust.passes) for e in load_registry().values())
+    trusted = sum(bool(e.trust and e.trust.is_evidence) for e in load_registry().values())
     assert sum("blurring the highlighted fifth" in c for c in captions) == trusted
-    cautions = [w.value for w in at.warning if "Not evidence" in w.value or "not been measured" in w.value]
+    cautions = [w.value for w in at.warning if "Not evidence" in w.value or "Caution" in w.value
+                or "not been measured" in w.value]
     assert len(cautions) == served - trusted
     assert captions.count("Not evidence of what the model used") == served - trusted
     assert captions.count("Uploaded tile") == 1
     assert len(at.get("download_button")) == 3
     at.toggle[0].set_value(True).run()  # test-time augmentation rescored the tile
     assert not at.exception and len([m for m in at.metric if m.label == "Prediction"]) == len(predictions)
+
+
+@needs_data
+def test_the_precise_overlays_come_on_request_each_with_what_it_is_worth():
+    entries = [e for e in load_registry().values() if e.precise_method]
+    at = _app()
+    tile = DATA_DIR / "lung_aca" / "lungaca7.jpeg"
+    at.file_uploader[0].upload(tile.name, tile.read_bytes(), "image/jpeg").run()
+    overlays_before = len(at.image)
+    assert "More precise overlays" in [h.value for h in at.subheader] and len(entries) == len(load_registry())
+    at.button(key="precise_overlays").click().run()
+    assert not at.exception and not at.error
+    new_captions = [c for image in at.image[overlays_before:] for c in image.captions]
+    warnings = [w.value for w in at.warning]
+    for entry in entries:
+        trust = entry.as_precise().trust
+        shown = [c for c in new_captions + warnings if c.startswith(f"{entry.display_name}: ") and trust.caption() in c]
+        assert len(shown) == 1, (entry.arch, new_captions, warnings)
+    at.slider[0].set_value(0.6).run()  # another opacity: the precise overlays stay, not computed again
+    assert not at.exception and "precise_overlays" not in [b.key for b in at.button]
+    assert len(at.image) >= overlays_before + sum(e.as_precise().trust.is_evidence for e in entries)
 
 
 @needs_data

@@ -133,27 +133,35 @@ def test_the_region_page_warns_when_its_tiles_are_unlike_lc25000s(shifted_weight
     assert any(w.startswith("100% of the tissue tiles are H&E but unlike LC25000's") for w in _warnings(at))
 
 
-@pytest.mark.parametrize("passes", [True, False])
-def test_each_overlay_says_what_it_is_worth_and_one_that_failed_is_not_shown_as_evidence(passes, tiny_weights, tmp_path,
+@pytest.mark.parametrize("kind", ["evidence", "not about this tile", "unfaithful"])
+def test_each_overlay_says_what_it_is_worth_and_one_that_failed_is_not_shown_as_evidence(kind, tiny_weights, tmp_path,
                                                                                          monkeypatch):
     from lungfake.serving.registry import OverlayTrust, update_explanation
 
     store = store_with_ood_limits(tiny_weights, tmp_path / "w", INF, INF, INF)
+    passes = kind != "unfaithful"
     ratio = 3.2 if passes else 0.8
+    other = 2.7 if kind == "evidence" else 1.1
     trust = OverlayTrust("gradcam", 100, 32, ratio, 0.05 if passes else -0.01, [0.02, 0.08] if passes else [-0.04, 0.02],
-                         0.2, passes)
+                         0.2, passes, other, [2.0, 4.0] if kind == "evidence" else [0.9, 1.3], 0.3 if kind == "evidence" else 0.8,
+                         kind == "evidence", 20.0)
     update_explanation("tiny", "gradcam", trust.to_json(), store)
     at = _page(store, monkeypatch)
     at.file_uploader[0].upload("t.png", _png(he_like(3, 64)), "image/png").run()
     assert not at.exception and not at.error
     captions = [c for image in at.image for c in image.captions]
-    cautions = [w for w in _warnings(at) if "Not evidence" in w]
+    cautions = [w for w in _warnings(at) if "Not evidence" in w or "Caution" in w]
     worth = f"{ratio:.1f} times as much as blurring a random fifth"
-    if passes:
-        assert sum(worth in c and "32x32 cells" in c and "100 validation tiles" in c for c in captions) == 1
+    if kind == "evidence":
+        assert sum(worth in c and "32x32 cells" in c and "100 validation tiles" in c and
+                   "2.7 times as much as blurring the fifth highlighted on another tile" in c for c in captions) == 1
         assert not cautions and not at.expander
     else:
-        assert len(cautions) == 1 and f"only {worth}" in cautions[0] and "does not show what the model used" in cautions[0]
-        assert not any(worth in c for c in captions)
+        if kind == "unfaithful":
+            assert len(cautions) == 1 and f"only {worth}" in cautions[0] and "does not show what the model used" in cautions[0]
+        else:
+            assert len(cautions) == 1 and "Caution, not evidence about this tile" in cautions[0]
+            assert "1.1 times as much as blurring the fifth highlighted on another tile" in cautions[0]
+        assert not any("times as much" in c for c in captions)
         assert [e.label for e in at.expander] == ["Show the overlay anyway"]
         assert at.expander[0].image[0].captions == ["Not evidence of what the model used"]

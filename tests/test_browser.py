@@ -114,11 +114,12 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app
             page.goto(app_url)
             expect(page.get_by_text("Research use only")).to_be_visible(timeout=60_000)
             page.locator("input[type=file]").set_input_files(str(tile))
-            # every overlay's caption (or, for a map that failed the faithfulness test, its caution) says what it is worth
-            worth = page.get_by_text("times as much as blurring a random fifth")
+            # every overlay's caption (or, for a map that failed the faithfulness or tile-specific test, its caution) says
+            # what it is worth
+            worth = page.get_by_text("times as much as blurring")
             expect(worth.first).to_be_visible(timeout=300_000)
             served = len(load_registry())
-            trusted = sum(bool(e.trust and e.trust.passes) for e in load_registry().values())
+            trusted = sum(bool(e.trust and e.trust.is_evidence) for e in load_registry().values())
             # Streamlit sends the page's elements as the script writes them: wait until every column is there.
             expect(worth).to_have_count(served, timeout=60_000)
             assert worth.count() == served
@@ -136,6 +137,10 @@ def test_upload_in_a_real_browser_shows_both_predictions_and_overlays(served_app
                 "Benign lung tissue", "Lung adenocarcinoma", "Lung squamous cell carcinoma", "Carcinoma, subtype uncertain"}
             first_prediction = page.get_by_text("Prediction", exact=True).first
             assert verdict.bounding_box()["y"] < first_prediction.bounding_box()["y"]
+            assert page.get_by_text("Traceback").count() == 0
+            # the precise overlays, on request: one more caption per model, each saying what it is worth
+            page.get_by_role("button", name="Compute the precise overlays").click()
+            expect(worth).to_have_count(2 * served, timeout=120_000)
             assert page.get_by_text("Traceback").count() == 0
             if os.environ.get("LUNGFAKE_SCREENSHOT"):
                 page.screenshot(path=os.environ["LUNGFAKE_SCREENSHOT"], full_page=True)

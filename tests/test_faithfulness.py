@@ -306,7 +306,7 @@ def test_a_served_file_and_its_registry_entry_agree_on_the_score_cam_activations
         load_registry(store)
 
 
-def test_the_method_chosen_is_the_most_faithful_that_passes_within_the_pass_budget(monkeypatch):
+def test_the_method_chosen_is_the_most_faithful_that_passes_within_the_pass_budget():
     from lungfake.evaluation import explanation_check as check
 
     base = F.summarise("toy", curves_of(looks_at_top_left, quadrant_map(HALF[0], HALF[0])), [(0.2, False)] * 6,
@@ -316,8 +316,7 @@ def test_the_method_chosen_is_the_most_faithful_that_passes_within_the_pass_budg
                STITCHED: replace(base, method=STITCHED, deletion_margin=0.10),
                SCORECAM: replace(base, method=SCORECAM, deletion_margin=0.20)}
     assert check.choose_method(figures) == SCORECAM  # the failing map's larger margin does not count
-    monkeypatch.setattr(check, "MAX_EXTRA_PASSES", 4)
-    assert check.choose_method(figures) == STITCHED  # Score-CAM's 9 passes are over this budget
+    assert check.choose_method(figures, budget=4) == STITCHED  # Score-CAM's 9 passes are over this budget
     assert check.choose_method({GRADCAM: figures[GRADCAM]}) == GRADCAM  # none passes: the best within the budget
 
 
@@ -336,3 +335,23 @@ def test_a_coarse_or_border_bound_map_is_chosen_only_when_no_passing_map_meets_t
     assert not on_border.meets_targets and on_border.passes
     assert check.choose_method({GRADCAM: coarse, STITCHED: on_border}) == GRADCAM  # neither meets them: the margin decides
     assert check.choose_method({GRADCAM: replace(coarse, cells=8), STITCHED: stitched}) == GRADCAM
+
+
+def test_a_map_that_is_not_specific_to_its_tile_is_chosen_only_when_none_is():
+    """ResNet50's shift-and-stitch Grad-CAM passed against random fifths but was the same central blob on every tile:
+    among maps that pass, one that is specific to its tile comes first, whatever the margins."""
+    from lungfake.evaluation import explanation_check as check
+
+    base = F.summarise("toy", curves_of(looks_at_top_left, quadrant_map(HALF[0], HALF[0])), [(0.2, False)] * 6,
+                       np.arange(6), 8, 1.0)
+    specific = F.TileSpecificity(6, 3.0, [2.0, 5.0], 4.0, [2.5, 6.0], 0.2, 0.2)
+    generic = replace(specific, own_vs_other_ratio=1.1, own_vs_other_ratio_ci95=[0.9, 1.3], mean_map_correlation=0.8)
+    assert not generic.passes and specific.passes
+    figures = {STITCHED: replace(base, method=STITCHED, deletion_margin=0.2, specificity=generic),
+               SCORECAM: replace(base, method=SCORECAM, deletion_margin=0.1, specificity=specific)}
+    assert check.choose_method(figures) == SCORECAM
+    assert figures[SCORECAM].is_evidence and not figures[STITCHED].is_evidence and figures[STITCHED].passes
+    assert check.choose_method({STITCHED: figures[STITCHED]}) == STITCHED  # shown behind a caution
+    unmeasured = replace(base, specificity=None)
+    assert unmeasured.tile_specific is None and not unmeasured.is_evidence and unmeasured.meets_targets
+    assert F.Faithfulness.from_json(figures[SCORECAM].to_json()) == figures[SCORECAM]

@@ -22,8 +22,10 @@ def _score(name: str, verdict: OodVerdict, first, second) -> ImageScore:
     rgb = np.zeros((8, 8, 3), np.uint8)
     rgb[:, 4:] = (200, 120, 180)
     heatmap = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
-    # a's overlay passed the faithfulness test on validation tiles, b's failed: b's is left out with the reason
-    trust = {"a": OverlayTrust("gradcam-stitched", 100, 8, 3.8, 0.09, [0.05, 0.13], 0.12, True),
+    # a's overlay passed the faithfulness and tile-specific tests on validation tiles, b's failed: b's is left out with
+    # the reason
+    trust = {"a": OverlayTrust("gradcam-stitched", 100, 8, 3.8, 0.09, [0.05, 0.13], 0.12, True, 2.6, [1.9, 4.1], 0.23,
+                               True, 90.0),
              "b": OverlayTrust("gradcam", 100, 7, 0.9, -0.01, [-0.06, 0.04], 0.7, False)}
     models = {arch: ModelScore(arch, arch.upper(), dict(zip(CLASSES, p)), arch[0] * 64, 0.8, heatmap, trust[arch])
               for arch, p in (("a", first), ("b", second))}

@@ -431,9 +431,17 @@ def test_explanations_measures_records_and_captions_the_overlay(trained, capsys)
     entry = load_registry(weights)["tiny"]
     assert entry.explanation_method == result["method"] and entry.trust.tiles == sum(r.side == "val" for r in trained["rows"])
     tile = read_image_file(next(trained["data"].glob("nested/lung_aca/*.jpeg")))
-    scored = Scorer.load("all", weights).score([tile], explain=True)[0].models["tiny"]
+    scorer = Scorer.load("all", weights)
+    scored = scorer.score([tile], explain=True)[0].models["tiny"]
     assert scored.overlay_trust == entry.trust and entry.trust.caption() in scored.overlay_caption
-    assert scored.overlay_is_evidence == entry.trust.passes
+    assert scored.overlay_is_evidence == entry.trust.is_evidence and entry.trust.tile_specific is not None
+    # the precise overlay, offered on request: a perturbation method, chosen and measured like the default one
+    precise = result["precise"]
+    assert set(precise["candidates"]) == {"occlusion", "rise"} and entry.precise_method == precise["method"]
+    assert "for its precise overlay" in printed
+    exact = scorer.score([tile], explain=True, precise=True)[0].models["tiny"]
+    assert exact.overlay_trust == entry.as_precise().trust and exact.overlay_trust.method == precise["method"]
+    assert exact.probabilities == scored.probabilities and not np.allclose(exact.heatmap, scored.heatmap)
 
     # evaluate again: the same weights keep their overlay figures; figures of other weights are dropped
     metrics_file = weights / "metrics" / "tiny_grouped.json"

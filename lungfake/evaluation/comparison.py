@@ -188,11 +188,19 @@ def external_sentences(metrics: dict[tuple[str, str], EvaluationMetrics]) -> lis
     return sentences
 
 
+PRECISE_SUFFIX = ", on request"  # the name of a model's precise overlay in tables: "ResNet50, on request"
+
+
 def overlay_figures(metrics: dict[tuple[str, str], EvaluationMetrics]) -> dict[str, object]:
     """Display name -> each served model's overlay figures on grouped test tiles (faithfulness.Faithfulness), in
-    display order, for the models where `python -m lungfake explanations` measured them."""
+    display order, for the models where `python -m lungfake explanations` measured them; then, named with
+    PRECISE_SUFFIX, those of the precise overlays offered on request."""
     grouped = {arch: m for (arch, p), m in metrics.items() if p == "grouped" and m.explanation_figures("test") is not None}
-    return {grouped[arch].display_name: grouped[arch].explanation_figures("test") for arch in in_display_order(grouped)}
+    order = in_display_order(grouped)
+    figures = {grouped[arch].display_name: grouped[arch].explanation_figures("test") for arch in order}
+    figures.update({grouped[arch].display_name + PRECISE_SUFFIX: grouped[arch].precise_explanation_figures("test")
+                    for arch in order if grouped[arch].precise_explanation_figures("test") is not None})
+    return figures
 
 
 def overlay_table(figures: dict[str, object]) -> pd.DataFrame:
@@ -206,13 +214,16 @@ def overlay_table(figures: dict[str, object]) -> pd.DataFrame:
         rows.append({
             "Model": name, "Overlay": METHOD_LABELS.get(f.method, f.method), "Cells": f"{f.cells}x{f.cells}",
             "Top fifth vs random fifth": f.ratio_text,
+            "Top fifth vs another tile's": f.other_tile_text,
+            "Top fifth vs smooth random": f.smooth_random_text,
+            "Likeness to the mean map": f.mean_map_text,
             "Deletion margin": f.deletion_margin_text,
             "Insertion margin": f"{f.insertion_margin:+.3f}",
             "Peak in outer eighth": f"{f.border_peak_share:.0%}",
             "Randomised top: rank correlation": "not measured" if spearman is None else
             f"{spearman:.2f} ({'passes' if spearman <= RANDOMISATION_LIMIT else 'fails'})",
             "ms per map": round(f.milliseconds_per_map),
-            "Shown as evidence": "yes" if f.passes else "no: behind a caution",
+            "Shown as evidence": "yes" if f.is_evidence else "no: behind a caution",
         })
     return pd.DataFrame(rows)
 
@@ -227,12 +238,15 @@ def overlay_sentences(figures: dict[str, object]) -> list[str]:
         "over families); each model's method was chosen on validation tiles. Pixels are replaced by a blurred copy of "
         "the tile, the most highlighted first (deletion), and compared with random maps of the same resolution.",
         "An overlay is shown as evidence only if blurring its highlighted fifth lowers the model's confidence at least "
-        "twice as much as blurring a random fifth, and its deletion margin's interval lies above zero; otherwise the "
-        "app shows a caution and the map only on request.",
+        "twice as much as blurring a random fifth (its deletion margin's interval above zero), and it is specific to "
+        "the tile: at least twice as much as blurring the fifth another tile's map highlights and twice as much as a "
+        "random map as smooth as it (both intervals above 1), its maps correlate at most 0.5 with the model's mean map "
+        "and peak in the outer eighth on at most half the tiles. Otherwise the app shows a caution and the map only on "
+        "request: a map that is much the same blob on every tile says where the model tends to look, not what it found.",
         "The randomisation check re-initialises each model's last block and head: an overlay that hardly changes "
         "(rank correlation above 0.5) shows the image, not the model. The outer eighth is 44% of the tile.",
     ]
-    failing = [name for name, f in figures.items() if not f.passes]
+    failing = [name for name, f in figures.items() if not f.is_evidence]
     if failing:
         sentences.append(f"Not evidence on these tiles: {', '.join(failing)}.")
     return sentences

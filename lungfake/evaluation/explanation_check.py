@@ -16,7 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lungfake.explain.cam import SCORECAM_CHANNELS, STITCH_PHASES, cells_per_side, heatmap, heatmaps, methods_for, run_explained
+from lungfake.explain.cam import (
+    OCCLUSION_CELLS,
+    OCCLUSION_SPAN,
+    RISE_MASKS,
+    SCORECAM_CHANNELS,
+    STITCH_PHASES,
+    cells_per_side,
+    heatmap,
+    heatmaps,
+    methods_for,
+    run_explained,
+)
 from lungfake.explain.faithfulness import (
     Faithfulness,
     TileSpecificity,
@@ -29,18 +40,22 @@ from lungfake.explain.faithfulness import (
 from lungfake.serving.calibration import apply_temperature
 from lungfake.serving.inference import LoadedModel
 from lungfake.serving.model_file import PROBABILITIES
-from lungfake.serving.registry import GRADCAM, METHOD_LABELS, SCORECAM, STITCHED, ModelEntry
+from lungfake.serving.registry import GRADCAM, METHOD_LABELS, OCCLUSION, RISE, SCORECAM, STITCHED, ModelEntry
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = (GRADCAM, STITCHED, SCORECAM)
+CANDIDATES = (GRADCAM, STITCHED, SCORECAM)  # the default overlay's
+PRECISE_CANDIDATES = (OCCLUSION, RISE)  # the overlay offered on request
 # The latency budget, in passes of the network per map rather than in milliseconds, so that the choice does not
 # depend on what else the machine was doing. Score-CAM's 9 passes are MobileNetV2's, the only served file with a
 # Score-CAM layer: about 14 ms each on two cores, and with the other two models' 4 extra passes a warm upload with
 # three overlays stays under 0.5 s (benchmarks/app_latency.py; with 16 channels, 17 passes, it did not). Exporting
 # another model with a Score-CAM layer should come with a budget in that model's own passes.
-EXTRA_PASSES = {GRADCAM: 0, STITCHED: STITCH_PHASES**2, SCORECAM: SCORECAM_CHANNELS + 1}
+EXTRA_PASSES = {GRADCAM: 0, STITCHED: STITCH_PHASES**2, SCORECAM: SCORECAM_CHANNELS + 1,
+                OCCLUSION: (OCCLUSION_CELLS - OCCLUSION_SPAN + 1) ** 2, RISE: RISE_MASKS}
 MAX_EXTRA_PASSES = SCORECAM_CHANNELS + 1
+# the precise overlay's budget: 64 passes of each model, about 3 s for the three on two cores (issue 53 allows 5 s)
+MAX_PRECISE_PASSES = 64
 VAL_EVERY, TEST_EVERY = 27, 12  # every 27th validation tile (100), every 12th grouped test tile (119)
 RANDOMISATION_TILES = 40
 
@@ -70,8 +85,8 @@ def maps_of(model: LoadedModel, pixels: np.ndarray) -> tuple[np.ndarray, list[np
 
 def measure(model: LoadedModel, pixels: np.ndarray, families: np.ndarray,
             randomised: LoadedModel | None = None) -> Faithfulness:
-    """Deletion, insertion and border figures of the model's registered method on these model inputs (and the
-    randomisation check against the same model with its top block re-initialised, on the first tiles)."""
+    """Deletion, insertion, border and tile-specific figures of the model's registered method on these model inputs
+    (and the randomisation check against the same model with its top block re-initialised, on the first tiles)."""
     predict = _predict(model)
     probabilities, maps, milliseconds = maps_of(model, pixels)
     predicted = probabilities.argmax(axis=1)
@@ -84,7 +99,7 @@ def measure(model: LoadedModel, pixels: np.ndarray, families: np.ndarray,
         random_maps = heatmaps(randomised, pixels[:count].astype(np.float32), predicted[:count])
         correlations = [rank_correlation(a, b) for a, b in zip(maps[:count], random_maps)]
     return summarise(model.entry.explanation_method, curves, [border_figures(m) for m in maps], families, cells,
-                     milliseconds, correlations)
+                     milliseconds, correlations, tile_specificity(predict, pixels, maps, predicted, families))
 
 
 def measure_specificity(model: LoadedModel, pixels: np.ndarray, families: np.ndarray) -> TileSpecificity:
@@ -93,11 +108,11 @@ def measure_specificity(model: LoadedModel, pixels: np.ndarray, families: np.nda
     return tile_specificity(_predict(model), pixels, maps, probabilities.argmax(axis=1), families)
 
 
-def choose_method(figures: dict[str, Faithfulness]) -> str:
+def choose_method(figures: dict[str, Faithfulness], budget: int = MAX_EXTRA_PASSES) -> str:
     """The most faithful method (deletion margin on validation tiles) among those that pass within the latency
-    budget, those that also meet the border and resolution targets first; with none passing, the most faithful within
-    the budget (its overlay is then shown behind a caution)."""
-    fast = {m: f for m, f in figures.items() if EXTRA_PASSES[m] <= MAX_EXTRA_PASSES} or figures
+    budget (passes of the network), those that also meet the border, resolution and tile-specific targets first; with
+    none passing, the most faithful within the budget (its overlay is then shown behind a caution)."""
+    fast = {m: f for m, f in figures.items() if EXTRA_PASSES[m] <= budget} or figures
     passing = {m: f for m, f in fast.items() if f.passes} or fast
     preferred = {m: f for m, f in passing.items() if f.meets_targets} or passing
     return max(preferred, key=lambda m: preferred[m].deletion_margin)
@@ -127,28 +142,39 @@ def describe(figures: Faithfulness) -> str:
             f"{figures.deletion_margin_ci95}, insertion {figures.insertion_margin:+.3f}; top fifth "
             f"{figures.top_fifth_drop:.3f} vs random {figures.random_fifth_drop:.3f} (x{figures.top_fifth_ratio:.2f} "
             f"{figures.top_fifth_ratio_ci95}); peak in outer eighth {figures.border_peak_share:.0%}, mass "
-            f"{figures.border_mass:.0%}; randomisation Spearman {spearman}; {'passes' if figures.passes else 'FAILS'}")
+            f"{figures.border_mass:.0%}; randomisation Spearman {spearman}; {'passes' if figures.passes else 'FAILS'}; "
+            f"vs another tile's fifth {figures.other_tile_text}, vs smooth random {figures.smooth_random_text}, "
+            f"likeness to the mean map {figures.mean_map_text}: "
+            f"{ {True: 'tile-specific', False: 'NOT tile-specific', None: 'specificity not measured'}[figures.tile_specific]}")
 
 
-def check_model(entry: ModelEntry, val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                keras_path: Path | None, folder: Path | None = None, methods=CANDIDATES) -> dict:
-    """{method, candidates (validation figures per method), validation, test} for one model; val and test are
-    (model inputs, families)."""
-    loaded = LoadedModel.load(entry, folder)
-    candidates = {}
+def _chosen_and_tested(loaded: LoadedModel, methods, budget: int, val, test, keras_path: Path | None) -> dict:
+    """{method, candidates, validation, test}: these methods measured on validation tiles, the one chosen within the
+    budget, and it measured on test tiles (with the randomisation check where the Keras model is at hand)."""
+    entry, candidates = loaded.entry, {}
     for method in [m for m in methods if m in methods_for(loaded)]:
         candidates[method] = measure(loaded.with_entry(with_method(entry, method)), *val)
         log.info("%s on validation tiles, %s", entry.arch, describe(candidates[method]))
-    chosen = choose_method(candidates)
-    chosen_model = loaded.with_entry(with_method(entry, chosen))
+    chosen = choose_method(candidates, budget)
     with tempfile.TemporaryDirectory() as scratch:
         randomised = None
         if keras_path is not None:
             randomised = randomised_model(with_method(entry, chosen), keras_path, Path(scratch))
-        tested = measure(chosen_model, *test, randomised=randomised)
+        tested = measure(loaded.with_entry(with_method(entry, chosen)), *test, randomised=randomised)
     log.info("%s on test tiles, %s", entry.arch, describe(tested))
     return {"method": chosen, "candidates": {m: f.to_json() for m, f in candidates.items()},
             "validation": candidates[chosen].to_json(), "test": tested.to_json()}
+
+
+def check_model(entry: ModelEntry, val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                keras_path: Path | None, folder: Path | None = None, methods=CANDIDATES,
+                precise_methods=PRECISE_CANDIDATES) -> dict:
+    """{method, candidates (validation figures per method), validation, test, precise} for one model, precise being
+    the same for the overlay offered on request ({} with no precise methods); val and test are (model inputs, families)."""
+    loaded = LoadedModel.load(entry, folder)
+    result = _chosen_and_tested(loaded, methods, MAX_EXTRA_PASSES, val, test, keras_path)
+    precise = _chosen_and_tested(loaded, precise_methods, MAX_PRECISE_PASSES, val, test, keras_path) if precise_methods else {}
+    return {**result, "precise": precise}
 
 
 def _keras_model_of(arch: str, folder: Path | None) -> Path | None:
@@ -164,7 +190,7 @@ def _keras_model_of(arch: str, folder: Path | None) -> Path | None:
 
 
 def check_models(root: Path, which: str = "all", folder: Path | None = None, methods=CANDIDATES,
-                 every: tuple[int, int] = (VAL_EVERY, TEST_EVERY)) -> dict[str, dict]:
+                 every: tuple[int, int] = (VAL_EVERY, TEST_EVERY), precise_methods=PRECISE_CANDIDATES) -> dict[str, dict]:
     """Measure, choose and record the overlay method of the chosen served models (module docstring)."""
     from lungfake.evaluation.evaluator import Evaluator
     from lungfake.evaluation.metrics import EvaluationMetrics
@@ -181,9 +207,11 @@ def check_models(root: Path, which: str = "all", folder: Path | None = None, met
         val_inputs, test_inputs = (evaluator.model_inputs(("every", side, step), tiles, size)
                                    for side, step, tiles in zip(("val", "test"), every, (val_tiles, test_tiles)))
         result = check_model(entry, (val_inputs, val_families), (test_inputs, test_families),
-                             _keras_model_of(entry.arch, store.root), store.root, methods)
+                             _keras_model_of(entry.arch, store.root), store.root, methods, precise_methods)
         trust = OverlayTrust.of(Faithfulness.from_json(result["validation"]))
-        update_explanation(entry.arch, result["method"], trust.to_json(), store.root)
+        precise = result["precise"]
+        precise_trust = (precise["method"], OverlayTrust.of(Faithfulness.from_json(precise["validation"])).to_json()) if precise else None
+        update_explanation(entry.arch, result["method"], trust.to_json(), store.root, precise_trust)
         path = store.metrics_json(entry.arch, "grouped")
         if path.is_file():
             metrics = EvaluationMetrics.read(path)

@@ -80,6 +80,13 @@ class EvaluationMetrics:
 
         return Faithfulness.from_json(self.explanation[side]) if self.explanation and side in self.explanation else None
 
+    def precise_explanation_figures(self, side: str = "test"):
+        """The same for the precise overlay offered on request, or None where there is none."""
+        from lungfake.explain.faithfulness import Faithfulness
+
+        precise = (self.explanation or {}).get("precise") or {}
+        return Faithfulness.from_json(precise[side]) if side in precise else None
+
     @property
     def is_baseline(self) -> bool:
         return self.kind == "baseline"

@@ -1,7 +1,9 @@
-"""Overlay heatmaps (Grad-CAM, Score-CAM) and their overlay on the tile.
+"""Overlay heatmaps (Grad-CAM, Score-CAM, occlusion, RISE) and their overlay on the tile.
 
-Three ways of making them, named in each model's registry entry (``explanation_method``) and chosen per model on
-validation tiles by how faithful they are (faithfulness.py, benchmarks/explanations.py):
+Five ways of making them, named in each model's registry entry and chosen per model on validation tiles by how
+faithful and how specific to the tile they are (faithfulness.py, evaluation/explanation_check.py): the default overlay
+(``explanation_method``) from the first three, which cost at most 9 extra passes of the network; the precise overlay
+offered on request (``precise_method``) from the last two, which measure the evidence directly:
 
 - ``gradcam``: Grad-CAM at the last layer from the scoring pass itself, one value per cell of the feature map
   (4 to 7 cells a side: the network's stride is 32).
@@ -17,6 +19,13 @@ validation tiles by how faithful they are (faithfulness.py, benchmarks/explanati
   its outer ring of cells: the network's zero padding makes the ring differ whatever the tissue, and ranking by the
   whole map chose channels that light the rim. It needs the layer's activations from the file
   (model_file.ACTIVATIONS) and a second call of it, with SCORECAM_CHANNELS + 1 views per tile.
+- ``occlusion`` (Zeiler and Fergus 2014): each patch of a grid blurred in turn, the map each cell's mean fall of the
+  class's calibrated probability; 49 views a tile.
+- ``rise`` (Petsiuk et al. 2018): RISE_MASKS random smooth masks, each blurring about half the tile; the map is, per
+  pixel, the covariance of the class's fall with the mask, i.e. how much more the probability fell in the views that
+  blurred that pixel. Blurring many parts at once measures evidence that lies in several places, which a network
+  reading tissue texture has: on validation tiles it was the only method whose maps were specific to their tile for
+  every served model (docs/decisions.md, "Tile-specific overlays").
 
 Every served model ends feature map A -> global average pooling -> dense (weights W) -> softmax (model_file.py). Grad-CAM
 (Selvaraju et al. 2017) weighs each channel k of A by the mean over the map of d(score of class c)/dA_k, the class
@@ -27,6 +36,8 @@ heatmap is then brought to the input size and scaled to a peak of 1 exactly as t
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 from scipy.ndimage import zoom
@@ -36,12 +47,18 @@ from lungfake.serving.calibration import apply_temperature
 from lungfake.serving.images import to_model_input
 from lungfake.serving.inference import LoadedModel
 from lungfake.serving.model_file import ACTIVATIONS, CLASS_MAPS, PROBABILITIES
-from lungfake.serving.registry import GRADCAM, SCORECAM, STITCHED
+from lungfake.serving.registry import GRADCAM, OCCLUSION, RISE, SCORECAM, STITCHED
 
 STITCH_PHASES = 2  # shifted views per side: 4 extra passes of the network for a map with twice the cells per side
 # masks per tile, chosen on validation tiles with the latency budget (docs/decisions.md, "Overlay methods"): 8 channels
 # ranked without the rim beat 16 ranked with it, and 9 passes of MobileNetV2 keep a warm upload under 0.5 s
 SCORECAM_CHANNELS = 8
+# occlusion: the tile cut into OCCLUSION_CELLS cells a side; each patch of OCCLUSION_SPAN x OCCLUSION_SPAN cells, stepped
+# one cell at a time, is blurred in a view of its own: 7 x 7 = 49 views a tile (docs/decisions.md, "Tile-specific overlays")
+OCCLUSION_CELLS, OCCLUSION_SPAN = 8, 2
+# RISE: RISE_MASKS random masks, each blurring RISE_SHARE of the tile in smooth blobs of about a RISE_CELLS-th of its
+# side (chosen on validation tiles, docs/decisions.md "Tile-specific overlays"); the same masks for every tile
+RISE_MASKS, RISE_CELLS, RISE_SHARE = 64, 16, 0.5
 
 
 def gradcam(class_map: np.ndarray, input_size: int) -> np.ndarray:
@@ -124,10 +141,88 @@ def scorecam_class_maps(loaded: LoadedModel, pixels: np.ndarray, activations: np
     return np.einsum("nhwk,nkc->nhwc", np.stack(chosen), gain).astype(np.float32)
 
 
+def occlusion_views(image: np.ndarray, cells: int = OCCLUSION_CELLS, span: int = OCCLUSION_SPAN) -> np.ndarray:
+    """The views occlusion runs the network on for one model input: the tile with one patch of span x span cells
+    replaced by the blurred tile (the deletion test's baseline), patch by patch, row-major."""
+    image, size = np.asarray(image, np.float32), image.shape[0]
+    base, edges = blurred(image), np.linspace(0, size, cells + 1).round().astype(int)
+    starts = range(cells - span + 1)
+    views = np.repeat(image[None], len(starts) ** 2, axis=0)
+    for index, (row, column) in enumerate((r, c) for r in starts for c in starts):
+        top, bottom, left, right = edges[row], edges[row + span], edges[column], edges[column + span]
+        views[index, top:bottom, left:right] = base[top:bottom, left:right]
+    return views
+
+
+def occlusion_cells(drops: np.ndarray, cells: int = OCCLUSION_CELLS, span: int = OCCLUSION_SPAN) -> np.ndarray:
+    """(cells, cells, classes): each cell's mean fall of every class over the patches that cover it, from the falls of
+    occlusion_views' patches (patches x classes)."""
+    positions = cells - span + 1
+    drops = drops.reshape(positions, positions, -1)
+    total, count = np.zeros((cells, cells, drops.shape[-1])), np.zeros((cells, cells, 1))
+    for row in range(span):
+        for column in range(span):
+            total[row : row + positions, column : column + positions] += drops
+            count[row : row + positions, column : column + positions] += 1
+    return (total / count).astype(np.float32)
+
+
+def occlusion_class_maps(loaded: LoadedModel, pixels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """(n, cells, cells, classes): how far each class's calibrated probability falls when each part of the tile is
+    blurred (the evidence measured directly from the file), one call of it per input; probabilities are the inputs' own
+    (uncalibrated)."""
+    temperature, maps = loaded.entry.temperature, []
+    for image, own in zip(pixels, apply_temperature(probabilities, loaded.entry.temperature)):
+        occluded = apply_temperature(loaded.run(occlusion_views(image))[PROBABILITIES], temperature)
+        maps.append(occlusion_cells(own[None] - occluded))
+    return np.stack(maps)
+
+
+@functools.lru_cache(maxsize=4)
+def rise_masks(size: int, count: int = RISE_MASKS, cells: int = RISE_CELLS, share: float = RISE_SHARE,
+               seed: int = 0) -> np.ndarray:
+    """(count, size, size): where each RISE view is blurred (1) and left (0), smooth in between: a random grid of
+    cells x cells (plus one) on or off, brought to the tile bilinearly and shifted by a random part of a cell (Petsiuk
+    et al. 2018). Fixed by the seed, so a tile always gets the same overlay."""
+    rng, cell = np.random.default_rng(seed), int(np.ceil(size / cells))
+    grids = (rng.random((count, cells + 1, cells + 1)) < share).astype(np.float32)
+    masks = np.empty((count, size, size), np.float32)
+    for index, grid in enumerate(grids):
+        smooth = cv2.resize(grid, ((cells + 1) * cell,) * 2, interpolation=cv2.INTER_LINEAR)
+        top, left = rng.integers(0, cell, 2)
+        masks[index] = smooth[top : top + size, left : left + size]
+    masks.setflags(write=False)
+    return masks
+
+
+def rise_class_maps(loaded: LoadedModel, pixels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """(n, size, size, classes): for every pixel, how much more each class's calibrated probability fell in the RISE
+    views that blurred it than in those that left it (the covariance of the fall with the mask), one call of the file
+    per input; probabilities are the inputs' own (uncalibrated)."""
+    size, temperature = pixels.shape[1], loaded.entry.temperature
+    masks = rise_masks(size)
+    centred = (masks - masks.mean(axis=0)).reshape(len(masks), -1)
+    blend = masks[..., None]
+    maps = []
+    for image, own in zip(pixels, apply_temperature(probabilities, temperature)):
+        views = image + blend * (blurred(image) - image)
+        falls = own[None] - apply_temperature(loaded.run(views)[PROBABILITIES], temperature)
+        maps.append(((falls - falls.mean(axis=0)).T @ centred / len(masks)).T.reshape(size, size, -1))
+    return np.stack(maps).astype(np.float32)
+
+
+PERTURBATION_MAPS = {OCCLUSION: occlusion_class_maps, RISE: rise_class_maps}
+
+
 def run_explained(loaded: LoadedModel, pixels: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(the file's outputs for these model inputs, their class maps by the registered method). Stitched: from one
     call of the file, the shifted views riding along with the inputs, so the interpreter keeps one batch shape
-    (changing it costs more than the views themselves). Score-CAM: a second call, whose masks come from the first."""
+    (changing it costs more than the views themselves). Score-CAM: a second call, whose masks come from the first.
+    Occlusion and RISE: a call of their own per input, with its perturbed views."""
+    if loaded.entry.explanation_method in PERTURBATION_MAPS:
+        outputs = loaded.run(pixels)
+        maps = PERTURBATION_MAPS[loaded.entry.explanation_method](loaded, np.asarray(pixels, np.float32), outputs[PROBABILITIES])
+        return outputs, maps
     n, cells = len(pixels), loaded.feature_cells
     if loaded.entry.explanation_method == SCORECAM:
         outputs = loaded.run(pixels)
@@ -161,13 +256,17 @@ def methods_for(loaded: LoadedModel) -> list[str]:
         methods.append(STITCHED)
     except ValueError:
         pass
-    return methods + ([SCORECAM] if loaded.activation_cells else [])
+    return methods + ([SCORECAM] if loaded.activation_cells else []) + [OCCLUSION, RISE]
 
 
 def cells_per_side(method: str, feature_cells: int, activation_cells: int | None = None) -> int:
     """The effective resolution of a method's maps: cells per side before they are brought to the tile."""
     if method == SCORECAM:
         return int(activation_cells)
+    if method == OCCLUSION:
+        return OCCLUSION_CELLS
+    if method == RISE:
+        return RISE_CELLS
     return feature_cells * (STITCH_PHASES if method == STITCHED else 1)
 
 

@@ -151,6 +151,27 @@ def family_interval(values: np.ndarray, families: np.ndarray, statistic=np.mean,
 
 
 @dataclass(frozen=True)
+class TileSpecificity:
+    """How much a model's maps say about their own tile: the highlighted fifth against another tile's map and against
+    smooth random maps (ratios of mean drops, 95% intervals over families), likeness to the mean map, border peaks."""
+    tiles: int
+    own_vs_other_ratio: float
+    own_vs_other_ratio_ci95: list[float]
+    own_vs_smooth_ratio: float
+    own_vs_smooth_ratio_ci95: list[float]
+    mean_map_correlation: float
+    border_peak_share: float
+
+    @property
+    def passes(self) -> bool:
+        """The issue's targets: both ratios at least 2 with intervals above 1, mean-map correlation at most 0.5, peak
+        in the outer eighth on at most half the tiles."""
+        return (self.own_vs_other_ratio >= MIN_TOP_FIFTH_RATIO and self.own_vs_other_ratio_ci95[0] > 1
+                and self.own_vs_smooth_ratio >= MIN_TOP_FIFTH_RATIO and self.own_vs_smooth_ratio_ci95[0] > 1
+                and self.mean_map_correlation <= MAX_MEAN_MAP_CORRELATION and self.border_peak_share <= MAX_BORDER_PEAK_SHARE)
+
+
+@dataclass(frozen=True)
 class Faithfulness:
     """One model's explanation measured on a set of tiles (what metrics files record and pages caption)."""
     method: str
@@ -173,6 +194,7 @@ class Faithfulness:
     insertion_curve: list[float]
     random_insertion_curve: list[float]
     randomisation_spearman: float | None = None  # mean over tiles; None: not measured
+    specificity: TileSpecificity | None = None  # how much the maps say about their own tile; None: not measured
 
     @property
     def passes(self) -> bool:
@@ -181,15 +203,45 @@ class Faithfulness:
         return self.top_fifth_ratio >= MIN_TOP_FIFTH_RATIO and self.deletion_margin_ci95[0] > 0
 
     @property
+    def tile_specific(self) -> bool | None:
+        """Whether the maps passed the tile-specific test (TileSpecificity.passes); None: not measured."""
+        return None if self.specificity is None else self.specificity.passes
+
+    @property
+    def is_evidence(self) -> bool:
+        """Shown as evidence of what the model used on this tile: faithful, and specific to the tile."""
+        return self.passes and self.tile_specific is True
+
+    @property
     def meets_targets(self) -> bool:
-        """It passes, and also meets the border and resolution targets."""
-        return self.passes and self.border_peak_share <= MAX_BORDER_PEAK_SHARE and self.cells >= MIN_CELLS
+        """It passes, and also meets the border and resolution targets (and the tile-specific test, where measured)."""
+        return (self.passes and self.border_peak_share <= MAX_BORDER_PEAK_SHARE and self.cells >= MIN_CELLS
+                and self.tile_specific is not False)
 
     @property
     def ratio_text(self) -> str:
         """The highlighted fifth against a random fifth with its interval, as tables show it: x3.5 (2.3-11.7)."""
         low, high = self.top_fifth_ratio_ci95
         return f"x{self.top_fifth_ratio:.1f} ({low:.1f}-{high:.1f})"
+
+    @property
+    def other_tile_text(self) -> str:
+        """The highlighted fifth against the fifth another tile's map highlights, as tables show it."""
+        if self.specificity is None:
+            return "not measured"
+        low, high = self.specificity.own_vs_other_ratio_ci95
+        return f"x{self.specificity.own_vs_other_ratio:.1f} ({low:.1f}-{high:.1f})"
+
+    @property
+    def smooth_random_text(self) -> str:
+        if self.specificity is None:
+            return "not measured"
+        low, high = self.specificity.own_vs_smooth_ratio_ci95
+        return f"x{self.specificity.own_vs_smooth_ratio:.1f} ({low:.1f}-{high:.1f})"
+
+    @property
+    def mean_map_text(self) -> str:
+        return "not measured" if self.specificity is None else f"{self.specificity.mean_map_correlation:.2f}"
 
     @property
     def deletion_margin_text(self) -> str:
@@ -205,7 +257,8 @@ class Faithfulness:
 
     @classmethod
     def from_json(cls, payload: dict) -> Faithfulness:
-        return cls(**payload)
+        specificity = payload.get("specificity")
+        return cls(**{**payload, "specificity": TileSpecificity(**specificity) if specificity else None})
 
 
 def _ratio_of_means(pairs: np.ndarray) -> float:
@@ -213,7 +266,8 @@ def _ratio_of_means(pairs: np.ndarray) -> float:
 
 
 def summarise(method: str, curves: list[TileCurves], borders: list[tuple[float, bool]], families: np.ndarray,
-              cells: int, milliseconds: float, randomisation: list[float] | None = None) -> Faithfulness:
+              cells: int, milliseconds: float, randomisation: list[float] | None = None,
+              specificity: TileSpecificity | None = None) -> Faithfulness:
     """The figures of one model's maps over tiles, with intervals over families."""
     deletion = np.array([c.deletion_margin for c in curves])
     insertion = np.array([c.insertion_margin for c in curves])
@@ -236,6 +290,7 @@ def summarise(method: str, curves: list[TileCurves], borders: list[tuple[float, 
         deletion_curve=mean_curve("deletion"), random_deletion_curve=mean_curve("random_deletion"),
         insertion_curve=mean_curve("insertion"), random_insertion_curve=mean_curve("random_insertion"),
         randomisation_spearman=None if randomisation is None else round(float(np.mean(randomisation)), 4),
+        specificity=specificity,
     )
 
 
@@ -283,27 +338,6 @@ def mean_map_correlations(maps: list[np.ndarray]) -> np.ndarray:
         spread = row.std() * mean.std()
         out.append(float(np.mean((row - row.mean()) * (mean - mean.mean())) / spread) if spread > 0 else 1.0)
     return np.array(out)
-
-
-@dataclass(frozen=True)
-class TileSpecificity:
-    """How much a model's maps say about their own tile: the highlighted fifth against another tile's map and against
-    smooth random maps (ratios of mean drops, 95% intervals over families), likeness to the mean map, border peaks."""
-    tiles: int
-    own_vs_other_ratio: float
-    own_vs_other_ratio_ci95: list[float]
-    own_vs_smooth_ratio: float
-    own_vs_smooth_ratio_ci95: list[float]
-    mean_map_correlation: float
-    border_peak_share: float
-
-    @property
-    def passes(self) -> bool:
-        """The issue's targets: both ratios at least 2 with intervals above 1, mean-map correlation at most 0.5, peak
-        in the outer eighth on at most half the tiles."""
-        return (self.own_vs_other_ratio >= MIN_TOP_FIFTH_RATIO and self.own_vs_other_ratio_ci95[0] > 1
-                and self.own_vs_smooth_ratio >= MIN_TOP_FIFTH_RATIO and self.own_vs_smooth_ratio_ci95[0] > 1
-                and self.mean_map_correlation <= MAX_MEAN_MAP_CORRELATION and self.border_peak_share <= MAX_BORDER_PEAK_SHARE)
 
 
 def tile_specificity(predict: Predict, images: np.ndarray, maps: list[np.ndarray], class_indices, families: np.ndarray,

@@ -161,7 +161,7 @@ def deletion_curves_chart(figures: dict[str, object]) -> go.Figure:
     faithfulness.Faithfulness. A faithful map's curve falls first."""
     from lungfake.explain.faithfulness import FRACTIONS
 
-    palette = ["#1f4e99", "#e76f51", "#2a9d8f", "#8e44ad"]
+    palette = ["#1f4e99", "#e76f51", "#2a9d8f", "#8e44ad", "#e9c46a", "#6c757d", "#264653", "#f4a261"]
     fig = go.Figure()
     for (name, f), colour in zip(figures.items(), palette):
         x = [100 * v for v in FRACTIONS]

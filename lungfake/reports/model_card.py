@@ -137,19 +137,31 @@ def model_recipe_sentence(entry) -> str:
 
 
 def overlay_sentence(entry, metrics: EvaluationMetrics | None) -> str:
-    """A served model's overlay: its method and layer, and what it was measured to be worth on grouped test tiles."""
+    """A served model's overlays (the default one, and the precise one offered on request): method and layer, and what
+    each was measured to be worth on grouped test tiles."""
     from lungfake.serving.registry import METHOD_LABELS
 
     method = f"Overlay: {METHOD_LABELS.get(entry.explanation_method, entry.explanation_method)} on layer `{entry.explanation_layer}`"
     figures = metrics.explanation_figures("test") if metrics is not None else None
     if figures is None:
         return method + "; its faithfulness has not been measured (python -m lungfake explanations)."
+    sentence = f"{method}, {_overlay_figures_sentence(figures)}"
+    precise = metrics.precise_explanation_figures("test")
+    if entry.precise_method and precise is not None:
+        sentence += (f" On request, a more precise overlay: {METHOD_LABELS.get(precise.method, precise.method)}, "
+                     f"{_overlay_figures_sentence(precise)}")
+    return sentence
+
+
+def _overlay_figures_sentence(figures) -> str:
     low, high = figures.top_fifth_ratio_ci95
     spearman = ("not measured" if figures.randomisation_spearman is None else f"{figures.randomisation_spearman:.2f}")
-    return (f"{method}, {figures.cells}x{figures.cells} cells, {figures.milliseconds_per_map:.0f} ms a map. On "
+    return (f"{figures.cells}x{figures.cells} cells, {figures.milliseconds_per_map:.0f} ms a map. On "
             f"{figures.tiles} grouped test tiles, blurring its highlighted fifth lowered confidence "
             f"{figures.top_fifth_ratio:.1f} times (95% CI {low:.1f}-{high:.1f}) as much as a random fifth; deletion margin "
             f"{figures.deletion_margin_text}; "
             f"peak in the outer eighth on {figures.border_peak_share:.0%} of tiles; rank correlation with the map of the "
-            f"model with its top block re-initialised {spearman}. "
-            + ("Shown as evidence." if figures.passes else "Not shown as evidence: the app shows a caution instead."))
+            f"model with its top block re-initialised {spearman}; against the fifth another tile's map highlights "
+            f"{figures.other_tile_text}, against smooth random maps {figures.smooth_random_text}, likeness to the mean "
+            f"map {figures.mean_map_text}. "
+            + ("Shown as evidence." if figures.is_evidence else "Not shown as evidence: the app shows a caution instead."))

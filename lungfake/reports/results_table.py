@@ -108,19 +108,20 @@ def _overlay_table(metrics: dict, detailed: bool = False) -> str:
     if not figures:
         return ""
     sample = next(iter(figures.values()))
-    header = ["overlay", "cells", "highlighted fifth vs random fifth (95% CI)", "peak in outer eighth",
-              "randomised top: rank correlation", "shown as evidence"]
+    header = ["overlay", "cells", "highlighted fifth vs random fifth (95% CI)", "vs another tile's fifth (95% CI)",
+              "likeness to mean map", "peak in outer eighth", "randomised top: rank correlation", "shown as evidence"]
     if detailed:
-        header[3:3] = ["deletion margin (95% CI)", "insertion margin", "ms per map"]
+        header[5:5] = ["deletion margin (95% CI)", "insertion margin", "ms per map"]
     where = "[below](#overlays)" if detailed else "[docs/models.md](docs/models.md#overlays)"
     lines = [f"\nOverlays on {sample.tiles} grouped test tiles ({sample.families} families), each model's method chosen on "
              f"validation tiles ({where}):\n", "| | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for name, f in figures.items():
-        cells = [METHOD_LABELS.get(f.method, f.method), f"{f.cells}x{f.cells}", f.ratio_text,
-                 f"{f.border_peak_share:.0%}", "-" if f.randomisation_spearman is None else f"{f.randomisation_spearman:.2f}",
-                 "yes" if f.passes else "no (a caution instead)"]
+        cells = [METHOD_LABELS.get(f.method, f.method), f"{f.cells}x{f.cells}", f.ratio_text, f.other_tile_text,
+                 f.mean_map_text, f"{f.border_peak_share:.0%}",
+                 "-" if f.randomisation_spearman is None else f"{f.randomisation_spearman:.2f}",
+                 "yes" if f.is_evidence else "no (a caution instead)"]
         if detailed:
-            cells[3:3] = [f.deletion_margin_text, f"{f.insertion_margin:+.3f}", f"{f.milliseconds_per_map:.0f}"]
+            cells[5:5] = [f.deletion_margin_text, f"{f.insertion_margin:+.3f}", f"{f.milliseconds_per_map:.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

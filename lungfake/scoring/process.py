@@ -78,9 +78,9 @@ def _serve(connection, which: str, folder: str | None) -> None:
         connection.send(_answer(scorer, *request[1:]))
 
 
-def _answer(scorer, images: list[np.ndarray], names: list[str] | None, explain: bool, tta: bool) -> tuple:
+def _answer(scorer, images: list[np.ndarray], names: list[str] | None, explain: bool, tta: bool, precise: bool) -> tuple:
     try:
-        return "scores", [replace(score, rgb=None) for score in scorer.score(images, names, explain, tta)]
+        return "scores", [replace(score, rgb=None) for score in scorer.score(images, names, explain, tta, precise)]
     except LungfakeError as exc:
         return "error", exc
     except Exception as exc:  # the process keeps serving; the caller gets the failure, logged with its traceback
@@ -151,12 +151,12 @@ class ScoringProcess:
         return list(self._served)
 
     def score(self, images: list[np.ndarray], names: list[str] | None = None, explain: bool = False,
-              tta: bool = False) -> list:
+              tta: bool = False, precise: bool = False) -> list:
         """Scorer.score, run in the models' process: a list of ImageScore."""
         self.wait_until_ready()
         with self._lock:
             try:
-                self._connection.send(("score", list(images), names, explain, tta))
+                self._connection.send(("score", list(images), names, explain, tta, precise))
                 kind, payload = self._connection.recv()
             except (EOFError, OSError):
                 raise ScoringProcessError("The models' process stopped (out of memory?); reload the page to start "

@@ -63,7 +63,7 @@ class ModelScore:
     @property
     def overlay_is_evidence(self) -> bool:
         """Whether the overlay passed the faithfulness test on validation tiles (else it is shown behind a caution)."""
-        return self.overlay_trust is not None and self.overlay_trust.passes
+        return self.overlay_trust is not None and self.overlay_trust.is_evidence
 
     @property
     def predicted(self) -> str:
@@ -178,6 +178,17 @@ def ensemble_note(calibration: EnsembleCalibration, names: dict[str, str]) -> st
     return f"The ensemble is {how}, then its own temperature ({calibration.temperature:.2f}, fitted on validation tiles)."
 
 
+def precise_overlay_note(entries) -> str | None:
+    """What the precise overlays are and about how long they take for these registry entries (None: none has one)."""
+    precise = [entry.as_precise() for entry in entries if entry.precise_method]
+    if not precise:
+        return None
+    measured = [entry.trust.milliseconds_per_map for entry in precise if entry.trust and entry.trust.milliseconds_per_map]
+    took = f" About {sum(measured) / 1000:.0f} s for {len(precise)} models." if len(measured) == len(precise) else ""
+    return ("Each part of the tile is blurred in turn and each model scores every version: the overlay shows where "
+            f"blurring lowered its confidence most.{took}")
+
+
 def csv_text(scores: list[ImageScore], failures: list[tuple[str, str]] | None = None) -> str:
     """One row per image and model (and the ensemble); a file that could not be scored gets one row with its error."""
     out = io.StringIO()
@@ -205,6 +216,7 @@ class ServedModel:
 
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
+        self._precise: LoadedModel | None = None
         # One scoring at a time per model: the app serves many sessions from threads, and on two cores
         # queuing them costs no throughput while keeping memory flat and every result identical.
         self.lock = threading.Lock()
@@ -216,6 +228,14 @@ class ServedModel:
     @property
     def name(self) -> str:
         return self.entry.display_name or self.entry.arch
+
+    def explained_by(self, precise: bool) -> LoadedModel:
+        """The model read with its default overlay, or with its precise one (the slower overlay offered on request)."""
+        if not precise:
+            return self.loaded
+        if self._precise is None:
+            self._precise = self.loaded.with_entry(self.entry.as_precise())
+        return self._precise
 
     def warn_below(self) -> float:
         return float(self.entry.low_confidence.get("threshold", DEFAULT_WARNING_CONFIDENCE))
@@ -259,7 +279,8 @@ class Scorer:
         return self.scale.views(images) if self.scale else [unscaled_view(rgb) for rgb in images]
 
     def score(self, images: list[np.ndarray], names: list[str] | None = None, explain: bool = False,
-              tta: bool = False) -> list[ImageScore]:
+              tta: bool = False, precise: bool = False) -> list[ImageScore]:
+        """Every image scored by every model; explain: with each model's overlay, its precise one if precise."""
         names = names or [f"image {i + 1}" for i in range(len(images))]
         views = self.views(images)
         inputs: dict[int, np.ndarray] = {}
@@ -268,24 +289,27 @@ class Scorer:
             size = model.entry.input_size
             if size not in inputs:
                 inputs[size] = np.stack([to_model_input(view.pixels, size) for view in views])
-            per_model[model.entry.arch], features[model.entry.arch] = self._score_model(model, inputs[size], explain, tta)
+            per_model[model.entry.arch], features[model.entry.arch] = self._score_model(model, inputs[size], explain, tta,
+                                                                                        precise)
         verdicts = self.screen.assess([view.pixels for view in views], features, inputs)
         return [ImageScore(names[i], images[i], {arch: _on_image(scores[i], views[i]) for arch, scores in per_model.items()},
                            verdicts[i], self.ensemble_calibration, views[i].factor) for i in range(len(images))]
 
-    def _score_model(self, model: ServedModel, pixels: np.ndarray, explain: bool, tta: bool) -> tuple[list[ModelScore], np.ndarray]:
+    def _score_model(self, model: ServedModel, pixels: np.ndarray, explain: bool, tta: bool,
+                     precise: bool = False) -> tuple[list[ModelScore], np.ndarray]:
         from lungfake.explain.cam import heatmap, run_explained
 
-        entry, probabilities, features, heatmaps = model.entry, [], [], []
+        loaded = model.explained_by(precise and explain)
+        entry, probabilities, features, heatmaps = loaded.entry, [], [], []
         step = EXPLAIN_BATCH if explain else BATCH
         with model.lock:
             for start in range(0, len(pixels), step):
                 chunk = pixels[start : start + step]
-                outputs, class_maps = run_explained(model.loaded, chunk) if explain else (model.loaded.run(chunk), None)
+                outputs, class_maps = run_explained(loaded, chunk) if explain else (loaded.run(chunk), None)
                 chunk_probabilities = outputs[PROBABILITIES]
                 if tta:  # the first view is the chunk itself, whose probabilities are already there
                     views = dihedral_views(chunk)[1:]
-                    chunk_probabilities = np.mean([chunk_probabilities] + [model.loaded.forward(view)[1] for view in views], axis=0)
+                    chunk_probabilities = np.mean([chunk_probabilities] + [loaded.forward(view)[1] for view in views], axis=0)
                 features.append(outputs[POOLED])
                 probabilities.append(chunk_probabilities)
                 if explain:  # of the predicted class (the temperature keeps it), by the registered method (cam.py)

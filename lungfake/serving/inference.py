@@ -45,8 +45,11 @@ class LoadedModel:
         return cls(entry, interpreter)
 
     def with_entry(self, entry: ModelEntry) -> LoadedModel:
-        """The same open file read as another entry describes it (another explanation method, say)."""
-        return LoadedModel(entry, self._interpreter)
+        """The same open file read as another entry describes it (another explanation method, say); it shares the
+        interpreter's lock, since the interpreter still runs one call at a time."""
+        clone = LoadedModel(entry, self._interpreter)
+        clone._lock = self._lock
+        return clone
 
     def _check_signature(self) -> None:
         entry, inputs, outputs = self.entry, self._runner.get_input_details(), self._runner.get_output_details()

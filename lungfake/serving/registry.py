@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lungfake.classes import CLASS_NAMES
@@ -17,13 +17,20 @@ REGISTRY_NAME = "registry.json"  # named in messages only; WeightsStore owns the
 
 # The overlay methods a registry entry may name (explain.cam makes them; evaluation.explanation_check chooses one)
 GRADCAM, STITCHED, SCORECAM = "gradcam", "gradcam-stitched", "scorecam"
+OCCLUSION, RISE = "occlusion", "rise"  # perturbation maps: slower, offered on request
 METHOD_LABELS = {GRADCAM: "Grad-CAM (last layer)", STITCHED: "Grad-CAM (last layer, shift-and-stitch, 2x finer)",
-                 SCORECAM: "Score-CAM (stride-16 layer)"}
+                 SCORECAM: "Score-CAM (stride-16 layer)", OCCLUSION: "Occlusion (each part of the tile blurred in turn)",
+                 RISE: "RISE (random parts of the tile blurred, many times)"}
 
 
 @dataclass(frozen=True)
 class OverlayTrust:
-    """What the registry keeps of a model's overlay measured on validation tiles, and what every caption says."""
+    """What the registry keeps of a model's overlay measured on validation tiles, and what every caption says.
+
+    Two tests (explain.faithfulness): faithful, where blurring the highlighted fifth of a tile costs the model at least
+    twice what a random fifth costs (passes); and specific to the tile, where it also costs at least twice what
+    blurring the fifth highlighted on another tile costs, and the maps are not mostly the model's mean map
+    (tile_specific). Only a map that passes both is shown as evidence of what the model used on this tile."""
     method: str
     tiles: int
     cells: int
@@ -32,12 +39,25 @@ class OverlayTrust:
     deletion_margin_ci95: list[float]
     border_peak_share: float
     passes: bool
+    own_vs_other_ratio: float | None = None  # None: the tile-specific test was not run
+    own_vs_other_ratio_ci95: list[float] | None = None
+    mean_map_correlation: float | None = None
+    tile_specific: bool | None = None
+    milliseconds_per_map: float | None = None  # as measured, on the machine that ran `explanations`
 
     @classmethod
     def of(cls, figures) -> OverlayTrust:
         """From a method's measured figures (explain.faithfulness.Faithfulness)."""
+        specific = figures.specificity
         return cls(figures.method, figures.tiles, figures.cells, figures.top_fifth_ratio, figures.deletion_margin,
-                   list(figures.deletion_margin_ci95), figures.border_peak_share, figures.passes)
+                   list(figures.deletion_margin_ci95), figures.border_peak_share, figures.passes,
+                   specific.own_vs_other_ratio if specific else None,
+                   list(specific.own_vs_other_ratio_ci95) if specific else None,
+                   specific.mean_map_correlation if specific else None, figures.tile_specific, figures.milliseconds_per_map)
+
+    @property
+    def is_evidence(self) -> bool:
+        return self.passes and self.tile_specific is True
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -45,12 +65,22 @@ class OverlayTrust:
     def caption(self) -> str:
         """Under the overlay, in plain words: the method and what it was measured to be worth."""
         method = f"{METHOD_LABELS.get(self.method, self.method)}, {self.cells}x{self.cells} cells"
-        if self.passes:
-            return (f"{method}. On {self.tiles} validation tiles, blurring the highlighted fifth lowered this model's "
-                    f"confidence {self.top_fifth_ratio:.1f} times as much as blurring a random fifth.")
-        return (f"{method}. Not evidence: on {self.tiles} validation tiles, blurring the highlighted fifth lowered this "
-                f"model's confidence only {self.top_fifth_ratio:.1f} times as much as blurring a random fifth, so the "
-                "map does not show what the model used.")
+        tested = f"on {self.tiles} validation tiles, blurring the highlighted fifth lowered this model's confidence"
+        if not self.passes:
+            return (f"{method}. Not evidence: {tested} only {self.top_fifth_ratio:.1f} times as much as blurring a random "
+                    "fifth, so the map does not show what the model used.")
+        if self.tile_specific is None:
+            return (f"{method}. Caution: {tested} {self.top_fifth_ratio:.1f} times as much as blurring a random fifth, "
+                    "but whether the map is specific to each tile was not measured.")
+        against_other = f"{self.own_vs_other_ratio:.1f} times as much as blurring the fifth highlighted on another tile"
+        if not self.tile_specific:
+            return (f"{method}. Caution, not evidence about this tile: on {self.tiles} validation tiles this model's maps "
+                    f"were not specific to their tile (blurring the highlighted fifth lowered its confidence {against_other}; "
+                    f"the maps' correlation with their average was {self.mean_map_correlation:.2f}; they peaked in the "
+                    f"outer eighth on {self.border_peak_share:.0%} of tiles). The map shows where this model tends to look "
+                    "on any tile more than what it found on this one.")
+        return (f"{method}. {tested[0].upper()}{tested[1:]} {self.top_fifth_ratio:.1f} times as much as blurring a random "
+                f"fifth, and {against_other}: the map is about this tile.")
 
 
 @dataclass(frozen=True)
@@ -70,6 +100,9 @@ class ModelEntry:
     explanation_method: str = "gradcam"  # cam.py's method for this model's overlay, chosen on val by `explanations`
     overlay_trust: dict = field(default_factory=dict)  # that method's faithfulness on val (faithfulness.OverlayTrust)
     scorecam_layer: str = ""  # the stride-16 layer whose activations the file also gives (model_file.ACTIVATIONS), if any
+    # the slower overlay offered on request (the score page's button), chosen and measured on val like the default one
+    precise_method: str = ""
+    precise_overlay_trust: dict = field(default_factory=dict)
 
     @property
     def explanation_layer(self) -> str:
@@ -80,6 +113,12 @@ class ModelEntry:
     def trust(self):
         """How far this model's overlay can be trusted (OverlayTrust), or None before it was measured."""
         return OverlayTrust(**self.overlay_trust) if self.overlay_trust else None
+
+    def as_precise(self) -> ModelEntry:
+        """This entry with its precise overlay in place of the default one (itself where it has none)."""
+        if not self.precise_method:
+            return self
+        return replace(self, explanation_method=self.precise_method, overlay_trust=self.precise_overlay_trust)
 
     def to_json(self) -> dict:
         payload = asdict(self)
@@ -137,15 +176,20 @@ def update_calibration(arch: str, temperature: float, low_confidence: dict, fold
     _write_registry_file(path, payload)
 
 
-def update_explanation(arch: str, method: str, overlay_trust: dict, folder: Path | None = None) -> None:
-    """Record a model's overlay method and its faithfulness on validation tiles (the model file is unchanged)."""
-    if method not in METHOD_LABELS:
-        raise RegistryError(f"Unknown explanation method {method!r}; choose one of {', '.join(METHOD_LABELS)}.")
+def update_explanation(arch: str, method: str, overlay_trust: dict, folder: Path | None = None,
+                       precise: tuple[str, dict] | None = None) -> None:
+    """Record a model's overlay method and its faithfulness on validation tiles, and those of its precise overlay
+    (method, trust) where given (the model file is unchanged)."""
+    for name in (method, *(precise[:1] if precise else ())):
+        if name not in METHOD_LABELS:
+            raise RegistryError(f"Unknown explanation method {name!r}; choose one of {', '.join(METHOD_LABELS)}.")
     path = WeightsStore.resolve(folder).registry
     payload = _read_registry_file(path)
     if arch not in payload.get("models", {}):
         raise RegistryError(f"No model {arch!r} in the registry to record an explanation for.")
     payload["models"][arch].update(explanation_method=method, overlay_trust=overlay_trust)
+    if precise:
+        payload["models"][arch].update(precise_method=precise[0], precise_overlay_trust=precise[1])
     _write_registry_file(path, payload)
 
 
@@ -219,9 +263,10 @@ def _checked_models(raw: dict) -> dict[str, ModelEntry]:
     """The registry's model entries, each checked against what this lungfake knows."""
     entries = {arch: ModelEntry(arch=arch, **{**spec, "class_names": tuple(spec["class_names"])}) for arch, spec in raw.items()}
     for entry in entries.values():
-        if entry.explanation_method not in METHOD_LABELS:
-            raise RegistryError(f"Registry entry {entry.arch} names explanation method {entry.explanation_method!r}; "
-                                f"this lungfake knows {', '.join(METHOD_LABELS)}.")
+        for method in filter(None, (entry.explanation_method, entry.precise_method)):
+            if method not in METHOD_LABELS:
+                raise RegistryError(f"Registry entry {entry.arch} names explanation method {method!r}; "
+                                    f"this lungfake knows {', '.join(METHOD_LABELS)}.")
         if entry.explanation_method == SCORECAM and not entry.scorecam_layer:
             raise RegistryError(f"Registry entry {entry.arch} names Score-CAM but no scorecam_layer; export the model "
                                 "again (python -m lungfake export) and run python -m lungfake explanations.")
