@@ -59,6 +59,9 @@ OCCLUSION_CELLS, OCCLUSION_SPAN = 8, 2
 # RISE: RISE_MASKS random masks, each blurring RISE_SHARE of the tile in smooth blobs of about a RISE_CELLS-th of its
 # side (chosen on validation tiles, docs/decisions.md "Tile-specific overlays"); the same masks for every tile
 RISE_MASKS, RISE_CELLS, RISE_SHARE = 64, 16, 0.5
+# perturbed views go through the file this many at a time: the interpreter keeps buffers for the largest batch it has
+# run, and 64 views of a 224 px tile held about a gigabyte more for the rest of the process's life
+PERTURBATION_BATCH = 16
 
 
 def gradcam(class_map: np.ndarray, input_size: int) -> np.ndarray:
@@ -167,14 +170,20 @@ def occlusion_cells(drops: np.ndarray, cells: int = OCCLUSION_CELLS, span: int =
     return (total / count).astype(np.float32)
 
 
+def calibrated_probabilities(loaded: LoadedModel, views: np.ndarray) -> np.ndarray:
+    """The calibrated probabilities of perturbed views, PERTURBATION_BATCH at a time."""
+    return np.concatenate([apply_temperature(loaded.run(views[start : start + PERTURBATION_BATCH])[PROBABILITIES],
+                                             loaded.entry.temperature)
+                           for start in range(0, len(views), PERTURBATION_BATCH)])
+
+
 def occlusion_class_maps(loaded: LoadedModel, pixels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """(n, cells, cells, classes): how far each class's calibrated probability falls when each part of the tile is
-    blurred (the evidence measured directly from the file), one call of it per input; probabilities are the inputs' own
-    (uncalibrated)."""
-    temperature, maps = loaded.entry.temperature, []
+    blurred (the evidence measured directly from the file), each input's 49 views through the file PERTURBATION_BATCH at a
+    time; probabilities are the inputs' own (uncalibrated)."""
+    maps = []
     for image, own in zip(pixels, apply_temperature(probabilities, loaded.entry.temperature)):
-        occluded = apply_temperature(loaded.run(occlusion_views(image))[PROBABILITIES], temperature)
-        maps.append(occlusion_cells(own[None] - occluded))
+        maps.append(occlusion_cells(own[None] - calibrated_probabilities(loaded, occlusion_views(image))))
     return np.stack(maps)
 
 
@@ -197,8 +206,8 @@ def rise_masks(size: int, count: int = RISE_MASKS, cells: int = RISE_CELLS, shar
 
 def rise_class_maps(loaded: LoadedModel, pixels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """(n, size, size, classes): for every pixel, how much more each class's calibrated probability fell in the RISE
-    views that blurred it than in those that left it (the covariance of the fall with the mask), one call of the file
-    per input; probabilities are the inputs' own (uncalibrated)."""
+    views that blurred it than in those that left it (the covariance of the fall with the mask), each input's views
+    through the file PERTURBATION_BATCH at a time; probabilities are the inputs' own (uncalibrated)."""
     size, temperature = pixels.shape[1], loaded.entry.temperature
     masks = rise_masks(size)
     centred = (masks - masks.mean(axis=0)).reshape(len(masks), -1)
@@ -206,7 +215,7 @@ def rise_class_maps(loaded: LoadedModel, pixels: np.ndarray, probabilities: np.n
     maps = []
     for image, own in zip(pixels, apply_temperature(probabilities, temperature)):
         views = image + blend * (blurred(image) - image)
-        falls = own[None] - apply_temperature(loaded.run(views)[PROBABILITIES], temperature)
+        falls = own[None] - calibrated_probabilities(loaded, views)
         maps.append(((falls - falls.mean(axis=0)).T @ centred / len(masks)).T.reshape(size, size, -1))
     return np.stack(maps).astype(np.float32)
 
@@ -218,7 +227,7 @@ def run_explained(loaded: LoadedModel, pixels: np.ndarray) -> tuple[dict[str, np
     """(the file's outputs for these model inputs, their class maps by the registered method). Stitched: from one
     call of the file, the shifted views riding along with the inputs, so the interpreter keeps one batch shape
     (changing it costs more than the views themselves). Score-CAM: a second call, whose masks come from the first.
-    Occlusion and RISE: a call of their own per input, with its perturbed views."""
+    Occlusion and RISE: calls of their own per input, with its perturbed views."""
     if loaded.entry.explanation_method in PERTURBATION_MAPS:
         outputs = loaded.run(pixels)
         maps = PERTURBATION_MAPS[loaded.entry.explanation_method](loaded, np.asarray(pixels, np.float32), outputs[PROBABILITIES])
