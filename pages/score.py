@@ -60,7 +60,7 @@ def show_precise_overlays(tile_score, key, tta: bool, opacity: float) -> None:
                                                                    icon=":material/center_focus_strong:"):
         return
     st.session_state["precise_key"] = key
-    with st.spinner("Blurring each part of the tile in turn..."):
+    with st.spinner("Scoring blurred copies of the tile..."):
         explained = computed_once("precise_score", key, lambda: scorer().score(
             [tile_score.rgb], [tile_score.name], explain=True, tta=tta, precise=True)[0])
     for column, score in zip(st.columns(len(explained.models)), explained.models.values()):

@@ -183,3 +183,19 @@ def test_the_registry_records_a_precise_overlay_and_refuses_one_it_does_not_know
     entry = load_registry(store)["tiny"]
     assert entry.explanation_method == "gradcam" and entry.precise_method == RISE
     assert entry.as_precise().explanation_method == RISE and entry.as_precise().trust == _trust(method=RISE)
+
+
+def test_the_precise_overlays_note_says_what_they_are_and_how_long_they_take(tiny_weights):
+    from dataclasses import replace
+
+    from lungfake.scoring.scoring import precise_overlay_note
+    from lungfake.serving.registry import load_registry
+
+    entry = load_registry(tiny_weights)["tiny"]
+    assert precise_overlay_note([entry]) is None  # no precise overlay registered: nothing offered
+    timed = [replace(entry, precise_method=RISE, precise_overlay_trust=_trust(method=RISE, milliseconds_per_map=ms).to_json())
+             for ms in (1500.0, 900.0, 1000.0)]
+    note = precise_overlay_note(timed)
+    assert "blurring lowered its confidence most" in note and note.endswith("About 3 s for 3 models.")
+    untimed = replace(timed[0], precise_overlay_trust=_trust(method=RISE, milliseconds_per_map=None).to_json())
+    assert "About" not in precise_overlay_note([untimed, *timed[1:]])  # no guess where one was not measured

@@ -62,7 +62,8 @@ class ModelScore:
 
     @property
     def overlay_is_evidence(self) -> bool:
-        """Whether the overlay passed the faithfulness test on validation tiles (else it is shown behind a caution)."""
+        """Whether the overlay passed the faithfulness and tile-specific tests on validation tiles (else it is shown
+        behind a caution)."""
         return self.overlay_trust is not None and self.overlay_trust.is_evidence
 
     @property
@@ -185,8 +186,8 @@ def precise_overlay_note(entries) -> str | None:
         return None
     measured = [entry.trust.milliseconds_per_map for entry in precise if entry.trust and entry.trust.milliseconds_per_map]
     took = f" About {sum(measured) / 1000:.0f} s for {len(precise)} models." if len(measured) == len(precise) else ""
-    return ("Each part of the tile is blurred in turn and each model scores every version: the overlay shows where "
-            f"blurring lowered its confidence most.{took}")
+    return ("Each model scores many copies of the tile, each with other parts blurred: the overlay shows where blurring "
+            f"lowered its confidence most.{took}")
 
 
 def csv_text(scores: list[ImageScore], failures: list[tuple[str, str]] | None = None) -> str:
