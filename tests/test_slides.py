@@ -148,6 +148,18 @@ def test_the_summary_names_a_subtype_only_where_the_tiles_agree_on_it(tiny_weigh
     assert not result.summary()["cancer_found"] and result.summary()["subtype"] is None
 
 
+def test_a_reproducible_summary_says_nothing_of_how_long_the_slide_took(tiny_weights, mosaic, monkeypatch):
+    """Two runs take different times: with SOURCE_DATE_EPOCH set their reports must still match byte for byte."""
+    with SlideFile(mosaic[0].path) as slide:
+        result = map_slide(Scorer.load(folder=tiny_weights), slide, plan_slide(slide), suspicious=0)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    assert f"scored in {result.summary()['seconds']:.0f} s:" in result.summary_text()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1796601600")
+    text = result.summary_text()
+    result.tiles.seconds += 7.0
+    assert " scored: " in text and result.summary_text() == text
+
+
 def _cli(*args, weights=None):
     return subprocess.run([sys.executable, "-m", "lungfake", "slide", *map(str, args),
                            *(["--weights-dir", str(weights)] if weights else [])],

@@ -59,11 +59,19 @@ def app_version() -> str:
             return "unknown"
 
 
-def generation_time() -> dt.datetime:
-    """Now, or the time SOURCE_DATE_EPOCH states (the reproducible-builds convention), so that the same input can give
-    byte-identical reports (a cohort's slides against each slide mapped alone)."""
+def reproducible() -> bool:
+    """Whether SOURCE_DATE_EPOCH asks for reproducible reports (the reproducible-builds convention): the same input
+    then gives byte-identical reports (a cohort's slides against each slide mapped alone), so no report states how
+    long anything took."""
     stated = os.environ.get("SOURCE_DATE_EPOCH")
-    return dt.datetime.fromtimestamp(int(stated), dt.UTC) if stated and stated.isdigit() else dt.datetime.now(dt.UTC)
+    return bool(stated and stated.isdigit())
+
+
+def generation_time() -> dt.datetime:
+    """Now, or the time SOURCE_DATE_EPOCH states (reproducible)."""
+    if reproducible():
+        return dt.datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), dt.UTC)
+    return dt.datetime.now(dt.UTC)
 
 
 def image_uri(rgb: np.ndarray, max_side: int = 640) -> str:

@@ -25,7 +25,7 @@ from skimage.morphology import remove_small_objects
 
 from lungfake.classes import CLASS_NAMES, colour_of, display_name, is_cancer
 from lungfake.errors import SlideReadError, SlideTooLongError
-from lungfake.reports.case_report import CaseReport
+from lungfake.reports.case_report import CaseReport, reproducible
 from lungfake.reports.region import (
     CLOSING_SHARE_OF_TILE,
     LC25000_TILE_MICRONS,
@@ -176,8 +176,9 @@ class SlideResult:
         found = (f"carcinoma called on {s['carcinoma_tiles']} tiles" if s["cancer_found"] else "no carcinoma called")
         subtype = (f"; the tiles given a subtype agree on {s['subtype']}" if s["subtype"]
                    else "; no subtype is named for the slide (mixed, or withheld)" if s["cancer_found"] else "")
+        took = "" if reproducible() else f" in {s['seconds']:.0f} s"  # a time would make two runs' reports differ
         return (f"{s['tissue_tiles']} tissue tiles ({s['tissue_mm2']:.1f} mm2 of tissue, tiles of {s['tile_pixels']} px at "
-                f"{s['microns_per_pixel']:g} um/px from {s['scale_from']}) scored in {s['seconds']:.0f} s: {found}{subtype}. "
+                f"{s['microns_per_pixel']:g} um/px from {s['scale_from']}) scored{took}: {found}{subtype}. "
                 f"Tiles: {verdicts}. Subtype withheld on {s['subtype_withheld_tiles']} tiles; "
                 f"{s['refused_tiles']} tiles refused as not lung H&E.")
 
