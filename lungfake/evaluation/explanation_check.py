@@ -54,8 +54,8 @@ PRECISE_CANDIDATES = (OCCLUSION, RISE)  # the overlay offered on request
 EXTRA_PASSES = {GRADCAM: 0, STITCHED: STITCH_PHASES**2, SCORECAM: SCORECAM_CHANNELS + 1,
                 OCCLUSION: (OCCLUSION_CELLS - OCCLUSION_SPAN + 1) ** 2, RISE: RISE_MASKS}
 MAX_EXTRA_PASSES = SCORECAM_CHANNELS + 1
-# the precise overlay's budget: 64 passes of each model, about 3 s for the three on two cores (issue 53 allows 5 s)
-MAX_PRECISE_PASSES = 64
+# the precise overlay's budget: RISE's 64 passes of each model, about 3 s for the three on two cores (issue 53 allows 5 s)
+MAX_PRECISE_PASSES = RISE_MASKS
 VAL_EVERY, TEST_EVERY = 27, 12  # every 27th validation tile (100), every 12th grouped test tile (119)
 RANDOMISATION_TILES = 40
 

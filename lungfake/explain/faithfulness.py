@@ -150,6 +150,12 @@ def family_interval(values: np.ndarray, families: np.ndarray, statistic=np.mean,
     return [round(float(low), 4), round(float(high), 4)]
 
 
+def ratio_with_interval(ratio: float, interval: list[float]) -> str:
+    """A ratio with its 95% interval, as tables show it: x3.5 (2.3-11.7)."""
+    low, high = interval
+    return f"x{ratio:.1f} ({low:.1f}-{high:.1f})"
+
+
 @dataclass(frozen=True)
 class TileSpecificity:
     """How much a model's maps say about their own tile: the highlighted fifth against another tile's map and against
@@ -221,23 +227,21 @@ class Faithfulness:
     @property
     def ratio_text(self) -> str:
         """The highlighted fifth against a random fifth with its interval, as tables show it: x3.5 (2.3-11.7)."""
-        low, high = self.top_fifth_ratio_ci95
-        return f"x{self.top_fifth_ratio:.1f} ({low:.1f}-{high:.1f})"
+        return ratio_with_interval(self.top_fifth_ratio, self.top_fifth_ratio_ci95)
 
     @property
     def other_tile_text(self) -> str:
         """The highlighted fifth against the fifth another tile's map highlights, as tables show it."""
-        if self.specificity is None:
-            return "not measured"
-        low, high = self.specificity.own_vs_other_ratio_ci95
-        return f"x{self.specificity.own_vs_other_ratio:.1f} ({low:.1f}-{high:.1f})"
+        specific = self.specificity
+        return "not measured" if specific is None else ratio_with_interval(specific.own_vs_other_ratio,
+                                                                           specific.own_vs_other_ratio_ci95)
 
     @property
     def smooth_random_text(self) -> str:
-        if self.specificity is None:
-            return "not measured"
-        low, high = self.specificity.own_vs_smooth_ratio_ci95
-        return f"x{self.specificity.own_vs_smooth_ratio:.1f} ({low:.1f}-{high:.1f})"
+        """The highlighted fifth against random maps as smooth as the shown one, as tables show it."""
+        specific = self.specificity
+        return "not measured" if specific is None else ratio_with_interval(specific.own_vs_smooth_ratio,
+                                                                           specific.own_vs_smooth_ratio_ci95)
 
     @property
     def mean_map_text(self) -> str:
